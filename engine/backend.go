@@ -1,0 +1,149 @@
+package engine
+
+// Backend runs the engine's ops on one device. It is the union of two small
+// interfaces: Memory (tensors in and out) and Ops (the forward op set).
+// Training will add a GradOps interface beside Ops rather than change this
+// one.
+//
+// Ops are asynchronous: a call may return before the work is done, and an
+// error the device reports is kept and returned by the next Sync or Read.
+// Shape mismatches are programmer errors and panic (see Check* in ops.go).
+// Every op writes into a destination tensor the caller allocated, so
+// buffers can be reused across steps; a destination must not alias an input
+// unless the op's doc allows it.
+type Backend interface {
+	Memory
+	Ops
+	// Name names the backend and its device, e.g. "gl (NVIDIA H200)".
+	Name() string
+	// Sync waits for all queued work and returns the first error since the
+	// last Sync.
+	Sync() error
+	// Close frees the device. The backend must not be used afterwards.
+	Close() error
+}
+
+// Memory moves tensors between the host and a backend.
+type Memory interface {
+	// New allocates a tensor with undefined contents.
+	New(dtype DType, shape ...int) *Tensor
+	// Write copies host values into t, rounding to t's dtype.
+	// len(src) must equal t.Numel().
+	Write(t *Tensor, src []float32)
+	// WriteRaw copies little-endian bytes already in t's dtype
+	// (len = Numel*DType.Size()), e.g. straight from a checkpoint.
+	WriteRaw(t *Tensor, src []byte)
+	// Read returns t's values as float32, waiting for queued work.
+	Read(t *Tensor) ([]float32, error)
+	// Free releases t's storage; t and its reshaped views must not be used
+	// afterwards.
+	Free(t *Tensor)
+}
+
+// Ops is the forward op set. Every op does float32 arithmetic; any tensor
+// marked "F16 allowed" may be stored as F16. Unless noted, inputs and the
+// destination are F32.
+type Ops interface {
+	// MatMul: dst[b] = alpha * op(a[b]) x op(b[b]) + bias, batched.
+	// a [B, M, K] (or [B, K, M] with TransA); b [Bb, K, N] (or [Bb, N, K]
+	// with TransB) where Bb is B or 1 (shared, e.g. a weight); bias [N] or
+	// nil; dst [B, M, N]. b and bias: F16 allowed. Rank-2 operands are
+	// batch 1.
+	MatMul(dst, a, b, bias *Tensor, p MatMulParams)
+	// Conv2D: cross-correlation as in torch. x [N, C, H, W]; w [OC, C, KH,
+	// KW] (F16 allowed); bias [OC] or nil (F16 allowed); dst [N, OC, OH, OW].
+	Conv2D(dst, x, w, bias *Tensor, p Conv2DParams)
+	// GroupNorm normalises x [N, C, ...] over groups of C/Groups channels
+	// and all trailing axes, then applies gamma, beta [C] (F16 allowed) and
+	// optionally SiLU. dst has x's shape.
+	GroupNorm(dst, x, gamma, beta *Tensor, p GroupNormParams)
+	// LayerNorm normalises over the last axis and applies gamma, beta
+	// [last] (F16 allowed). dst has x's shape.
+	LayerNorm(dst, x, gamma, beta *Tensor, eps float32)
+	// Softmax over the last axis. dst has x's shape; dst may be x.
+	Softmax(dst, x *Tensor)
+	// Attention: multi-head softmax(q kᵀ * scale) v, never materialising
+	// the score matrix. q [B, Nq, H*D]; k, v [B, Nk, H*D]; dst [B, Nq, H*D].
+	Attention(dst, q, k, v *Tensor, p AttentionParams)
+	// Unary applies an activation elementwise. dst has x's shape; dst may
+	// be x.
+	Unary(dst, x *Tensor, op UnaryOp)
+	// GEGLU: x [..., 2F] is split into value and gate halves along the last
+	// axis; dst [..., F] = value * gelu(gate).
+	GEGLU(dst, x *Tensor)
+	// Binary: dst = a op b with numpy broadcasting (shapes aligned on the
+	// right, extents 1 stretched). dst may be a or b when it has their
+	// shape. b: F16 allowed.
+	Binary(dst, a, b *Tensor, op BinaryOp)
+	// Scale: dst = x * s + c elementwise. dst may be x.
+	Scale(dst, x *Tensor, s, c float32)
+	// Upsample2x: nearest neighbour, x [N, C, H, W], dst [N, C, 2H, 2W].
+	Upsample2x(dst, x *Tensor)
+	// Concat along axis 1: a [N, Ca, ...], b [N, Cb, ...] with equal
+	// trailing axes; dst [N, Ca+Cb, ...].
+	Concat(dst, a, b *Tensor)
+	// Transpose swaps the last two axes: x [B, R, C], dst [B, C, R].
+	Transpose(dst, x *Tensor)
+	// TimestepEmbedding: sinusoidal embedding of t [B] (as diffusers'
+	// get_timestep_embedding). dst [B, Dim].
+	TimestepEmbedding(dst, t *Tensor, p TimestepParams)
+}
+
+// MatMulParams configure MatMul. The zero value means alpha 1, no
+// transposes.
+type MatMulParams struct {
+	TransA, TransB bool
+	Alpha          float32 // 0 means 1
+}
+
+// Conv2DParams configure Conv2D. Zero strides mean 1.
+type Conv2DParams struct {
+	StrideH, StrideW int
+	PadH, PadW       int
+}
+
+// GroupNormParams configure GroupNorm.
+type GroupNormParams struct {
+	Groups int
+	Eps    float32
+	SiLU   bool // apply x*sigmoid(x) after the affine transform
+}
+
+// AttentionParams configure Attention.
+type AttentionParams struct {
+	Heads  int
+	Scale  float32 // 0 means 1/sqrt(headDim)
+	Causal bool    // query i sees keys 0..i only (CLIP's text encoder)
+}
+
+// TimestepParams configure TimestepEmbedding, with diffusers' names.
+type TimestepParams struct {
+	Dim                int
+	FlipSinToCos       bool    // [cos, sin] instead of [sin, cos]
+	DownscaleFreqShift float32 // SD: 0 in the U-Net (freq_shift)
+	MaxPeriod          float32 // 0 means 10000
+}
+
+// UnaryOp selects an activation.
+type UnaryOp uint8
+
+const (
+	SiLU      UnaryOp = iota // x * sigmoid(x)
+	GELU                     // x * Φ(x), with erf (not the tanh approximation)
+	QuickGELU                // x * sigmoid(1.702 x), CLIP ViT-L's activation
+)
+
+func (op UnaryOp) String() string {
+	return [...]string{"silu", "gelu", "quick_gelu"}[op]
+}
+
+// BinaryOp selects an elementwise binary op.
+type BinaryOp uint8
+
+const (
+	Add BinaryOp = iota
+	Mul
+	Sub
+)
+
+func (op BinaryOp) String() string { return [...]string{"add", "mul", "sub"}[op] }
