@@ -1,0 +1,144 @@
+package conformance
+
+import (
+	"fmt"
+	"testing"
+
+	"glimmer/engine"
+)
+
+// mmVariant is one combination of MatMul's options beyond the sizes.
+type mmVariant struct {
+	name   string
+	shared bool         // one b for all batches (rank 2, like a weight)
+	bias   bool         // add a bias [N]
+	alpha  float32      // 0 means 1
+	wtype  engine.DType // dtype of b and bias
+}
+
+var mmVariants = []mmVariant{
+	{name: "plain"},
+	{name: "bias_alpha", bias: true, alpha: 0.37},
+	{name: "shared_bias", shared: true, bias: true},
+	{name: "shared_bias_alpha_f16", shared: true, bias: true, alpha: -1.25, wtype: engine.F16},
+	{name: "alpha_f16", alpha: 2, wtype: engine.F16},
+}
+
+func (s *suite) testMatMul(t *testing.T) {
+	sizes := []struct{ batch, m, n, k int }{
+		{1, 1, 1, 1},
+		{2, 3, 5, 7},
+		{3, 17, 13, 29},
+		{4, 7, 77, 40},
+		{1, 130, 257, 19}, // crosses 128x128 output tiles and 8-deep K tiles: 1.3 MFLOP
+		{2, 5, 9, 300},    // K > 256
+		{1, 33, 70, 513},  // K > 512, crosses K tiles of any power-of-two size: 2.4 MFLOP
+	}
+	for _, sz := range sizes {
+		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+			for _, v := range mmVariants {
+				name := fmt.Sprintf("b%d_m%d_n%d_k%d_%s_%s", sz.batch, sz.m, sz.n, sz.k, transName(tr), v.name)
+				s.run(t, "MatMul", name, func(c *tcase) {
+					c.matMul(sz.batch, sz.m, sz.n, sz.k, tr[0], tr[1], v)
+				})
+			}
+		}
+	}
+}
+
+func transName(tr [2]bool) string {
+	n := []byte("NN")
+	if tr[0] {
+		n[0] = 'T'
+	}
+	if tr[1] {
+		n[1] = 'T'
+	}
+	return string(n)
+}
+
+// matMul runs one MatMul case. With batch 1 and a shared b, every operand
+// is rank 2.
+func (c *tcase) matMul(batch, m, n, k int, transA, transB bool, v mmVariant) {
+	aShape := []int{batch, m, k}
+	if transA {
+		aShape = []int{batch, k, m}
+	}
+	bShape := []int{batch, k, n}
+	if transB {
+		bShape = []int{batch, n, k}
+	}
+	dShape := []int{batch, m, n}
+	if v.shared {
+		bShape = bShape[1:]
+		if batch == 1 {
+			aShape, dShape = aShape[1:], dShape[1:]
+		}
+	}
+	a, av := c.randn(engine.F32, aShape...)
+	b, bv := c.randn(v.wtype, bShape...)
+	var bias *engine.Tensor
+	var biasv []float64
+	if v.bias {
+		bias, biasv = c.randn(v.wtype, n)
+	}
+	dst := c.out(dShape...)
+	c.be.MatMul(dst, a, b, bias, engine.MatMulParams{TransA: transA, TransB: transB, Alpha: v.alpha})
+	alpha := float64(v.alpha)
+	if alpha == 0 {
+		alpha = 1
+	}
+	c.expect(dst, refMatMul(av, bv, biasv, batch, m, n, k, transA, transB, v.shared || batch == 1, alpha), nmseGEMM)
+}
+
+func (s *suite) testConv2D(t *testing.T) {
+	shapes := []struct {
+		name string
+		convShape
+	}{
+		{"1x1", convShape{n: 2, c: 5, h: 7, w: 9, oc: 6, kh: 1, kw: 1, sh: 1, sw: 1}},
+		{"1x1_wide", convShape{n: 1, c: 19, h: 3, w: 21, oc: 3, kh: 1, kw: 1, sh: 1, sw: 1}},
+		{"3x3_pad1", convShape{n: 1, c: 3, h: 11, w: 13, oc: 7, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1}},
+		{"3x3_pad1_batch", convShape{n: 2, c: 8, h: 9, w: 6, oc: 5, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1}},
+		{"3x3_pad0", convShape{n: 1, c: 2, h: 6, w: 5, oc: 3, kh: 3, kw: 3, sh: 1, sw: 1}},
+		// The VAE encoder's downsample (after an explicit pad) and the
+		// U-Net's, on odd and even extents.
+		{"3x3_stride2_pad0", convShape{n: 1, c: 4, h: 9, w: 12, oc: 3, kh: 3, kw: 3, sh: 2, sw: 2}},
+		{"3x3_stride2_pad1", convShape{n: 2, c: 5, h: 10, w: 7, oc: 4, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1}},
+		{"4x4", convShape{n: 1, c: 3, h: 10, w: 11, oc: 5, kh: 4, kw: 4, sh: 1, sw: 1}},
+		{"4x4_stride2_pad1", convShape{n: 1, c: 2, h: 9, w: 13, oc: 3, kh: 4, kw: 4, sh: 2, sw: 2, ph: 1, pw: 1}},
+		{"5x3_stride1x2_pad2x1", convShape{n: 1, c: 3, h: 8, w: 10, oc: 2, kh: 5, kw: 3, sh: 1, sw: 2, ph: 2, pw: 1}},
+		{"kernel_is_image", convShape{n: 2, c: 3, h: 3, w: 5, oc: 4, kh: 3, kw: 5, sh: 1, sw: 1}},
+		// 131 output channels by 272 pixels crosses 128x128 output tiles,
+		// 2 MFLOP.
+		{"3x3_pad1_tiles", convShape{n: 1, c: 3, h: 16, w: 17, oc: 131, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1}},
+		// K = 29·9 = 261 > 256.
+		{"3x3_pad1_deep", convShape{n: 1, c: 29, h: 10, w: 13, oc: 9, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1}},
+	}
+	variants := []struct {
+		name  string
+		bias  bool
+		wtype engine.DType
+	}{{"nobias", false, engine.F32}, {"bias", true, engine.F32}, {"bias_f16", true, engine.F16}, {"nobias_f16", false, engine.F16}}
+	for _, sh := range shapes {
+		for _, v := range variants {
+			cs := sh.convShape
+			s.run(t, "Conv2D", sh.name+"_"+v.name, func(c *tcase) {
+				x, xv := c.randn(engine.F32, cs.n, cs.c, cs.h, cs.w)
+				w, wv := c.randn(v.wtype, cs.oc, cs.c, cs.kh, cs.kw)
+				var bias *engine.Tensor
+				var biasv []float64
+				if v.bias {
+					bias, biasv = c.randn(v.wtype, cs.oc)
+				}
+				dst := c.out(cs.n, cs.oc, cs.outH(), cs.outW())
+				p := engine.Conv2DParams{StrideH: cs.sh, StrideW: cs.sw, PadH: cs.ph, PadW: cs.pw}
+				if v.name == "nobias" && cs.sh == 1 && cs.sw == 1 {
+					p.StrideH, p.StrideW = 0, 0 // zero strides mean 1
+				}
+				c.be.Conv2D(dst, x, w, bias, p)
+				c.expect(dst, refConv2D(xv, wv, biasv, cs), nmseGEMM)
+			})
+		}
+	}
+}

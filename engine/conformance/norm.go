@@ -1,0 +1,146 @@
+package conformance
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"glimmer/engine"
+)
+
+func (s *suite) testGroupNorm(t *testing.T) {
+	cases := []struct {
+		shape  []int // [N, C, ...]
+		groups int
+		mean   float64 // offset of the input, to catch a variance taken as E[x²]-E[x]² carelessly
+	}{
+		{[]int{2, 6, 5, 7}, 3, 0},
+		{[]int{1, 12, 4, 9}, 12, 0}, // groups == channels
+		{[]int{3, 8, 3, 5}, 1, 0},   // one group: the whole image
+		{[]int{1, 64, 5, 3}, 32, 0}, // SD's 32 groups, 2 channels each
+		{[]int{2, 10, 13}, 5, 0},    // rank 3
+		{[]int{1, 6, 11, 13}, 2, 3}, // off-centre input
+	}
+	for _, tc := range cases {
+		for _, silu := range []bool{false, true} {
+			for _, wt := range []engine.DType{engine.F32, engine.F16} {
+				name := fmt.Sprintf("%v_g%d_mean%g_silu%v%s", engine.Shape(tc.shape), tc.groups, tc.mean, silu, dtypeName(wt))
+				s.run(t, "GroupNorm", name, func(c *tcase) {
+					ch := tc.shape[1]
+					x, xv := c.randnScaled(engine.F32, 1, tc.mean, tc.shape...)
+					gamma, gv := c.randn(wt, ch)
+					beta, bv := c.randn(wt, ch)
+					dst := c.out(tc.shape...)
+					const eps = 1e-5
+					c.be.GroupNorm(dst, x, gamma, beta, engine.GroupNormParams{Groups: tc.groups, Eps: eps, SiLU: silu})
+					spatial := x.Numel() / (tc.shape[0] * ch)
+					c.expect(dst, refGroupNorm(xv, gv, bv, tc.shape[0], ch, spatial, tc.groups, float64(float32(eps)), silu), nmseNorm)
+				})
+			}
+		}
+	}
+}
+
+func (s *suite) testLayerNorm(t *testing.T) {
+	shapes := [][]int{{3, 5, 33}, {1, 77, 40}, {2, 3, 768}, {7, 1}, {13}}
+	for _, shape := range shapes {
+		for _, wt := range []engine.DType{engine.F32, engine.F16} {
+			s.run(t, "LayerNorm", fmt.Sprint(engine.Shape(shape), dtypeName(wt)), func(c *tcase) {
+				cols := shape[len(shape)-1]
+				x, xv := c.randnScaled(engine.F32, 2, 0.5, shape...)
+				gamma, gv := c.randn(wt, cols)
+				beta, bv := c.randn(wt, cols)
+				dst := c.out(shape...)
+				const eps = 1e-5
+				c.be.LayerNorm(dst, x, gamma, beta, eps)
+				c.expect(dst, refLayerNorm(xv, gv, bv, cols, float64(float32(eps))), nmseNorm)
+			})
+		}
+	}
+}
+
+func (s *suite) testSoftmax(t *testing.T) {
+	cases := []struct {
+		shape []int
+		sd    float64 // spread of the logits; 30 overflows exp unless the max is subtracted
+	}{
+		{[]int{3, 7, 77}, 1},
+		{[]int{1, 1000}, 1},
+		{[]int{5, 1}, 1},
+		{[]int{2, 3, 13}, 30},
+		{[]int{4, 130}, 30},
+	}
+	for _, tc := range cases {
+		s.run(t, "Softmax", fmt.Sprintf("%v_sd%g", engine.Shape(tc.shape), tc.sd), func(c *tcase) {
+			x, xv := c.randnScaled(engine.F32, tc.sd, 0, tc.shape...)
+			dst := c.out(tc.shape...)
+			c.be.Softmax(dst, x)
+			c.expect(dst, refSoftmax(xv, tc.shape[len(tc.shape)-1]), nmseSoftmax)
+		})
+	}
+}
+
+// attnCase is one Attention problem.
+type attnCase struct {
+	b, nq, nk, heads, dim int
+	causal                bool
+	scale                 float32 // 0: the default 1/sqrt(dim)
+}
+
+func (a attnCase) name() string {
+	n := fmt.Sprintf("b%d_q%d_k%d_h%d_d%d", a.b, a.nq, a.nk, a.heads, a.dim)
+	if a.causal {
+		n += "_causal"
+	}
+	if a.scale != 0 {
+		n += fmt.Sprintf("_scale%g", a.scale)
+	}
+	return n
+}
+
+func (s *suite) testAttention(t *testing.T) {
+	cases := []attnCase{
+		// Self-attention, Nq == Nk.
+		{b: 2, nq: 13, nk: 13, heads: 2, dim: 4},
+		{b: 1, nq: 17, nk: 17, heads: 3, dim: 8},
+		{b: 1, nq: 9, nk: 9, heads: 1, dim: 40},
+		{b: 2, nq: 7, nk: 7, heads: 2, dim: 64},
+		{b: 1, nq: 70, nk: 70, heads: 2, dim: 40}, // keys cross 64-wide blocks
+		{b: 1, nq: 5, nk: 5, heads: 1, dim: 80},
+		{b: 1, nq: 3, nk: 3, heads: 2, dim: 160},
+		{b: 1, nq: 1, nk: 1, heads: 1, dim: 4},
+		// Cross-attention onto 77 text tokens (and other key counts).
+		{b: 2, nq: 19, nk: 77, heads: 2, dim: 8},
+		{b: 1, nq: 11, nk: 77, heads: 1, dim: 40},
+		{b: 1, nq: 33, nk: 77, heads: 2, dim: 64},
+		{b: 1, nq: 6, nk: 77, heads: 1, dim: 80},
+		{b: 1, nq: 4, nk: 77, heads: 2, dim: 160},
+		{b: 2, nq: 5, nk: 130, heads: 2, dim: 4},
+		{b: 1, nq: 9, nk: 3, heads: 3, dim: 8},
+		// Causal, as CLIP's text encoder.
+		{b: 2, nq: 11, nk: 11, heads: 2, dim: 8, causal: true},
+		{b: 1, nq: 77, nk: 77, heads: 1, dim: 64, causal: true},
+		{b: 1, nq: 66, nk: 66, heads: 3, dim: 4, causal: true},
+		// An explicit scale.
+		{b: 1, nq: 10, nk: 21, heads: 2, dim: 8, scale: 0.3},
+	}
+	for _, ac := range cases {
+		s.run(t, "Attention", ac.name(), func(c *tcase) {
+			c.attention(ac)
+		})
+	}
+}
+
+func (c *tcase) attention(ac attnCase) {
+	width := ac.heads * ac.dim
+	q, qv := c.randn(engine.F32, ac.b, ac.nq, width)
+	k, kv := c.randn(engine.F32, ac.b, ac.nk, width)
+	v, vv := c.randn(engine.F32, ac.b, ac.nk, width)
+	dst := c.out(ac.b, ac.nq, width)
+	c.be.Attention(dst, q, k, v, engine.AttentionParams{Heads: ac.heads, Scale: ac.scale, Causal: ac.causal})
+	scale := float64(ac.scale)
+	if scale == 0 {
+		scale = 1 / math.Sqrt(float64(ac.dim))
+	}
+	c.expect(dst, refAttention(qv, kv, vv, ac.b, ac.nq, ac.nk, ac.heads, ac.dim, scale, ac.causal), nmseSoftmax)
+}
