@@ -1,0 +1,18 @@
+package cpu_test
+
+import (
+	"testing"
+
+	"glimmer/engine"
+	"glimmer/engine/conformance"
+	"glimmer/engine/cpu"
+)
+
+func newBackend() engine.Backend { return cpu.New() }
+
+// TestConformance holds every op to the float64 reference.
+func TestConformance(t *testing.T) { conformance.Run(t, newBackend) }
+
+// BenchmarkOps times every op at an SD-like size (GLIMMER_BENCH_BIG=1 adds
+// a 4096³ MatMul).
+func BenchmarkOps(b *testing.B) { conformance.Bench(b, newBackend) }
