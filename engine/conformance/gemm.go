@@ -108,6 +108,11 @@ func (s *suite) testConv2D(t *testing.T) {
 		{"4x4", convShape{n: 1, c: 3, h: 10, w: 11, oc: 5, kh: 4, kw: 4, sh: 1, sw: 1}},
 		{"4x4_stride2_pad1", convShape{n: 1, c: 2, h: 9, w: 13, oc: 3, kh: 4, kw: 4, sh: 2, sw: 2, ph: 1, pw: 1}},
 		{"5x3_stride1x2_pad2x1", convShape{n: 1, c: 3, h: 8, w: 10, oc: 2, kh: 5, kw: 3, sh: 1, sw: 2, ph: 2, pw: 1}},
+		{"1x1_pad1", convShape{n: 1, c: 3, h: 4, w: 5, oc: 2, kh: 1, kw: 1, sh: 1, sw: 1, ph: 1, pw: 1}},
+		{"1x1_stride2", convShape{n: 2, c: 3, h: 7, w: 6, oc: 4, kh: 1, kw: 1, sh: 2, sw: 2}},
+		{"1x3", convShape{n: 1, c: 4, h: 5, w: 8, oc: 3, kh: 1, kw: 3, sh: 1, sw: 1}},
+		{"1x3_pad0x1", convShape{n: 1, c: 4, h: 5, w: 8, oc: 3, kh: 1, kw: 3, sh: 1, sw: 1, pw: 1}},
+		{"3x1_stride2x1", convShape{n: 1, c: 3, h: 9, w: 4, oc: 2, kh: 3, kw: 1, sh: 2, sw: 1}},
 		{"kernel_is_image", convShape{n: 2, c: 3, h: 3, w: 5, oc: 4, kh: 3, kw: 5, sh: 1, sw: 1}},
 		// 131 output channels by 272 pixels crosses 128x128 output tiles,
 		// 2 MFLOP.

@@ -10,31 +10,36 @@ import (
 
 func (s *suite) testGroupNorm(t *testing.T) {
 	cases := []struct {
-		shape  []int // [N, C, ...]
-		groups int
-		mean   float64 // offset of the input, to catch a variance taken as E[x²]-E[x]² carelessly
+		shape    []int // [N, C, ...]
+		groups   int
+		sd, mean float64 // of the input
+		eps      float32
 	}{
-		{[]int{2, 6, 5, 7}, 3, 0},
-		{[]int{1, 12, 4, 9}, 12, 0}, // groups == channels
-		{[]int{3, 8, 3, 5}, 1, 0},   // one group: the whole image
-		{[]int{1, 64, 5, 3}, 32, 0}, // SD's 32 groups, 2 channels each
-		{[]int{2, 10, 13}, 5, 0},    // rank 3
-		{[]int{1, 6, 11, 13}, 2, 3}, // off-centre input
+		{[]int{2, 6, 5, 7}, 3, 1, 0, 1e-5},
+		{[]int{1, 12, 4, 9}, 12, 1, 0, 1e-6}, // groups == channels
+		{[]int{3, 8, 3, 5}, 1, 1, 0, 1e-5},   // one group: the whole image
+		{[]int{1, 64, 5, 3}, 32, 1, 0, 1e-6}, // SD's 32 groups, 2 channels each
+		{[]int{2, 10, 13}, 5, 1, 0, 1e-5},    // rank 3
+		// Off centre: a variance taken as E[x²] - E[x]² in float32
+		// loses digits here.
+		{[]int{1, 6, 11, 13}, 2, 1, 3, 1e-5},
+		// Variance 1e-5 of the order of eps, so eps must sit inside the
+		// square root.
+		{[]int{2, 4, 3, 7}, 2, 0.003, 0, 1e-5},
 	}
 	for _, tc := range cases {
 		for _, silu := range []bool{false, true} {
 			for _, wt := range []engine.DType{engine.F32, engine.F16} {
-				name := fmt.Sprintf("%v_g%d_mean%g_silu%v%s", engine.Shape(tc.shape), tc.groups, tc.mean, silu, dtypeName(wt))
+				name := fmt.Sprintf("%v_g%d_sd%g_mean%g_eps%g_silu%v%s", engine.Shape(tc.shape), tc.groups, tc.sd, tc.mean, tc.eps, silu, dtypeName(wt))
 				s.run(t, "GroupNorm", name, func(c *tcase) {
 					ch := tc.shape[1]
-					x, xv := c.randnScaled(engine.F32, 1, tc.mean, tc.shape...)
+					x, xv := c.randnScaled(engine.F32, tc.sd, tc.mean, tc.shape...)
 					gamma, gv := c.randn(wt, ch)
 					beta, bv := c.randn(wt, ch)
 					dst := c.out(tc.shape...)
-					const eps = 1e-5
-					c.be.GroupNorm(dst, x, gamma, beta, engine.GroupNormParams{Groups: tc.groups, Eps: eps, SiLU: silu})
+					c.be.GroupNorm(dst, x, gamma, beta, engine.GroupNormParams{Groups: tc.groups, Eps: tc.eps, SiLU: silu})
 					spatial := x.Numel() / (tc.shape[0] * ch)
-					c.expect(dst, refGroupNorm(xv, gv, bv, tc.shape[0], ch, spatial, tc.groups, float64(float32(eps)), silu), nmseNorm)
+					c.expect(dst, refGroupNorm(xv, gv, bv, tc.shape[0], ch, spatial, tc.groups, float64(tc.eps), silu), nmseNorm)
 				})
 			}
 		}
@@ -42,15 +47,25 @@ func (s *suite) testGroupNorm(t *testing.T) {
 }
 
 func (s *suite) testLayerNorm(t *testing.T) {
-	shapes := [][]int{{3, 5, 33}, {1, 77, 40}, {2, 3, 768}, {7, 1}, {13}}
-	for _, shape := range shapes {
+	cases := []struct {
+		shape []int
+		sd    float64 // of the input; 0.003 makes the variance of the order of eps
+	}{
+		{[]int{3, 5, 33}, 2},
+		{[]int{1, 77, 40}, 2},
+		{[]int{2, 3, 768}, 2},
+		{[]int{7, 1}, 2}, // one column: the output is beta
+		{[]int{13}, 2},
+		{[]int{4, 19}, 0.003},
+	}
+	for _, tc := range cases {
 		for _, wt := range []engine.DType{engine.F32, engine.F16} {
-			s.run(t, "LayerNorm", fmt.Sprint(engine.Shape(shape), dtypeName(wt)), func(c *tcase) {
-				cols := shape[len(shape)-1]
-				x, xv := c.randnScaled(engine.F32, 2, 0.5, shape...)
+			s.run(t, "LayerNorm", fmt.Sprintf("%v_sd%g%s", engine.Shape(tc.shape), tc.sd, dtypeName(wt)), func(c *tcase) {
+				cols := tc.shape[len(tc.shape)-1]
+				x, xv := c.randnScaled(engine.F32, tc.sd, 0.5, tc.shape...)
 				gamma, gv := c.randn(wt, cols)
 				beta, bv := c.randn(wt, cols)
-				dst := c.out(shape...)
+				dst := c.out(tc.shape...)
 				const eps = 1e-5
 				c.be.LayerNorm(dst, x, gamma, beta, eps)
 				c.expect(dst, refLayerNorm(xv, gv, bv, cols, float64(float32(eps))), nmseNorm)
@@ -62,13 +77,13 @@ func (s *suite) testLayerNorm(t *testing.T) {
 func (s *suite) testSoftmax(t *testing.T) {
 	cases := []struct {
 		shape []int
-		sd    float64 // spread of the logits; 30 overflows exp unless the max is subtracted
+		sd    float64 // spread of the logits
 	}{
 		{[]int{3, 7, 77}, 1},
 		{[]int{1, 1000}, 1},
 		{[]int{5, 1}, 1},
-		{[]int{2, 3, 13}, 30},
-		{[]int{4, 130}, 30},
+		{[]int{2, 3, 13}, 30}, // exp overflows float32 unless the max is subtracted
+		{[]int{4, 130}, 400},  // ... and float64
 	}
 	for _, tc := range cases {
 		s.run(t, "Softmax", fmt.Sprintf("%v_sd%g", engine.Shape(tc.shape), tc.sd), func(c *tcase) {
@@ -85,6 +100,7 @@ type attnCase struct {
 	b, nq, nk, heads, dim int
 	causal                bool
 	scale                 float32 // 0: the default 1/sqrt(dim)
+	sharp                 bool    // q·30: scores overflow exp unless the max is subtracted
 }
 
 func (a attnCase) name() string {
@@ -94,6 +110,9 @@ func (a attnCase) name() string {
 	}
 	if a.scale != 0 {
 		n += fmt.Sprintf("_scale%g", a.scale)
+	}
+	if a.sharp {
+		n += "_sharp"
 	}
 	return n
 }
@@ -123,6 +142,9 @@ func (s *suite) testAttention(t *testing.T) {
 		{b: 1, nq: 66, nk: 66, heads: 3, dim: 4, causal: true},
 		// An explicit scale.
 		{b: 1, nq: 10, nk: 21, heads: 2, dim: 8, scale: 0.3},
+		// Scores spread over hundreds: exp overflows without the max.
+		{b: 1, nq: 7, nk: 77, heads: 2, dim: 40, sharp: true},
+		{b: 1, nq: 9, nk: 9, heads: 1, dim: 8, causal: true, sharp: true},
 	}
 	for _, ac := range cases {
 		s.run(t, "Attention", ac.name(), func(c *tcase) {
@@ -133,7 +155,11 @@ func (s *suite) testAttention(t *testing.T) {
 
 func (c *tcase) attention(ac attnCase) {
 	width := ac.heads * ac.dim
-	q, qv := c.randn(engine.F32, ac.b, ac.nq, width)
+	qsd := 1.0
+	if ac.sharp {
+		qsd = 30
+	}
+	q, qv := c.randnScaled(engine.F32, qsd, 0, ac.b, ac.nq, width)
 	k, kv := c.randn(engine.F32, ac.b, ac.nk, width)
 	v, vv := c.randn(engine.F32, ac.b, ac.nk, width)
 	dst := c.out(ac.b, ac.nq, width)
