@@ -140,6 +140,10 @@ func (s *suite) testAttention(t *testing.T) {
 		{b: 2, nq: 11, nk: 11, heads: 2, dim: 8, causal: true},
 		{b: 1, nq: 77, nk: 77, heads: 1, dim: 64, causal: true},
 		{b: 1, nq: 66, nk: 66, heads: 3, dim: 4, causal: true},
+		// Head sizes that are not a multiple of 4.
+		{b: 1, nq: 7, nk: 9, heads: 3, dim: 5},
+		{b: 2, nq: 5, nk: 77, heads: 2, dim: 6},
+		{b: 1, nq: 13, nk: 13, heads: 2, dim: 3, causal: true},
 		// An explicit scale.
 		{b: 1, nq: 10, nk: 21, heads: 2, dim: 8, scale: 0.3},
 		// Scores spread over hundreds: exp overflows without the max.
