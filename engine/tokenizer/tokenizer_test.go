@@ -388,3 +388,28 @@ func FuzzEncode(f *testing.F) {
 		}
 	})
 }
+
+// TestConcurrentEncode: one tokenizer serves several goroutines (the UI
+// and a generation job); run with -race.
+func TestConcurrentEncode(t *testing.T) {
+	tok := loadGz(t)
+	want := tok.Encode(tricky[0].text)
+	done := make(chan []int)
+	for range 4 {
+		go func() {
+			var got []int
+			for range 50 {
+				for _, c := range tricky {
+					tok.Encode(c.text)
+				}
+				got = tok.Encode(tricky[0].text)
+			}
+			done <- got
+		}()
+	}
+	for range 4 {
+		if got := <-done; !slices.Equal(got, want) {
+			t.Errorf("got %v, want %v", got, want)
+		}
+	}
+}
