@@ -54,8 +54,13 @@ func (g *gemmOp) run(be *Backend) {
 	if mc == 0 {
 		mc = gemmMC
 	}
-	mt := (g.m + mc - 1) / mc
 	nt := (g.n + gemmNC - 1) / gemmNC
+	// Too few tasks leave workers idle (a 320-channel convolution on a
+	// small image is 12 tiles): split rows finer, down to 16 per task.
+	for mc > 16 && g.batch*((g.m+mc-1)/mc)*nt < 2*be.workers {
+		mc /= 2
+	}
+	mt := (g.m + mc - 1) / mc
 	tasks := g.batch * mt * nt
 	if tasks == 0 {
 		return
