@@ -227,34 +227,67 @@ func (v *vocab) word(piece string) []int {
 // bpe applies the merges to one non-empty piece, as CLIP's bpe(): find the
 // adjacent pair with the lowest rank, merge every occurrence of it from
 // left to right, repeat until no adjacent pair has a rank.
+//
+// The rank of each adjacent pair is kept in ranks[i] (for syms[i],
+// syms[i+1]) and only looked up again next to a merge, so a long word
+// costs a linear scan per merge step rather than a map lookup per pair.
 func (v *vocab) bpe(piece string) []int {
-	syms := make([]int32, len(piece))
-	for i := 0; i < len(piece); i++ {
+	const none = ^uint32(0)
+	n := len(piece)
+	syms := make([]int32, n)
+	for i := 0; i < n; i++ {
 		syms[i] = v.byteID[piece[i]]
 	}
-	syms[len(syms)-1] = v.byteEndID[piece[len(piece)-1]]
+	syms[n-1] = v.byteEndID[piece[n-1]]
+	ranks := make([]uint32, n) // ranks[i]: pair (i, i+1); the last is unused
+	merged := make([]int32, n) // the pair's merged symbol
+	rank := func(i int) {
+		if m, ok := v.merges[pairKey(syms[i], syms[i+1])]; ok {
+			ranks[i], merged[i] = m.rank, m.id
+		} else {
+			ranks[i] = none
+		}
+	}
+	for i := 0; i+1 < n; i++ {
+		rank(i)
+	}
 	for len(syms) > 1 {
-		best, at := merge{rank: ^uint32(0)}, -1
-		for i := 0; i+1 < len(syms); i++ {
-			if m, ok := v.merges[pairKey(syms[i], syms[i+1])]; ok && m.rank < best.rank {
-				best, at = m, i
+		at := -1
+		best := none
+		for i, r := range ranks[:len(syms)-1] {
+			if r < best {
+				best, at = r, i
 			}
 		}
 		if at < 0 {
 			break
 		}
-		a, b := syms[at], syms[at+1]
-		out := syms[:at] // the pairs before the first occurrence stay
+		a, b, m := syms[at], syms[at+1], merged[at]
+		// Merge every occurrence left to right, compacting in place (the
+		// write index never passes the read index). fresh marks output
+		// positions whose pairs must be ranked again.
+		w := at
+		var fresh []int
 		for i := at; i < len(syms); {
 			if i+1 < len(syms) && syms[i] == a && syms[i+1] == b {
-				out = append(out, best.id)
+				syms[w] = m
+				fresh = append(fresh, w)
 				i += 2
 			} else {
-				out = append(out, syms[i])
+				syms[w], ranks[w], merged[w] = syms[i], ranks[i], merged[i]
 				i++
 			}
+			w++
 		}
-		syms = out
+		syms = syms[:w]
+		for _, k := range fresh {
+			if k > 0 {
+				rank(k - 1)
+			}
+			if k+1 < len(syms) {
+				rank(k)
+			}
+		}
 	}
 	ids := make([]int, len(syms))
 	for i, s := range syms {

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -412,4 +413,78 @@ func TestConcurrentEncode(t *testing.T) {
 			t.Errorf("got %v, want %v", got, want)
 		}
 	}
+}
+
+// bpeOracle is CLIP's bpe() written plainly: look every adjacent pair up,
+// merge all occurrences of the lowest-ranked one, repeat. bpe must match it.
+func bpeOracle(v *vocab, piece string) []int {
+	syms := make([]int32, len(piece))
+	for i := 0; i < len(piece); i++ {
+		syms[i] = v.byteID[piece[i]]
+	}
+	syms[len(syms)-1] = v.byteEndID[piece[len(piece)-1]]
+	for len(syms) > 1 {
+		best, at := merge{rank: ^uint32(0)}, -1
+		for i := 0; i+1 < len(syms); i++ {
+			if m, ok := v.merges[pairKey(syms[i], syms[i+1])]; ok && m.rank < best.rank {
+				best, at = m, i
+			}
+		}
+		if at < 0 {
+			break
+		}
+		var out []int32
+		for i := 0; i < len(syms); {
+			if i+1 < len(syms) && syms[i] == syms[at] && syms[i+1] == syms[at+1] {
+				out = append(out, best.id)
+				i += 2
+			} else {
+				out = append(out, syms[i])
+				i++
+			}
+		}
+		syms = out
+	}
+	ids := make([]int, len(syms))
+	for i, s := range syms {
+		ids[i] = int(s)
+	}
+	return ids
+}
+
+// TestBPEOracle: the incremental bpe agrees with the plain algorithm on
+// long and repetitive words, where the bookkeeping is most exercised.
+func TestBPEOracle(t *testing.T) {
+	tok := loadGz(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	words := []string{"aaaaaaaaa", "abababababa", "lllllooooolll", strings.Repeat("🔥", 9)}
+	for range 300 {
+		alphabet := []string{"a", "b", "e", "r", "t", "s", "in", "the", "ing", "é", "😀"}[:2+r.IntN(9)]
+		var b strings.Builder
+		for range 1 + r.IntN(200) {
+			b.WriteString(alphabet[r.IntN(len(alphabet))])
+		}
+		words = append(words, b.String())
+	}
+	for _, w := range words {
+		if got, want := tok.v.bpe(w), bpeOracle(tok.v, w); !slices.Equal(got, want) {
+			t.Fatalf("bpe(%q)\n got %v\nwant %v", w, got, want)
+		}
+	}
+}
+
+// FuzzBPE compares bpe with the oracle on arbitrary byte strings.
+func FuzzBPE(f *testing.F) {
+	tok := loadGz(f)
+	f.Add("hello")
+	f.Add("aaaaaaaaaaaaaaaa")
+	f.Add("supercalifragilisticexpialidocious")
+	f.Fuzz(func(t *testing.T, w string) {
+		if w == "" || len(w) > 2000 {
+			return
+		}
+		if got, want := tok.v.bpe(w), bpeOracle(tok.v, w); !slices.Equal(got, want) {
+			t.Fatalf("bpe(%q)\n got %v\nwant %v", w, got, want)
+		}
+	})
 }
