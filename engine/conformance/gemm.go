@@ -10,7 +10,8 @@ import (
 // mmVariant is one combination of MatMul's options beyond the sizes.
 type mmVariant struct {
 	name   string
-	shared bool         // one b for all batches (rank 2, like a weight)
+	shared bool         // one b for all batches: rank 2, like a weight
+	batch1 bool         // ... given as rank 3 with batch 1 instead
 	bias   bool         // add a bias [N]
 	alpha  float32      // 0 means 1
 	wtype  engine.DType // dtype of b and bias
@@ -20,7 +21,7 @@ var mmVariants = []mmVariant{
 	{name: "plain"},
 	{name: "bias_alpha", bias: true, alpha: 0.37},
 	{name: "shared_bias", shared: true, bias: true},
-	{name: "shared_bias_alpha_f16", shared: true, bias: true, alpha: -1.25, wtype: engine.F16},
+	{name: "shared_batch1_bias_alpha_f16", shared: true, batch1: true, bias: true, alpha: -1.25, wtype: engine.F16},
 	{name: "alpha_f16", alpha: 2, wtype: engine.F16},
 }
 
@@ -32,7 +33,7 @@ func (s *suite) testMatMul(t *testing.T) {
 		{4, 7, 77, 40},
 		{1, 130, 257, 19}, // crosses 128x128 output tiles and 8-deep K tiles: 1.3 MFLOP
 		{2, 5, 9, 300},    // K > 256
-		{1, 33, 70, 513},  // K > 512, crosses K tiles of any power-of-two size: 2.4 MFLOP
+		{1, 33, 70, 513},  // K > 512: crosses K tiles of every power-of-two size up to 512; 2.4 MFLOP
 	}
 	for _, sz := range sizes {
 		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
@@ -57,8 +58,8 @@ func transName(tr [2]bool) string {
 	return string(n)
 }
 
-// matMul runs one MatMul case. With batch 1 and a shared b, every operand
-// is rank 2.
+// matMul runs one MatMul case. With batch 1 and a rank-2 shared b, every
+// operand is rank 2.
 func (c *tcase) matMul(batch, m, n, k int, transA, transB bool, v mmVariant) {
 	aShape := []int{batch, m, k}
 	if transA {
@@ -69,7 +70,10 @@ func (c *tcase) matMul(batch, m, n, k int, transA, transB bool, v mmVariant) {
 		bShape = []int{batch, n, k}
 	}
 	dShape := []int{batch, m, n}
-	if v.shared {
+	switch {
+	case v.shared && v.batch1:
+		bShape[0] = 1
+	case v.shared:
 		bShape = bShape[1:]
 		if batch == 1 {
 			aShape, dShape = aShape[1:], dShape[1:]

@@ -8,9 +8,10 @@ import "sync"
 //
 // with C_b row-major [M, N]. The loops are ordered i, k, j: two rows of C
 // are updated from four rows of B at a time, so the innermost loop runs over
-// contiguous memory in C and B and does 16 flops per 4 loads of B (the
-// compiler does not vectorise; this shape is what keeps scalar SSE units
-// busy, about 10 GFLOP/s per core on Zen 4). Work is tiled into tasks of
+// contiguous memory in C and B and does 16 flops per 4 loads of B and a
+// load and store of each C row (the compiler does not vectorise; this
+// shape is what kept scalar SSE units busiest among the shapes tried, about
+// 10 GFLOP/s per Zen 4 core with data in L1). Work is tiled into tasks of
 // gemmMC rows by gemmNC columns, and K into blocks of gemmKC, so a block of
 // B (gemmKC x gemmNC floats, 256 KiB) stays in L2 while every row pair of
 // the task streams through it. Tasks are independent and run in parallel.
