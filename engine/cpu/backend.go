@@ -23,13 +23,14 @@ import (
 // usable; call New.
 type Backend struct {
 	workers int // goroutines an op may split into
+	minWork int // work below which an op stays on one goroutine
 }
 
 var _ engine.Backend = (*Backend)(nil)
 
 // New returns a CPU backend that uses runtime.GOMAXPROCS goroutines.
 func New() *Backend {
-	return &Backend{workers: max(runtime.GOMAXPROCS(0), 1)}
+	return &Backend{workers: max(runtime.GOMAXPROCS(0), 1), minWork: minParallelWork}
 }
 
 // Name reports the backend and its thread count.

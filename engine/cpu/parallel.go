@@ -6,20 +6,22 @@ import (
 )
 
 // minParallelWork is the work (roughly, float32 operations) below which an
-// op stays on the calling goroutine: starting goroutines costs about a
+// op stays on the calling goroutine, by default: starting goroutines costs about a
 // microsecond, the time of a few thousand flops.
 const minParallelWork = 1 << 15
 
 // parallel calls fn(lo, hi) on disjoint ranges that cover [0, n), using up
-// to be.workers goroutines. cost is the approximate work of one index; the
-// ranges are sized so each carries at least minParallelWork and there are a
-// few per worker, handed out dynamically so uneven items balance.
+// to be.workers goroutines. cost is the approximate work of one index: an
+// op with less than be.minWork in all runs inline, and no more goroutines
+// start than there are be.minWork units. The range is cut
+// into up to four chunks per goroutine, handed out dynamically so that
+// uneven items balance.
 func (be *Backend) parallel(n, cost int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
 	}
 	total := n * max(cost, 1)
-	workers := min(be.workers, n, max(total/minParallelWork, 1))
+	workers := min(be.workers, n, max(total/max(be.minWork, 1), 1))
 	if workers <= 1 {
 		fn(0, n)
 		return
