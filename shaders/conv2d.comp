@@ -1,0 +1,66 @@
+// Conv2D as an implicit GEMM, with no im2col buffer: for image g_batch,
+// C[oc, oy*OW+ox] = sum over k = (c, ky, kx) of W[oc, k] * X[c, iy, ix],
+// iy = oy*SH - PH + ky, ix = ox*SW - PW + kx (zero outside the image).
+// Defines: W_F16, HAS_BIAS, BIAS_F16.
+#include "common.glsl"
+
+layout(std430, binding = 0) writeonly buffer Ybuf { float y[]; };
+layout(std430, binding = 1) readonly buffer Xbuf { float x[]; };
+#if W_F16
+layout(std430, binding = 2) readonly buffer Wbuf { uint w_h[]; };
+float w_at(uint i) { return half_at(w_h[i >> 1], i); }
+#else
+layout(std430, binding = 2) readonly buffer Wbuf { float w_f[]; };
+float w_at(uint i) { return w_f[i]; }
+#endif
+#if HAS_BIAS
+#if BIAS_F16
+layout(std430, binding = 3) readonly buffer Biasbuf { uint bias_h[]; };
+float bias_at(uint i) { return half_at(bias_h[i >> 1], i); }
+#else
+layout(std430, binding = 3) readonly buffer Biasbuf { float bias_f[]; };
+float bias_at(uint i) { return bias_f[i]; }
+#endif
+#endif
+
+uniform uint u_M, u_N, u_K;   // OC, OH*OW, C*KH*KW
+uniform int u_C, u_H, u_W;    // input channels and extent
+uniform int u_KH, u_KW, u_OW; // kernel extent, output width
+uniform int u_SH, u_SW, u_PH, u_PW;
+
+#define A_KCONTIG 1
+#define B_NCONTIG 1
+
+float loadA(uint m, uint k);
+float loadB(uint k, uint n);
+void storeC(uint m, uint n, float acc);
+
+#include "gemm_core.glsl"
+
+float loadA(uint m, uint k) {
+	return w_at(m * u_K + k); // W [OC, C*KH*KW]
+}
+
+float loadB(uint k, uint n) {
+	int kk = int(k), nn = int(n);
+	int khw = u_KH * u_KW;
+	int c = kk / khw;
+	int r = kk - c * khw;
+	int ky = r / u_KW;
+	int kx = r - ky * u_KW;
+	int oy = nn / u_OW;
+	int ox = nn - oy * u_OW;
+	int iy = oy * u_SH - u_PH + ky;
+	int ix = ox * u_SW - u_PW + kx;
+	if (iy < 0 || iy >= u_H || ix < 0 || ix >= u_W) return 0.0;
+	return x[((int(g_batch) * u_C + c) * u_H + iy) * u_W + ix]; // X [N, C, H, W]
+}
+
+void storeC(uint m, uint n, float acc) {
+#if HAS_BIAS
+	acc += bias_at(m);
+#endif
+	y[(g_batch * u_M + m) * u_N + n] = acc; // Y [N, OC, OH*OW]
+}
+
+void main() { gemm_tile(); }
