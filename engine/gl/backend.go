@@ -147,7 +147,9 @@ func (b *Backend) init(ctx platformContext) error {
 }
 
 // Name names the backend and its device.
-func (b *Backend) Name() string { return fmt.Sprintf("gl (%s; OpenGL %s; %s)", b.renderer, b.version, b.platform) }
+func (b *Backend) Name() string {
+	return fmt.Sprintf("gl (%s; OpenGL %s; %s)", b.renderer, b.version, b.platform)
+}
 
 // Renderer is the driver's GL_RENDERER string.
 func (b *Backend) Renderer() string { return b.renderer }

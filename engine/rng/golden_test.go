@@ -55,6 +55,9 @@ func readGolden(t testing.TB, path string) *goldenFile {
 		if e.DType != "F32" {
 			continue
 		}
+		if e.Offsets[0] < 0 || e.Offsets[0] > e.Offsets[1] || e.Offsets[1] > int64(len(data)) {
+			t.Fatalf("%s: %s: bad offsets", path, k)
+		}
 		raw := data[e.Offsets[0]:e.Offsets[1]]
 		v := make([]float32, len(raw)/4)
 		for i := range v {
