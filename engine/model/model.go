@@ -152,24 +152,38 @@ func openSingle(path string, opts Options) (*Model, error) {
 		if what := notAModel(keys); what != "" {
 			return nil, &UnsupportedError{Path: path, What: what}
 		}
-		return nil, fmt.Errorf("%s: no Stable Diffusion tensors found (%d tensors, e.g. %s)", base(path), len(keys), sample(keys))
+		s := "s"
+		if len(keys) == 1 {
+			s = ""
+		}
+		return nil, fmt.Errorf("%s: no Stable Diffusion tensors found (%d tensor%s, e.g. %s)", base(path), len(keys), s, sample(keys))
 	}
 	m.Ignored, m.Unexpected = mp.ignored, mp.unexpected
+	for _, part := range []struct{ prefix, what, keys string }{
+		{"unet/", "U-Net", ldmUNet + "*"}, {"vae/", "VAE", ldmVAE + "*"}, {"text_encoder/", "text encoder", "cond_stage_model.*"},
+	} {
+		found := false
+		for _, b := range mp.bindings {
+			if strings.HasPrefix(b.canon, part.prefix) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%s: the file has no %s (no %s tensors); a complete SD 1.x/2.x checkpoint has one", base(path), part.what, part.keys)
+		}
+	}
 	for _, b := range mp.bindings {
 		if err := m.add(src, b); err != nil {
 			return nil, err
 		}
 	}
 	sh := m.shapes()
+	// The text tower tells the family: transformers' CLIP ViT-L is SD 1.x,
+	// OpenCLIP ViT-H is SD 2.x.
 	family := SD1
-	switch mp.textLayout {
-	case "openclip":
+	if mp.textLayout == "openclip" {
 		family = SD2
-	case "":
-		// No text encoder (reported as missing below); guess from the U-Net.
-		if len(sh["unet/down_blocks.0.attentions.0.proj_in.weight"]) == 2 {
-			family = SD2
-		}
 	}
 	cfg := Config{Family: family, Schedule: defaultSchedule(), Tokenizer: defaultTokenizer(family)}
 	if cfg.UNet, err = deriveUNet(sh); err != nil {
