@@ -1,0 +1,100 @@
+package nn
+
+import "glimmer/engine"
+
+// Linear is y = x Wᵀ + b, W [Out, In] as stored in checkpoints.
+type Linear struct {
+	Weight *engine.Tensor // [Out, In]
+	Bias   *engine.Tensor // [Out] or nil
+	In     int
+	Out    int
+}
+
+// NewLinear binds name.weight (and name.bias when bias is set).
+func NewLinear(l *Loader, name string, in, out int, bias bool) *Linear {
+	m := &Linear{In: in, Out: out}
+	m.Weight = l.Tensor(name+".weight", out, in)
+	if bias {
+		m.Bias = l.Tensor(name+".bias", out)
+	}
+	return m
+}
+
+// Forward computes dst [..., Out] from x [..., In].
+func (m *Linear) Forward(b engine.Backend, dst, x *engine.Tensor) {
+	rows := x.Numel() / m.In
+	b.MatMul(dst.Reshape(rows, m.Out), x.Reshape(rows, m.In), m.Weight, m.Bias,
+		engine.MatMulParams{TransB: true}) // [rows, Out]
+}
+
+// Conv2d is a 2-D convolution with a square kernel, as torch's.
+type Conv2d struct {
+	Weight *engine.Tensor // [Out, In, K, K]
+	Bias   *engine.Tensor // [Out] or nil
+	In     int
+	Out    int
+	K      int
+	P      engine.Conv2DParams
+}
+
+// NewConv2d binds name.weight and name.bias.
+func NewConv2d(l *Loader, name string, in, out, k, stride, pad int) *Conv2d {
+	return &Conv2d{
+		Weight: l.Tensor(name+".weight", out, in, k, k),
+		Bias:   l.Tensor(name+".bias", out),
+		In:     in, Out: out, K: k,
+		P: engine.Conv2DParams{StrideH: stride, StrideW: stride, PadH: pad, PadW: pad},
+	}
+}
+
+// OutSize is the output extent for an input extent.
+func (m *Conv2d) OutSize(in int) int {
+	s := max(m.P.StrideH, 1)
+	return engine.ConvOut(in, m.K, s, m.P.PadH)
+}
+
+// Forward computes dst [N, Out, OH, OW] from x [N, In, H, W].
+func (m *Conv2d) Forward(b engine.Backend, dst, x *engine.Tensor) {
+	b.Conv2D(dst, x, m.Weight, m.Bias, m.P)
+}
+
+// GroupNorm normalises groups of channels, optionally followed by SiLU.
+type GroupNorm struct {
+	Weight, Bias *engine.Tensor // [C]
+	Groups       int
+	Eps          float32
+}
+
+// NewGroupNorm binds name.weight and name.bias.
+func NewGroupNorm(l *Loader, name string, groups, channels int, eps float64) *GroupNorm {
+	return &GroupNorm{
+		Weight: l.Tensor(name+".weight", channels),
+		Bias:   l.Tensor(name+".bias", channels),
+		Groups: groups, Eps: float32(eps),
+	}
+}
+
+// Forward normalises x [N, C, ...] into dst; silu fuses the activation.
+func (m *GroupNorm) Forward(b engine.Backend, dst, x *engine.Tensor, silu bool) {
+	b.GroupNorm(dst, x, m.Weight, m.Bias, engine.GroupNormParams{Groups: m.Groups, Eps: m.Eps, SiLU: silu})
+}
+
+// LayerNorm normalises the last axis.
+type LayerNorm struct {
+	Weight, Bias *engine.Tensor // [C]
+	Eps          float32
+}
+
+// NewLayerNorm binds name.weight and name.bias.
+func NewLayerNorm(l *Loader, name string, channels int, eps float64) *LayerNorm {
+	return &LayerNorm{
+		Weight: l.Tensor(name+".weight", channels),
+		Bias:   l.Tensor(name+".bias", channels),
+		Eps:    float32(eps),
+	}
+}
+
+// Forward normalises x [..., C] into dst.
+func (m *LayerNorm) Forward(b engine.Backend, dst, x *engine.Tensor) {
+	b.LayerNorm(dst, x, m.Weight, m.Bias, m.Eps)
+}
