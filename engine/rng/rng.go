@@ -33,9 +33,11 @@
 //     float32 with the Cephes polynomials of avx_mathfun.h (see
 //     boxmuller.go). AVX-512 machines use the same AVX2 kernel: normal_stub
 //     is registered with REGISTER_NO_AVX512_DISPATCH in
-//     aten/src/ATen/native/cpu/DistributionKernels.cpp. (Builds without
-//     AVX2, e.g. ARM, use the scalar normal_fill with libm's logf/cosf/sinf
-//     and may differ in the last bits; they are not reproduced here.)
+//     aten/src/ATen/native/cpu/DistributionKernels.cpp; the golden data,
+//     recorded on an AVX-512 Xeon, matches this emulation bit for bit,
+//     while the same draws under ATEN_CPU_CAPABILITY=default (the scalar
+//     normal_fill with libm's logf/cosf/sinf, what builds without AVX2 such
+//     as ARM run) differ in the last bits. That variant is not reproduced.
 //   - Fewer than 16 elements: each element comes from
 //     at::normal_distribution<double> (aten/src/ATen/core/DistributionsHelper.h):
 //     two 53-bit double uniforms from two 64-bit draws (each the
@@ -62,7 +64,8 @@ type Generator struct {
 
 // New returns a generator in the state of
 // torch.Generator("cpu").manual_seed(seed). A negative Python seed s
-// corresponds to uint64(s) (torch reinterprets it the same way).
+// corresponds to uint64(s): torch reinterprets it as its two's complement
+// (unpack_uint64 in torch/csrc/Generator.cpp).
 func New(seed uint64) *Generator {
 	g := &Generator{seed: seed}
 	g.mt.seed(seed)
