@@ -117,8 +117,9 @@ func Names() []string { return []string{"ddim", "euler", "euler_a", "dpmpp_2m"} 
 // Schedules lists the schedule names New accepts.
 func Schedules() []string { return []string{"default", "karras"} }
 
-// MaxSteps is the largest number of inference steps New accepts (the
-// number of training timesteps, as in diffusers).
+// MaxSteps is the largest number of inference steps New accepts with the
+// Stable Diffusion training schedule: as in diffusers, at most one per
+// training timestep (ddim stops at 999, see New).
 const MaxSteps = 1000
 
 // New returns the named sampler for steps inference steps. name is one of
