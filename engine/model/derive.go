@@ -134,6 +134,9 @@ func deriveUNet(s shapes) (UNetConfig, error) {
 func familyHeads(f Family, u *UNetConfig) error {
 	heads := make([]int, len(u.BlockOutChannels))
 	for l, c := range u.BlockOutChannels {
+		if c <= 0 {
+			return fmt.Errorf("U-Net level %d has no width (its first ResNet is missing)", l)
+		}
 		switch f {
 		case SD1:
 			if c%8 != 0 {

@@ -193,7 +193,7 @@ func (m *mapping) mapUNet(keys []string) {
 				continue
 			}
 			maxIn = max(maxIn, n)
-			if strings.HasPrefix(sub, "0.op.") && (layers < 0 || n-1 < layers) {
+			if n >= 1 && strings.HasPrefix(sub, "0.op.") && (layers < 0 || n-1 < layers) {
 				layers = n - 1
 			}
 		}
