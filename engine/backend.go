@@ -131,10 +131,12 @@ const (
 	SiLU      UnaryOp = iota // x * sigmoid(x)
 	GELU                     // x * Φ(x), with erf (not the tanh approximation)
 	QuickGELU                // x * sigmoid(1.702 x), CLIP ViT-L's activation
+	ReLU                     // max(x, 0), TAESD's activation
+	Tanh                     // tanh(x), TAESD's latent clamp tanh(z/3)*3
 )
 
 func (op UnaryOp) String() string {
-	return [...]string{"silu", "gelu", "quick_gelu"}[op]
+	return [...]string{"silu", "gelu", "quick_gelu", "relu", "tanh"}[op]
 }
 
 // BinaryOp selects an elementwise binary op.

@@ -44,3 +44,10 @@ float silu(float x) {
 float quick_gelu(float x) {
 	return x * sigmoid(1.702 * x);
 }
+
+// tanh from one exp of a non-positive argument, so it never overflows to
+// inf/inf = NaN (a driver's tanh may be (e^2x-1)/(e^2x+1)).
+float tanh_safe(float x) {
+	float t = exp(-2.0 * abs(x));
+	return sign(x) * (1.0 - t) / (1.0 + t);
+}

@@ -1,5 +1,5 @@
 // Elementwise activation; in place allowed. Defines: OP (0 SiLU, 1 GELU,
-// 2 QuickGELU).
+// 2 QuickGELU, 3 ReLU, 4 Tanh).
 #include "common.glsl"
 
 layout(local_size_x = 256) in;
@@ -15,7 +15,11 @@ void main() {
 	y[i] = silu(v);
 #elif OP == 1
 	y[i] = gelu(v);
-#else
+#elif OP == 2
 	y[i] = quick_gelu(v);
+#elif OP == 3
+	y[i] = max(v, 0.0);
+#else
+	y[i] = tanh_safe(v);
 #endif
 }

@@ -54,8 +54,8 @@ const (
 	// Softmax and Attention: exp with a few ulp (GLSL allows 3 + 2|x|),
 	// D-term dot products and an Nk-term weighted sum: ≈ 1e-12.
 	nmseSoftmax = 1e-10
-	// SiLU, QuickGELU: exp and a division, a few ulp each: ≈ 1e-14;
-	// 1e-11 leaves room for GLSL's exp.
+	// SiLU, QuickGELU, Tanh: exp and a division, a few ulp each: ≈ 1e-14;
+	// 1e-11 leaves room for GLSL's exp. (ReLU is exact: nmseElementwise.)
 	nmseSigmoid = 1e-11
 	// GELU, GEGLU: a GPU erf is usually an approximation with ~1e-7
 	// absolute error (Abramowitz-Stegun 7.1.26 has 1.5e-7); on N(0,1)

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"glimmer/engine"
@@ -16,6 +17,8 @@ var unaryRefs = []struct {
 	{engine.SiLU, refSiLU, nmseSigmoid},
 	{engine.GELU, refGELU, nmseGELU},
 	{engine.QuickGELU, refQuickGELU, nmseSigmoid},
+	{engine.ReLU, refReLU, nmseElementwise},
+	{engine.Tanh, math.Tanh, nmseSigmoid},
 }
 
 func mapRef(x []float64, f func(float64) float64) []float64 {

@@ -92,6 +92,7 @@ func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 func refSiLU(x float64) float64      { return x * sigmoid(x) }
 func refGELU(x float64) float64      { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) }
 func refQuickGELU(x float64) float64 { return x * sigmoid(1.702*x) }
+func refReLU(x float64) float64      { return max(x, 0) }
 
 // refGroupNorm normalises x [n, c, spatial] over groups of c/groups
 // channels: (x - mean)/sqrt(var + eps)·gamma[c] + beta[c], variance biased;

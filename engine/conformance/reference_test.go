@@ -26,6 +26,7 @@ func TestRefActivations(t *testing.T) {
 	near(t, "silu", []float64{refSiLU(1), refSiLU(-2)},
 		[]float64{1 / (1 + math.Exp(-1)), -2 / (1 + math.Exp(2))})
 	near(t, "quick_gelu", []float64{refQuickGELU(1)}, []float64{1 / (1 + math.Exp(-1.702))})
+	near(t, "relu", []float64{refReLU(-2), refReLU(0), refReLU(1.5)}, []float64{0, 0, 1.5})
 	// GEGLU: value 2 times gelu(gate 1); value -3 times gelu(gate -1).
 	near(t, "geglu", refGEGLU([]float64{2, -3, 1, -1}, 2), []float64{2 * 0.8413447460685429, -3 * -0.15865525393145707})
 }

@@ -38,6 +38,20 @@ func quickGELU(out, in []float32) {
 	}
 }
 
+func relu(out, in []float32) {
+	out = out[:len(in)]
+	for i, v := range in {
+		out[i] = max(v, 0)
+	}
+}
+
+func tanh(out, in []float32) {
+	out = out[:len(in)]
+	for i, v := range in {
+		out[i] = float32(math.Tanh(float64(v)))
+	}
+}
+
 // Unary applies an activation elementwise; dst may be x.
 func (be *Backend) Unary(dst, x *engine.Tensor, op engine.UnaryOp) {
 	n := engine.CheckUnary(dst, x)
@@ -49,6 +63,10 @@ func (be *Backend) Unary(dst, x *engine.Tensor, op engine.UnaryOp) {
 		f = gelu
 	case engine.QuickGELU:
 		f = quickGELU
+	case engine.ReLU:
+		f = relu
+	case engine.Tanh:
+		f = tanh
 	default:
 		panic(fmt.Sprintf("cpu: Unary: unknown op %d", op))
 	}
