@@ -415,6 +415,15 @@ type Weights struct {
 // Component returns the view of "unet", "vae" or "text_encoder".
 func (m *Model) Component(name string) Weights { return Weights{m: m, prefix: name + "/"} }
 
+// Sub narrows the view to one module: Component("unet").Sub("mid_block")
+// reads "resnets.0.conv1.weight" as unet/mid_block.resnets.0.conv1.weight.
+func (w Weights) Sub(module string) Weights {
+	return Weights{m: w.m, prefix: w.prefix + module + "."}
+}
+
+// Prefix is the canonical-name prefix the view adds ("unet/mid_block.").
+func (w Weights) Prefix() string { return w.prefix }
+
 // Names lists the component's tensors, without the prefix.
 func (w Weights) Names() []string {
 	var out []string

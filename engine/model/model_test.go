@@ -478,3 +478,15 @@ func convert(name string, shape []int, v []float32, dt safetensors.DType) safete
 	}
 	return out
 }
+
+func TestSubView(t *testing.T) {
+	m := open(t, fixtures.Path(t, "fixtures", "sd1-tiny", "sd1-tiny.safetensors"), model.Options{})
+	mid := m.Component(model.UNet).Sub("mid_block").Sub("attentions.0")
+	info, ok := mid.Info("transformer_blocks.0.attn2.to_k.weight")
+	if !ok || info.Name != "unet/mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight" || !info.Shape.Equal(engine.Shape{64, 128}) {
+		t.Errorf("%+v %v", info, ok)
+	}
+	if n := len(mid.Names()); n != 26 { // norm, proj_in, proj_out: 6; one transformer block: 20
+		t.Errorf("mid attention has %d tensors, want 26", n)
+	}
+}
