@@ -22,6 +22,7 @@ import (
 // Backend runs the engine's ops on the host CPU. Its zero value is not
 // usable; call New.
 type Backend struct {
+	engine.MemCounter
 	workers int // goroutines an op may split into
 	minWork int // work below which an op stays on one goroutine
 }
@@ -61,6 +62,7 @@ func (be *Backend) New(dtype engine.DType, shape ...int) *engine.Tensor {
 		panic(fmt.Sprintf("cpu: New: unknown dtype %v", dtype))
 	}
 	n := engine.Shape(shape).Numel()
+	be.Alloc(int64(4 * n))
 	return engine.NewTensor(shape, dtype, &storage{data: make([]float32, n)})
 }
 
@@ -124,7 +126,8 @@ func (be *Backend) Read(t *engine.Tensor) ([]float32, error) {
 
 // Free drops t's storage; t and its views must not be used afterwards.
 func (be *Backend) Free(t *engine.Tensor) {
-	if s, ok := t.Storage().(*storage); ok {
+	if s, ok := t.Storage().(*storage); ok && s.data != nil {
+		be.Release(int64(4 * len(s.data)))
 		s.data = nil
 	}
 }

@@ -40,6 +40,7 @@ type Limits struct {
 
 // Backend runs engine ops as compute shaders. Create it with New.
 type Backend struct {
+	engine.MemCounter
 	queue chan func()
 	wg    sync.WaitGroup // the GL thread
 
@@ -244,6 +245,7 @@ func storageBytes(dtype engine.DType, n int) int {
 func (b *Backend) New(dtype engine.DType, shape ...int) *engine.Tensor {
 	s := &buffer{bytes: storageBytes(dtype, engine.Shape(shape).Numel())}
 	t := engine.NewTensor(shape, dtype, s)
+	b.Alloc(int64(s.bytes))
 	b.enqueue(func() {
 		gl.GenBuffers(1, &s.id)
 		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, s.id)
@@ -319,6 +321,7 @@ func (b *Backend) Read(t *engine.Tensor) ([]float32, error) {
 // Free releases t's buffer.
 func (b *Backend) Free(t *engine.Tensor) {
 	s := buf(t)
+	b.Release(int64(s.bytes))
 	b.enqueue(func() {
 		gl.DeleteBuffers(1, &s.id)
 		s.id = 0
