@@ -1,0 +1,188 @@
+package unet
+
+import (
+	"glimmer/engine"
+	"glimmer/engine/model"
+	"glimmer/engine/nn"
+)
+
+// transformer2D is diffusers' Transformer2DModel (continuous input): the
+// feature map becomes a sequence of H·W tokens, runs through
+// BasicTransformerBlocks that attend to themselves and to the text, and
+// is added back to its input:
+//
+//	tokens = proj_in(norm(x))       (1x1 conv on NCHW in SD1, Linear on tokens in SD2)
+//	tokens = blocks(tokens, context)
+//	out    = proj_out(tokens) + x
+type transformer2D struct {
+	Norm *nn.GroupNorm // norm: [C], eps AttnNormEps
+	// ProjInConv/ProjOutConv: proj_in/proj_out as [C, C, 1, 1] convolutions
+	// (SD1); ProjIn/ProjOut: as Linear [C, C] (SD2, use_linear_projection).
+	ProjInConv, ProjOutConv *nn.Conv2d
+	ProjIn, ProjOut         *nn.Linear
+	Blocks                  []*basicTransformerBlock // transformer_blocks.<d>
+}
+
+// basicTransformerBlock is diffusers' BasicTransformerBlock (layer_norm,
+// no ada-norm):
+//
+//	h = attn1(norm1(h)) + h            self-attention
+//	h = attn2(norm2(h), context) + h   cross-attention to the text
+//	h = ff(norm3(h)) + h               GEGLU feed-forward
+type basicTransformerBlock struct {
+	Norm1, Norm2, Norm3 *nn.LayerNorm // [C], eps 1e-5
+	Attn1, Attn2        *attention
+	FF                  *feedForward
+}
+
+// attention is diffusers' Attention: multi-head softmax(QKᵀ/√d)V, with
+// to_q/to_k/to_v without bias and to_out.0 with bias. Heads stay
+// interleaved in the feature axis.
+type attention struct {
+	ToQ   *nn.Linear // to_q: [C, C]
+	ToK   *nn.Linear // to_k: [C, Ckv]
+	ToV   *nn.Linear // to_v: [C, Ckv]
+	ToOut *nn.Linear // to_out.0: [C, C]
+	Heads int
+}
+
+// feedForward is diffusers' FeedForward with GEGLU: net.0.proj maps C to
+// 8C = [value | gate], value·gelu(gate) is 4C wide, net.2 maps it back.
+type feedForward struct {
+	Proj *nn.Linear // net.0.proj: [8C, C]
+	Out  *nn.Linear // net.2: [C, 4C]
+}
+
+// layerNormEps is BasicTransformerBlock's LayerNorm eps (diffusers'
+// default norm_eps), the same in SD 1.x and 2.x.
+const layerNormEps = 1e-5
+
+func newTransformer(l *nn.Loader, c *model.UNetConfig, ch, heads int) *transformer2D {
+	t := &transformer2D{Norm: nn.NewGroupNorm(l, "norm", c.NormGroups, ch, c.AttnNormEps)}
+	if c.UseLinearProjection {
+		t.ProjIn = nn.NewLinear(l, "proj_in", ch, ch, true)
+	} else {
+		t.ProjInConv = nn.NewConv2d(l, "proj_in", ch, ch, 1, 1, 0)
+	}
+	for d := 0; d < c.TransformerDepth; d++ {
+		bl := l.Subf("transformer_blocks.%d", d)
+		t.Blocks = append(t.Blocks, &basicTransformerBlock{
+			Norm1: nn.NewLayerNorm(bl, "norm1", ch, layerNormEps),
+			Attn1: newAttention(bl.Sub("attn1"), ch, ch, heads),
+			Norm2: nn.NewLayerNorm(bl, "norm2", ch, layerNormEps),
+			Attn2: newAttention(bl.Sub("attn2"), ch, c.CrossAttentionDim, heads),
+			Norm3: nn.NewLayerNorm(bl, "norm3", ch, layerNormEps),
+			FF: &feedForward{
+				Proj: nn.NewLinear(bl, "ff.net.0.proj", ch, 8*ch, true),
+				Out:  nn.NewLinear(bl, "ff.net.2", 4*ch, ch, true),
+			},
+		})
+	}
+	if c.UseLinearProjection {
+		t.ProjOut = nn.NewLinear(l, "proj_out", ch, ch, true)
+	} else {
+		t.ProjOutConv = nn.NewConv2d(l, "proj_out", ch, ch, 1, 1, 0)
+	}
+	return t
+}
+
+func newAttention(l *nn.Loader, ch, kv, heads int) *attention {
+	return &attention{
+		ToQ:   nn.NewLinear(l, "to_q", ch, ch, false),
+		ToK:   nn.NewLinear(l, "to_k", kv, ch, false),
+		ToV:   nn.NewLinear(l, "to_v", kv, ch, false),
+		ToOut: nn.NewLinear(l, "to_out.0", ch, ch, true),
+		Heads: heads,
+	}
+}
+
+// forward returns proj_out(blocks(proj_in(norm(x)))) + x for x [B, C, H,
+// W] and the text embedding context [B, L, Ckv], in a tensor from p.
+func (t *transformer2D) forward(b engine.Backend, p *nn.Pool, x, context *engine.Tensor) *engine.Tensor {
+	bsz, ch, h, w := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
+	n := h * w
+
+	norm := p.Get(bsz, ch, h, w)      // [B, C, H, W]
+	t.Norm.Forward(b, norm, x, false) // [B, C, H, W]
+	tokens := p.Get(bsz, n, ch)       // [B, HW, C]
+	if t.ProjInConv != nil {
+		proj := p.Get(bsz, ch, h, w)                  // [B, C, H, W]
+		t.ProjInConv.Forward(b, proj, norm)           // [B, C, H, W]
+		b.Transpose(tokens, proj.Reshape(bsz, ch, n)) // [B, HW, C]
+		p.Put(proj)
+	} else {
+		seq := p.Get(bsz, n, ch)                   // [B, HW, C]
+		b.Transpose(seq, norm.Reshape(bsz, ch, n)) // [B, HW, C]
+		t.ProjIn.Forward(b, tokens, seq)           // [B, HW, C]
+		p.Put(seq)
+	}
+	p.Put(norm)
+
+	for _, blk := range t.Blocks {
+		blk.forward(b, p, tokens, context) // [B, HW, C], in place
+	}
+
+	out := p.Get(bsz, ch, h, w) // [B, C, H, W]
+	if t.ProjOutConv != nil {
+		nchw := p.Get(bsz, ch, n)                                  // [B, C, HW]
+		b.Transpose(nchw, tokens)                                  // [B, C, HW]
+		t.ProjOutConv.Forward(b, out, nchw.Reshape(bsz, ch, h, w)) // [B, C, H, W]
+		p.Put(nchw)
+	} else {
+		proj := p.Get(bsz, n, ch)                  // [B, HW, C]
+		t.ProjOut.Forward(b, proj, tokens)         // [B, HW, C]
+		b.Transpose(out.Reshape(bsz, ch, n), proj) // [B, C, HW]
+		p.Put(proj)
+	}
+	p.Put(tokens)
+	b.Binary(out, out, x, engine.Add) // [B, C, H, W]
+	return out
+}
+
+// forward updates the token sequence h [B, N, C] in place.
+func (blk *basicTransformerBlock) forward(b engine.Backend, p *nn.Pool, h, context *engine.Tensor) {
+	norm := p.Get(h.Shape()...)  // [B, N, C]
+	delta := p.Get(h.Shape()...) // [B, N, C]
+
+	blk.Norm1.Forward(b, norm, h)              // [B, N, C]
+	blk.Attn1.forward(b, p, delta, norm, norm) // [B, N, C]
+	b.Binary(h, h, delta, engine.Add)          // [B, N, C]
+
+	blk.Norm2.Forward(b, norm, h)                 // [B, N, C]
+	blk.Attn2.forward(b, p, delta, norm, context) // [B, N, C]
+	b.Binary(h, h, delta, engine.Add)             // [B, N, C]
+
+	blk.Norm3.Forward(b, norm, h)     // [B, N, C]
+	blk.FF.forward(b, p, delta, norm) // [B, N, C]
+	b.Binary(h, h, delta, engine.Add) // [B, N, C]
+
+	p.Put(norm, delta)
+}
+
+// forward writes attention of x [B, N, C] over ctx [B, L, Ckv] (ctx = x for
+// self-attention) into dst [B, N, C].
+func (a *attention) forward(b engine.Backend, p *nn.Pool, dst, x, ctx *engine.Tensor) {
+	bsz, n, ch := x.Dim(0), x.Dim(1), a.ToQ.Out
+	l := ctx.Dim(1)
+	q := p.Get(bsz, n, ch)                                          // [B, N, H*D]
+	a.ToQ.Forward(b, q, x)                                          // [B, N, H*D]
+	k := p.Get(bsz, l, ch)                                          // [B, L, H*D]
+	a.ToK.Forward(b, k, ctx)                                        // [B, L, H*D]
+	v := p.Get(bsz, l, ch)                                          // [B, L, H*D]
+	a.ToV.Forward(b, v, ctx)                                        // [B, L, H*D]
+	o := p.Get(bsz, n, ch)                                          // [B, N, H*D]
+	b.Attention(o, q, k, v, engine.AttentionParams{Heads: a.Heads}) // [B, N, H*D]
+	a.ToOut.Forward(b, dst, o)                                      // [B, N, C]
+	p.Put(q, k, v, o)
+}
+
+// forward writes net.2(GEGLU(net.0.proj(x))) for x [B, N, C] into dst.
+func (f *feedForward) forward(b engine.Backend, p *nn.Pool, dst, x *engine.Tensor) {
+	bsz, n := x.Dim(0), x.Dim(1)
+	proj := p.Get(bsz, n, f.Proj.Out) // [B, N, 8C]
+	f.Proj.Forward(b, proj, x)        // [B, N, 8C]: [value | gate]
+	gated := p.Get(bsz, n, f.Out.In)  // [B, N, 4C]
+	b.GEGLU(gated, proj)              // [B, N, 4C]
+	f.Out.Forward(b, dst, gated)      // [B, N, C]
+	p.Put(proj, gated)
+}

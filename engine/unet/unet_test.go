@@ -1,0 +1,312 @@
+package unet_test
+
+import (
+	"math"
+	"os"
+	"testing"
+	"time"
+
+	"glimmer/engine"
+	"glimmer/engine/cpu"
+	"glimmer/engine/fixtures"
+	"glimmer/engine/gl"
+	"glimmer/engine/model"
+	"glimmer/engine/nn"
+	"glimmer/engine/safetensors"
+	"glimmer/engine/unet"
+)
+
+// tolerance is the allowed max|got − ref| relative to max(1, max|ref|).
+// The references are float32 on the CPU from fp16-exact weights; the
+// fixture README puts a correct float32 implementation within ~1e-4
+// (other summation orders, a GPU: 6e-6 on images), so 1e-4 leaves room
+// for llvmpipe's and our kernels' orders while catching any real mistake
+// (a wrong eps, head split or skip order moves the output by 1e-2 or more).
+const tolerance = 1e-4
+
+// backend is one backend to run the tests on, opened once per test.
+type backend struct {
+	name string
+	open func(t *testing.T) engine.Backend
+}
+
+var backends = []backend{
+	{"cpu", func(*testing.T) engine.Backend { return cpu.New() }},
+	{"gl", func(t *testing.T) engine.Backend {
+		b, err := gl.New()
+		if err != nil {
+			// CI has Mesa llvmpipe: there a missing GL is a failure, not a skip.
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("OpenGL backend: %v", err)
+			}
+			t.Skipf("OpenGL backend: %v", err)
+		}
+		return b
+	}},
+}
+
+// fixture is one tiny model with its reference outputs.
+type fixture struct {
+	name  string
+	model []string // path under ../shared
+	refs  []string
+}
+
+var fixtureModels = []fixture{
+	{"sd1-single", []string{"fixtures", "sd1-tiny", "sd1-tiny.safetensors"}, []string{"fixtures", "sd1-tiny", "refs", "sd1-components.safetensors"}},
+	{"sd1-diffusers", []string{"fixtures", "sd1-tiny", "diffusers"}, []string{"fixtures", "sd1-tiny", "refs", "sd1-components.safetensors"}},
+	{"sd2-diffusers", []string{"fixtures", "sd2-tiny", "diffusers"}, []string{"fixtures", "sd2-tiny", "refs", "sd2-components.safetensors"}},
+}
+
+// refs holds a components reference file's tensors.
+type refs struct {
+	f *safetensors.File
+}
+
+func openRefs(t *testing.T, elem []string) refs {
+	f, err := safetensors.Open(fixtures.Path(t, elem...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return refs{f}
+}
+
+// get returns a reference tensor's values and shape.
+func (r refs) get(t *testing.T, name string) ([]float32, []int) {
+	t.Helper()
+	v, err := r.f.Float32(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := r.f.Info(name)
+	shape := make([]int, len(info.Shape))
+	for i, d := range info.Shape {
+		shape[i] = int(d)
+	}
+	return v, shape
+}
+
+// embedding returns text.embeddings[i] as [1, 77, C].
+func (r refs) embedding(t *testing.T, i int) ([]float32, []int) {
+	all, shape := r.get(t, "text.embeddings")
+	n := shape[1] * shape[2]
+	return all[i*n : (i+1)*n], []int{1, shape[1], shape[2]}
+}
+
+// loadUNet opens a fixture model and loads its U-Net onto b with F16
+// weights, as the GL backend keeps them.
+func loadUNet(t *testing.T, b engine.Backend, fx fixture) *unet.UNet {
+	t.Helper()
+	m, err := model.Open(fixtures.Path(t, fx.model...), model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	u, err := unet.Load(nn.NewLoader(b, m.Component(model.UNet), false), m.Config.UNet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func upload(b engine.Backend, v []float32, shape ...int) *engine.Tensor {
+	t := b.New(engine.F32, shape...)
+	b.Write(t, v)
+	return t
+}
+
+// run computes the U-Net on host values and returns the output.
+func run(t *testing.T, b engine.Backend, u *unet.UNet, x []float32, xs []int, ts []float32, ctx []float32, cs []int) []float32 {
+	t.Helper()
+	xt := upload(b, x, xs...)
+	ct := upload(b, ctx, cs...)
+	out := b.New(engine.F32, xs[0], u.Config.OutChannels, xs[2], xs[3])
+	defer func() { b.Free(xt); b.Free(ct); b.Free(out) }()
+	if err := u.Forward(out, xt, ts, ct); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Read(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// compare returns max|got − want| and max(1, max|want|), failing on NaN or
+// a length mismatch.
+func compare(t *testing.T, got, want []float32) (maxErr, scale float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d values, want %d", len(got), len(want))
+	}
+	scale = 1
+	for i := range got {
+		g, w := float64(got[i]), float64(want[i])
+		if math.IsNaN(g) || math.IsInf(g, 0) {
+			t.Fatalf("value %d is %v", i, g)
+		}
+		maxErr = max(maxErr, math.Abs(g-w))
+		scale = max(scale, math.Abs(w))
+	}
+	return maxErr, scale
+}
+
+// fixtureCase is one U-Net call with its reference output.
+type fixtureCase struct {
+	ref string    // reference tensor name
+	x   []float32 // latent
+	xs  []int     // its shape
+	t   float32   // timestep
+	ctx []float32 // text embedding [1, 77, C]
+}
+
+// TestFixtures runs every fixture U-Net on every backend against the
+// diffusers outputs: three timesteps on an 8x8 latent, and t=500 on a
+// non-square 8x12 latent (whose odd 3-wide level needs the upsampler to
+// resize to the skip's size) with another prompt.
+func TestFixtures(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			b := be.open(t)
+			defer b.Close()
+			for _, fx := range fixtureModels {
+				t.Run(fx.name, func(t *testing.T) {
+					start := time.Now()
+					r := openRefs(t, fx.refs)
+					u := loadUNet(t, b, fx)
+					defer u.Close()
+					x, xs := r.get(t, "unet.x")
+					xw, xws := r.get(t, "unet.x_wide")
+					e0, es := r.embedding(t, 0)
+					e1, _ := r.embedding(t, 1)
+					cases := []fixtureCase{
+						{"unet.eps.t999", x, xs, 999, e0},
+						{"unet.eps.t500", x, xs, 500, e0},
+						{"unet.eps.t1", x, xs, 1, e0},
+						{"unet.eps_wide.t500", xw, xws, 500, e1},
+					}
+					if be.name == "gl" && fx.name != fixtureModels[0].name {
+						// llvmpipe runs a tiny U-Net in about a second (its
+						// 97 convolutions dominate); after the first model,
+						// one square and one non-square case cover what GL
+						// adds (the ops); the layouts and timesteps are the
+						// same on both backends.
+						cases = []fixtureCase{cases[0], cases[3]}
+					}
+					for _, c := range cases {
+						want, _ := r.get(t, c.ref)
+						got := run(t, b, u, c.x, c.xs, []float32{c.t}, c.ctx, es)
+						maxErr, scale := compare(t, got, want)
+						t.Logf("%s: max|err| %.3g (max|ref| scale %.3g)", c.ref, maxErr, scale)
+						if maxErr > tolerance*scale {
+							t.Errorf("%s: max|err| %.3g > %.0e × %.3g", c.ref, maxErr, tolerance, scale)
+						}
+					}
+					t.Logf("%v", time.Since(start).Round(time.Millisecond))
+				})
+			}
+		})
+	}
+}
+
+// TestBatch checks that a batch of two — different latents, timesteps
+// and prompts, as CFG's conditional and unconditional halves — equals two
+// batch-1 calls, that one shared timestep broadcasts, and that repeated
+// calls allocate no new activations.
+func TestBatch(t *testing.T) {
+	fx := fixtureModels[0]
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			b := be.open(t)
+			defer b.Close()
+			r := openRefs(t, fx.refs)
+			u := loadUNet(t, b, fx)
+			defer u.Close()
+			x0, xs := r.get(t, "unet.x")
+			x1 := make([]float32, len(x0)) // a second latent: x reversed
+			for i := range x0 {
+				x1[i] = x0[len(x0)-1-i]
+			}
+			e0, es := r.embedding(t, 0)
+			e1, _ := r.embedding(t, 1)
+			xs2 := append([]int{2}, xs[1:]...)
+			cs2 := append([]int{2}, es[1:]...)
+
+			want0 := run(t, b, u, x0, xs, []float32{999}, e0, es)
+			want1 := run(t, b, u, x1, xs, []float32{500}, e1, es)
+			bytes := u.ActivationBytes()
+			got := run(t, b, u, append(x0, x1...), xs2, []float32{999, 500}, append(e0, e1...), cs2)
+			half := len(got) / 2
+			for i, want := range [][]float32{want0, want1} {
+				maxErr, scale := compare(t, got[i*half:(i+1)*half], want)
+				t.Logf("batch entry %d vs batch 1: max|err| %.3g", i, maxErr)
+				if maxErr > tolerance*scale {
+					t.Errorf("batch entry %d: max|err| %.3g vs its batch-1 run", i, maxErr)
+				}
+			}
+
+			// One timestep shared by the batch: entry 0 is the t=500 reference.
+			ref500, _ := r.get(t, "unet.eps.t500")
+			bytes2 := u.ActivationBytes()
+			got = run(t, b, u, append(x0, x1...), xs2, []float32{500}, append(e0, e0...), cs2)
+			if maxErr, scale := compare(t, got[:half], ref500); maxErr > tolerance*scale {
+				t.Errorf("shared timestep: max|err| %.3g vs unet.eps.t500", maxErr)
+			}
+			if u.ActivationBytes() != bytes2 {
+				t.Errorf("a repeated batch-2 call grew the activation pool from %d to %d bytes", bytes2, u.ActivationBytes())
+			}
+			t.Logf("activations: %d bytes at batch 1, %d at batch 2", bytes, bytes2)
+		})
+	}
+}
+
+// TestForwardErrors checks that bad arguments are errors, not panics.
+func TestForwardErrors(t *testing.T) {
+	b := cpu.New()
+	u := loadUNet(t, b, fixtureModels[0])
+	defer u.Close()
+	x := b.New(engine.F32, 2, 4, 8, 8)
+	dst := b.New(engine.F32, 2, 4, 8, 8)
+	ctx := b.New(engine.F32, 2, 77, 128)
+	for _, c := range []struct {
+		name        string
+		dst, x, ctx *engine.Tensor
+		ts          []float32
+	}{
+		{"channels", dst, b.New(engine.F32, 2, 3, 8, 8), ctx, []float32{1}},
+		{"dst shape", b.New(engine.F32, 2, 4, 8, 4), x, ctx, []float32{1}},
+		{"context batch", dst, x, b.New(engine.F32, 1, 77, 128), []float32{1}},
+		{"context width", dst, x, b.New(engine.F32, 2, 77, 64), []float32{1}},
+		{"timesteps", dst, x, ctx, []float32{1, 2, 3}},
+	} {
+		if err := u.Forward(c.dst, c.x, c.ts, c.ctx); err == nil {
+			t.Errorf("%s: no error", c.name)
+		} else {
+			t.Logf("%s: %v", c.name, err)
+		}
+	}
+}
+
+// TestLoadErrors checks that a config the weights do not match fails
+// with the tensor's name.
+func TestLoadErrors(t *testing.T) {
+	m, err := model.Open(fixtures.Path(t, fixtureModels[0].model...), model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cfg := m.Config.UNet
+	cfg.CrossAttentionDim = 64
+	_, err = unet.Load(nn.NewLoader(cpu.New(), m.Component(model.UNet), false), cfg)
+	if err == nil {
+		t.Fatal("no error for a wrong cross-attention width")
+	}
+	t.Log(err)
+	cfg = m.Config.UNet
+	cfg.Heads = []int{8, 8}
+	if _, err = unet.Load(nn.NewLoader(cpu.New(), m.Component(model.UNet), false), cfg); err == nil {
+		t.Fatal("no error for a short Heads list")
+	}
+	t.Log(err)
+}
