@@ -1,0 +1,99 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"glimmer/engine"
+	"glimmer/engine/device"
+	"glimmer/engine/pipeline"
+)
+
+func init() {
+	register("bench", "time text encoding, U-Net steps and VAE decoding on a model", runBench)
+}
+
+func runBench(env *Env, args []string) error {
+	fs := newFlags(env, "bench")
+	var g genFlags
+	d := DefaultParams()
+	fs.StringVar(&g.model, "model", "", "model: a .safetensors/.ckpt file or a diffusers folder")
+	fs.IntVar(&g.p.Steps, "steps", 20, "denoising steps")
+	fs.IntVar(&g.p.Width, "width", d.Width, "image width")
+	fs.IntVar(&g.p.Height, "height", d.Height, "image height")
+	fs.Float64Var(&g.cfg, "cfg", 7.5, "guidance scale (1 runs the U-Net on one prompt only)")
+	fs.StringVar(&g.p.Sampler, "sampler", "euler", "sampler")
+	fs.StringVar(&g.backend, "backend", "auto", "compute backend: auto, gl or cpu")
+	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer to use instead of the one found beside the model")
+	runs := fs.Int("runs", 3, "timed runs after one warm-up run")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("bench: unexpected argument %q", pos[0])
+	}
+	g.p.Prompt, g.p.Negative = "a photograph of an astronaut riding a horse", "blurry"
+	g.p.Schedule, g.p.CFG, g.p.Seed, g.p.ClipSkip = "default", g.cfg, 42, 1
+	if err := g.validate(); err != nil {
+		return err
+	}
+	if *runs < 1 {
+		return usagef("bench: --runs must be at least 1")
+	}
+	b, notice, err := device.Open(g.backend)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if notice != "" {
+		fmt.Fprintln(env.Stderr, "note: "+notice)
+	}
+	start := time.Now()
+	p, err := pipeline.Load(g.model, b, pipeline.Options{Tokenizer: g.tokenizer}, nil)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	load := time.Since(start)
+	req := g.p.Request()
+	var all []pipeline.Timings
+	for i := 0; i <= *runs; i++ {
+		res, err := p.Generate(context.Background(), req, nil)
+		if err != nil {
+			return err
+		}
+		if i > 0 { // run 0 warms up: shader compilation, first allocations
+			all = append(all, res.Timings)
+		}
+	}
+	med := func(f func(pipeline.Timings) time.Duration) time.Duration {
+		v := make([]time.Duration, len(all))
+		for i, t := range all {
+			v[i] = f(t)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	ms := func(d time.Duration) string { return fmt.Sprintf("%9.1f ms", float64(d.Microseconds())/1000) }
+	den := med(func(t pipeline.Timings) time.Duration { return t.Denoise })
+	w := env.Stdout
+	fmt.Fprintf(w, "backend          %s\n", b.Name())
+	fmt.Fprintf(w, "model            %s (%s, %s)\n", modelName(g.model), p.Config.Family, p.Model.Layout)
+	fmt.Fprintf(w, "image            %dx%d, %d steps, %s, CFG %g\n", g.p.Width, g.p.Height, g.p.Steps, g.p.Sampler, g.p.CFG)
+	fmt.Fprintf(w, "load             %s\n", ms(load))
+	fmt.Fprintf(w, "median of %d runs:\n", len(all))
+	fmt.Fprintf(w, "  text encode    %s\n", ms(med(func(t pipeline.Timings) time.Duration { return t.Text })))
+	fmt.Fprintf(w, "  U-Net step     %s\n", ms(den/time.Duration(g.p.Steps)))
+	fmt.Fprintf(w, "  denoise        %s  (%.2f it/s)\n", ms(den), float64(g.p.Steps)/den.Seconds())
+	fmt.Fprintf(w, "  VAE decode     %s\n", ms(med(func(t pipeline.Timings) time.Duration { return t.Decode })))
+	fmt.Fprintf(w, "  total          %s\n", ms(med(func(t pipeline.Timings) time.Duration { return t.Total })))
+	if mr, ok := b.(engine.MemoryReporter); ok {
+		m := mr.MemoryStats()
+		fmt.Fprintf(w, "peak memory      %.2f GiB in tensors (weights %.2f GiB)\n",
+			float64(m.Peak)/(1<<30), float64(p.WeightBytes())/(1<<30))
+	}
+	return nil
+}

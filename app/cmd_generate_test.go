@@ -1,0 +1,123 @@
+package app
+
+import (
+	"bytes"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"glimmer/engine/fixtures"
+	"glimmer/engine/safetensors"
+)
+
+// TestGenerateMatchesReference runs `glimmer generate` as a user would
+// and compares the PNG with the reference image. The bound is the
+// fixtures' 2e-3 on [0,1] plus half an 8-bit step for the PNG's rounding.
+func TestGenerateMatchesReference(t *testing.T) {
+	dir := t.TempDir()
+	model := fixtures.Path(t, "fixtures", "sd1-tiny", "sd1-tiny.safetensors")
+	vocab := fixtures.Path(t, "refdata", "bpe_simple_vocab_16e6.txt.gz")
+	refs, err := safetensors.Open(fixtures.Path(t, "fixtures", "sd1-tiny", "refs", "sd1-pipelines.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refs.Close()
+	for _, backend := range []string{"cpu", "gl"} {
+		t.Run(backend, func(t *testing.T) {
+			out := filepath.Join(dir, backend+".png")
+			code, stdout, stderr := run(t, "generate", "--model", model, "--tokenizer", vocab,
+				"--prompt", "a red circle on a blue background", "--negative", "blurry",
+				"--sampler", "euler", "--steps", "8", "--cfg", "7", "--seed", "1",
+				"--width", "64", "--height", "64", "--backend", backend, "--out", out)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if strings.TrimSpace(stdout) != out {
+				t.Errorf("stdout %q, want the file name", stdout)
+			}
+			if !strings.Contains(stderr, "step 8/8") {
+				t.Errorf("no progress line in %q", stderr)
+			}
+			data, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := png.Decode(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := refs.Float32("euler_8.image") // [1, 3, 64, 64] on [0,1]
+			if err != nil {
+				t.Fatal(err)
+			}
+			var maxErr float64
+			for y := range 64 {
+				for x := range 64 {
+					r, g, b, _ := img.At(x, y).RGBA()
+					for c, v := range []uint32{r, g, b} {
+						ref := float64(want[c*64*64+y*64+x])
+						maxErr = math.Max(maxErr, math.Abs(float64(v>>8)/255-ref))
+					}
+				}
+			}
+			if bound := 2e-3 + 0.5/255; maxErr > bound {
+				t.Errorf("max |err| %.4g > %.4g", maxErr, bound)
+			}
+			text, err := ReadPNGText(bytes.NewReader(data))
+			if err != nil || len(text) != 1 || text[0][0] != "parameters" {
+				t.Fatalf("text chunks %q, %v", text, err)
+			}
+			p, err := ParseParams(text[0][1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantP := Params{Prompt: "a red circle on a blue background", Negative: "blurry", Steps: 8,
+				Sampler: "euler", Schedule: "default", CFG: 7, Seed: 1, Width: 64, Height: 64,
+				Model: "sd1-tiny", ClipSkip: 1}
+			if p != wantP {
+				t.Errorf("parameters %+v, want %+v", p, wantP)
+			}
+		})
+	}
+}
+
+func TestGenerateBadInput(t *testing.T) {
+	dir := t.TempDir()
+	model := fixtures.Path(t, "fixtures", "sd1-tiny", "diffusers")
+	existing := filepath.Join(dir, "mine.png")
+	if err := os.WriteFile(existing, []byte("the user's picture"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notModel := filepath.Join(dir, "notes.safetensors")
+	os.WriteFile(notModel, []byte("\x89PNG\r\n\x1a\nnot a model"), 0o644)
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--prompt", "x"}, 2, "--model is required"},
+		{[]string{"--model", model}, 2, "--prompt is required"},
+		{[]string{"--model", model, "--prompt", "x", "--width", "60"}, 2, "multiples of 8"},
+		{[]string{"--model", model, "--prompt", "x", "--steps", "0"}, 2, "--steps"},
+		{[]string{"--model", model, "--prompt", "x", "--sampler", "plms"}, 2, "unknown --sampler"},
+		{[]string{"--model", model, "--prompt", "x", "--sampler", "ddim", "--schedule", "karras"}, 2, "karras"},
+		{[]string{"--model", model, "--prompt", "x", "--backend", "cuda"}, 2, "--backend"},
+		{[]string{"--model", model, "--prompt", "x", "--out", existing}, 1, "not overwriting"},
+		{[]string{"--model", filepath.Join(dir, "missing.safetensors"), "--prompt", "x", "--backend", "cpu", "--out", filepath.Join(dir, "a.png")}, 1, "missing.safetensors"},
+		{[]string{"--model", notModel, "--prompt", "x", "--backend", "cpu", "--out", filepath.Join(dir, "b.png")}, 1, "notes.safetensors"},
+	}
+	for _, c := range cases {
+		code, _, stderr := run(t, append([]string{"generate"}, c.args...)...)
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		last := lines[len(lines)-1]
+		if code != c.code || !strings.Contains(last, c.want) || strings.Contains(stderr, "goroutine") {
+			t.Errorf("generate %q: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, stderr, c.code, c.want)
+		}
+	}
+	if b, _ := os.ReadFile(existing); string(b) != "the user's picture" {
+		t.Error("the existing file was changed")
+	}
+}

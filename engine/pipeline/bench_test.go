@@ -1,0 +1,88 @@
+package pipeline_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"glimmer/engine"
+	"glimmer/engine/device"
+	"glimmer/engine/model/modeltest"
+	"glimmer/engine/pipeline"
+)
+
+// BenchmarkSD15 generates 512x512 images in 20 steps with CFG on a
+// full-size SD 1.5-architecture checkpoint with random weights, and
+// reports each stage's time and the peak device memory. It needs
+// GLIMMER_SD15_TSV (refdata's sd15_tensor_names.tsv, for the tensor names
+// and shapes) and GLIMMER_SD15_VOCAB (CLIP's bpe_simple_vocab_16e6.txt.gz);
+// the checkpoint is written once to GLIMMER_SD15_DIR (default the temp
+// folder). GLIMMER_BACKEND picks the backend (default gl).
+func BenchmarkSD15(b *testing.B) {
+	tsv, vocab := os.Getenv("GLIMMER_SD15_TSV"), os.Getenv("GLIMMER_SD15_VOCAB")
+	if tsv == "" || vocab == "" {
+		b.Skip("set GLIMMER_SD15_TSV and GLIMMER_SD15_VOCAB to run the full-size benchmark")
+	}
+	dir := os.Getenv("GLIMMER_SD15_DIR")
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	path := filepath.Join(dir, "sd15-random.safetensors")
+	if _, err := os.Stat(path); err != nil {
+		rows, err := modeltest.ReadTSV(tsv)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if err := modeltest.WriteRandom(path, rows, 1); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("wrote %s in %.1fs", path, time.Since(start).Seconds())
+	}
+	name := os.Getenv("GLIMMER_BACKEND")
+	if name == "" {
+		name = "gl"
+	}
+	be, _, err := device.Open(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	start := time.Now()
+	p, err := pipeline.Load(path, be, pipeline.Options{Tokenizer: vocab}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	b.Logf("%s: loaded in %.2fs", be.Name(), time.Since(start).Seconds())
+	req := pipeline.Request{Prompt: "a photograph of an astronaut riding a horse", Negative: "blurry",
+		Steps: 20, CFG: 7.5, Seed: 42, Sampler: "euler", Schedule: "default", Width: 512, Height: 512}
+	if _, err := p.Generate(context.Background(), req, nil); err != nil { // warm-up: shader compiles
+		b.Fatal(err)
+	}
+	var sum pipeline.Timings
+	b.ResetTimer()
+	for range b.N {
+		res, err := p.Generate(context.Background(), req, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t := res.Timings
+		sum.Text += t.Text
+		sum.Denoise += t.Denoise
+		sum.Decode += t.Decode
+		sum.Total += t.Total
+	}
+	n := float64(b.N)
+	ms := func(d time.Duration) float64 { return float64(d.Milliseconds()) / n }
+	b.ReportMetric(ms(sum.Total), "ms/image")
+	b.ReportMetric(ms(sum.Text), "text_ms")
+	b.ReportMetric(ms(sum.Denoise)/float64(req.Steps), "unet_step_ms")
+	b.ReportMetric(ms(sum.Decode), "vae_ms")
+	b.ReportMetric(float64(req.Steps)/(sum.Denoise.Seconds()/n), "it/s")
+	if mr, ok := be.(engine.MemoryReporter); ok {
+		b.ReportMetric(float64(mr.MemoryStats().Peak)/(1<<30), "peak_GiB")
+	}
+}

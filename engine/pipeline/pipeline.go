@@ -1,0 +1,341 @@
+// Package pipeline is text to image: prompt → CLIP → U-Net denoising loop
+// with classifier-free guidance → VAE decoder, the same computation as
+// diffusers' StableDiffusionPipeline, with a per-step callback for
+// progress and previews and a context for cancellation.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"path/filepath"
+	"time"
+
+	"glimmer/engine"
+	"glimmer/engine/clip"
+	"glimmer/engine/model"
+	"glimmer/engine/nn"
+	"glimmer/engine/prompt"
+	"glimmer/engine/rng"
+	"glimmer/engine/sample"
+	"glimmer/engine/taesd"
+	"glimmer/engine/tokenizer"
+	"glimmer/engine/unet"
+	"glimmer/engine/vae"
+)
+
+// Options adjust Load.
+type Options struct {
+	// Prediction overrides the model's prediction type ("" keeps it).
+	Prediction model.Prediction
+	// Tokenizer is a tokenizer path overriding the lookup beside the model.
+	Tokenizer string
+	// TAESD is an optional tiny-autoencoder file for previews.
+	TAESD string
+	// F32Weights widens F16 weights on upload (twice the memory).
+	F32Weights bool
+}
+
+// Pipeline holds one model's networks on one backend. Weights are loaded
+// once; Generate may be called many times, one call at a time.
+type Pipeline struct {
+	B      engine.Backend
+	Model  *model.Model
+	Config model.Config
+	Tok    *tokenizer.Tokenizer
+	Text   *clip.TextEncoder
+	UNet   *unet.UNet
+	VAE    *vae.VAE
+	TAESD  *taesd.Model // nil without a TAESD file
+
+	pool        *nn.Pool
+	weightBytes int64
+}
+
+// Load opens the model at path (file or diffusers folder) and uploads its
+// weights to b. report, when not nil, is told each stage as it loads.
+func Load(path string, b engine.Backend, o Options, report func(stage string)) (*Pipeline, error) {
+	say := func(s string) {
+		if report != nil {
+			report(s)
+		}
+	}
+	say("model " + filepath.Base(path))
+	m, err := model.Open(path, model.Options{Prediction: o.Prediction})
+	if err != nil {
+		return nil, err
+	}
+	p := &Pipeline{B: b, Model: m, Config: m.Config, pool: nn.NewPool(b)}
+	fail := func(err error) (*Pipeline, error) {
+		p.Close()
+		return nil, err
+	}
+	if o.Tokenizer != "" {
+		p.Tok, err = tokenizer.Open(o.Tokenizer)
+	} else {
+		p.Tok, err = tokenizer.ForModel(path)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if m.Config.Tokenizer.Pad != p.Tok.PadID && o.Tokenizer == "" && m.Layout == model.SingleFile {
+		// A single file carries no tokenizer config: the family decides
+		// the pad token (SD 2.x pads with "!").
+		t := *p.Tok
+		t.PadID = m.Config.Tokenizer.Pad
+		p.Tok = &t
+	}
+	say("text encoder")
+	tl := nn.NewLoader(b, m.Component("text_encoder"), o.F32Weights).Sub("text_model")
+	if p.Text, err = clip.Load(tl, m.Config.Text); err != nil {
+		return fail(fmt.Errorf("%s: text encoder: %w", path, err))
+	}
+	say("U-Net")
+	ul := nn.NewLoader(b, m.Component("unet"), o.F32Weights)
+	if p.UNet, err = unet.Load(ul, m.Config.UNet); err != nil {
+		return fail(fmt.Errorf("%s: U-Net: %w", path, err))
+	}
+	say("VAE")
+	vl := nn.NewLoader(b, m.Component("vae"), o.F32Weights)
+	if p.VAE, err = vae.Load(vl, m.Config.VAE); err != nil {
+		return fail(fmt.Errorf("%s: VAE: %w", path, err))
+	}
+	if o.TAESD != "" {
+		say("TAESD")
+		if p.TAESD, err = taesd.Open(o.TAESD, b); err != nil {
+			return fail(err)
+		}
+	}
+	if err := b.Sync(); err != nil {
+		return fail(fmt.Errorf("%s: uploading weights: %w", path, err))
+	}
+	p.weightBytes = tl.Bytes() + ul.Bytes() + vl.Bytes()
+	return p, nil
+}
+
+// Close frees the networks' device memory and closes the model files.
+func (p *Pipeline) Close() error {
+	if p.Text != nil {
+		p.Text.Close()
+	}
+	if p.UNet != nil {
+		p.UNet.Close()
+	}
+	if p.VAE != nil {
+		p.VAE.Close()
+	}
+	if p.TAESD != nil {
+		p.TAESD.Close()
+	}
+	p.pool.Free()
+	return p.Model.Close()
+}
+
+// Preview selects what a step's preview image shows.
+type Preview int
+
+const (
+	PreviewNone   Preview = iota
+	PreviewLatent         // a linear latent→RGB projection (cheap)
+	PreviewTAESD          // the tiny autoencoder's decode (needs Options.TAESD)
+)
+
+// Request is one image to make.
+type Request struct {
+	Prompt, Negative string
+	Steps            int
+	CFG              float32 // ≤ 1 skips the unconditional pass
+	Seed             uint64
+	Sampler          string // ddim, euler, euler_a, dpmpp_2m
+	Schedule         string // default, karras
+	Width, Height    int    // multiples of 8
+	ClipSkip         int    // 0 or 1: last layer
+	Preview          Preview
+	// AfterStep, when not nil, sees the latents [4, h, w] after each step
+	// (0-based) and may change them: tests compare them with a reference
+	// or restart a step from it.
+	AfterStep func(step int, x []float32)
+}
+
+// Step reports one finished denoising step.
+type Step struct {
+	Index, Total int // 1-based step number and count
+	Elapsed      time.Duration
+	Preview      image.Image // nil when previews are off
+}
+
+// Timings are where a Generate call spent its time.
+type Timings struct {
+	Text, Denoise, Decode, Total time.Duration
+}
+
+// Result is a generated image and what led to it.
+type Result struct {
+	Image   *image.NRGBA
+	Decoded []float32 // [3, H, W] in [-1, 1], the VAE's output
+	Latent  []float32 // [4, H/8, W/8], the final latents (VAE-scaled space)
+	Timings Timings
+}
+
+// ErrBadRequest wraps a request the pipeline cannot run.
+var ErrBadRequest = errors.New("bad request")
+
+func (p *Pipeline) check(r *Request) error {
+	f := p.Config.VAE.DownsampleFactor()
+	switch {
+	case r.Width <= 0 || r.Height <= 0 || r.Width%f != 0 || r.Height%f != 0:
+		return fmt.Errorf("%w: size %dx%d must be positive multiples of %d", ErrBadRequest, r.Width, r.Height, f)
+	case r.Steps < 1 || r.Steps > sample.MaxSteps:
+		return fmt.Errorf("%w: steps %d outside 1..%d", ErrBadRequest, r.Steps, sample.MaxSteps)
+	case r.Preview == PreviewTAESD && p.TAESD == nil:
+		return fmt.Errorf("%w: TAESD previews need a TAESD file", ErrBadRequest)
+	}
+	return nil
+}
+
+// Generate makes one image. onStep, when not nil, is called after every
+// step on the calling goroutine. Cancelling ctx stops the loop between
+// steps with ctx's error.
+func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (*Result, error) {
+	if err := p.check(&r); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	res := &Result{}
+	guided := sample.UseGuidance(r.CFG)
+
+	// Text: the prompt and, with guidance, the negative prompt padded to
+	// the same number of 77-token chunks, encoded as one batch: uncond
+	// first, as diffusers concatenates them.
+	context, err := p.encodeText(r, guided) // [B, 77·chunks, C]
+	if err != nil {
+		return nil, err
+	}
+	defer p.Text.Release(context)
+	batch := context.Dim(0)
+	res.Timings.Text = time.Since(start)
+
+	gen := rng.New(r.Seed)
+	s, err := sample.New(r.Sampler, r.Schedule, r.Steps,
+		sample.ScheduleConfig{Prediction: sample.Prediction(p.Config.Prediction)}, gen)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	lc := p.Config.UNet.InChannels
+	h, w := r.Height/p.Config.VAE.DownsampleFactor(), r.Width/p.Config.VAE.DownsampleFactor()
+	n := lc * h * w
+	x := sample.InitLatents(s, gen, n) // [1, 4, h, w]
+	xin := make([]float32, n)
+	guidedOut := make([]float32, n)
+	xb := p.pool.Get(batch, lc, h, w)  // [B, 4, h, w]
+	eps := p.pool.Get(batch, lc, h, w) // [B, 4, h, w]
+	defer p.pool.Put(xb, eps)
+	ts := s.Timesteps()
+	tsBatch := make([]float32, batch)
+	upload := make([]float32, batch*n)
+	denoise := time.Now()
+	for i, t := range ts {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		sample.ScaleInput(s, xin, x, i)
+		for j := range batch {
+			copy(upload[j*n:], xin)
+			tsBatch[j] = t
+		}
+		p.B.Write(xb, upload)
+		if err := p.UNet.Forward(eps, xb, tsBatch, context); err != nil {
+			return nil, err
+		}
+		out, err := p.B.Read(eps)
+		if err != nil {
+			return nil, err
+		}
+		modelOut := out[:n]
+		if guided {
+			sample.Guidance(guidedOut, out[:n], out[n:], r.CFG)
+			modelOut = guidedOut
+		}
+		if err := s.Step(i, modelOut, x); err != nil {
+			return nil, err
+		}
+		if r.AfterStep != nil {
+			r.AfterStep(i, x)
+		}
+		if onStep != nil {
+			st := Step{Index: i + 1, Total: len(ts), Elapsed: time.Since(start)}
+			if st.Preview, err = p.preview(r.Preview, x, lc, h, w); err != nil {
+				return nil, err
+			}
+			onStep(st)
+		}
+	}
+	res.Timings.Denoise = time.Since(denoise)
+	res.Latent = x
+
+	dec := time.Now()
+	if res.Decoded, err = p.decode(x, lc, h, w); err != nil {
+		return nil, err
+	}
+	res.Image = ToImage(res.Decoded, r.Width, r.Height)
+	res.Timings.Decode = time.Since(dec)
+	res.Timings.Total = time.Since(start)
+	return res, nil
+}
+
+// encodeText returns the text context: [1, L, C] for the prompt alone, or
+// [2, L, C] holding the negative prompt then the prompt.
+func (p *Pipeline) encodeText(r Request, guided bool) (*engine.Tensor, error) {
+	pc := prompt.Tokenize(p.Tok, r.Prompt)
+	prompts := [][]prompt.Chunk{pc}
+	if guided {
+		nc := prompt.Tokenize(p.Tok, r.Negative)
+		pc, nc = prompt.PadChunks(p.Tok, pc, nc)
+		prompts = [][]prompt.Chunk{nc, pc}
+	}
+	return p.Text.EncodeChunks(prompts, r.ClipSkip)
+}
+
+// decode runs the VAE decoder on the final latents (divided by the scaling
+// factor first) and returns the image [3, H, W] in [-1, 1].
+func (p *Pipeline) decode(x []float32, c, h, w int) ([]float32, error) {
+	inv := float32(1 / p.Config.VAE.ScalingFactor)
+	z := make([]float32, len(x))
+	for i, v := range x {
+		z[i] = v * inv
+	}
+	f := p.Config.VAE.DownsampleFactor()
+	zt := p.pool.Get(1, c, h, w)      // [1, 4, h, w]
+	img := p.pool.Get(1, 3, h*f, w*f) // [1, 3, H, W]
+	defer p.pool.Put(zt, img)
+	p.B.Write(zt, z)
+	if err := p.VAE.Decode(img, zt); err != nil {
+		return nil, err
+	}
+	return p.B.Read(img)
+}
+
+func (p *Pipeline) preview(mode Preview, x []float32, c, h, w int) (image.Image, error) {
+	switch mode {
+	case PreviewLatent:
+		return LatentPreview(x, w, h), nil
+	case PreviewTAESD:
+		zt := p.pool.Get(1, c, h, w)      // [1, 4, h, w]
+		img := p.pool.Get(1, 3, h*8, w*8) // [1, 3, 8h, 8w]
+		defer p.pool.Put(zt, img)
+		p.B.Write(zt, x)
+		if err := p.TAESD.Decode(img, zt); err != nil {
+			return nil, err
+		}
+		v, err := p.B.Read(img)
+		if err != nil {
+			return nil, err
+		}
+		return ToImage(v, w*8, h*8), nil
+	}
+	return nil, nil
+}
+
+// WeightBytes is the device memory the networks' weights take.
+func (p *Pipeline) WeightBytes() int64 { return p.weightBytes }
