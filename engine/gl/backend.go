@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"time"
 	"unsafe"
 
 	gl "github.com/go-gl/gl/v4.3-core/gl"
@@ -49,6 +50,7 @@ type Backend struct {
 	programs map[string]*program
 	freqs    map[engine.TimestepParams]uint32 // timestep frequency tables
 	err      error                            // first error since the last Sync
+	profile  *profile                         // per-shader GPU time, when profiling
 
 	// Set once at start.
 	renderer, version, platform string
@@ -138,6 +140,9 @@ func (b *Backend) init(ctx platformContext) error {
 	// K slices of 8 measured faster than 16 on the H200 (25.2 against
 	// 16.8 TFLOP/s at 4096³: 16 doubles shared memory per group, halving
 	// occupancy). GLIMMER_GEMM_BK overrides for tuning.
+	if os.Getenv("GLIMMER_GL_PROFILE") == "1" {
+		b.profile = &profile{calls: map[string]int{}, time: map[string]time.Duration{}}
+	}
 	if v := os.Getenv("GLIMMER_GEMM_BK"); v == "8" || v == "16" {
 		b.gemmBK, _ = strconv.Atoi(v)
 	}

@@ -2,6 +2,7 @@ package gl
 
 import (
 	"fmt"
+	"time"
 	"regexp"
 	"sort"
 	"strconv"
@@ -226,8 +227,17 @@ func (b *Backend) dispatch(op string, d defines, groups int, bufs []*buffer, set
 			set(u)
 		}
 		x, y, z := split(groups, b.limits.MaxGroupCount)
+		var start time.Time
+		if b.profile != nil {
+			gl.Finish()
+			start = time.Now()
+		}
 		gl.DispatchCompute(uint32(x), uint32(y), uint32(z))
 		gl.MemoryBarrier(gl.SHADER_STORAGE_BARRIER_BIT | gl.BUFFER_UPDATE_BARRIER_BIT)
+		if b.profile != nil {
+			gl.Finish()
+			b.profile.add(op+" "+d.key(), time.Since(start))
+		}
 		b.checkGL(op)
 	})
 }

@@ -62,6 +62,10 @@ func BenchmarkSD15(b *testing.B) {
 	if _, err := p.Generate(context.Background(), req, nil); err != nil { // warm-up: shader compiles
 		b.Fatal(err)
 	}
+	pr, profiling := be.(interface{ Profile() string })
+	if profiling {
+		pr.Profile() // drop the warm-up's numbers
+	}
 	var sum pipeline.Timings
 	b.ResetTimer()
 	for range b.N {
@@ -75,8 +79,13 @@ func BenchmarkSD15(b *testing.B) {
 		sum.Decode += t.Decode
 		sum.Total += t.Total
 	}
+	if profiling {
+		if s := pr.Profile(); s != "" {
+			b.Logf("per-shader GPU time over %d images:\n%s", b.N, s)
+		}
+	}
 	n := float64(b.N)
-	ms := func(d time.Duration) float64 { return float64(d.Milliseconds()) / n }
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / n }
 	b.ReportMetric(ms(sum.Total), "ms/image")
 	b.ReportMetric(ms(sum.Text), "text_ms")
 	b.ReportMetric(ms(sum.Denoise)/float64(req.Steps), "unet_step_ms")

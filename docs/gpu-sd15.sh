@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Full-size SD 1.5 (random weights, real shapes) on the GPU machine: writes
+# the checkpoint to /tmp from the tensor-name table, then times 512x512,
+# 20 steps, CFG 7.5 end to end. Carry .gl/ and .carry/ holding
+# pipeline.test (go test -c -tags egl ./engine/pipeline),
+# sd15_tensor_names.tsv and bpe_simple_vocab_16e6.txt.gz (from ../shared/refdata).
+set -u
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+export GLIMMER_SD15_TSV=.carry/sd15_tensor_names.tsv GLIMMER_SD15_VOCAB=.carry/bpe_simple_vocab_16e6.txt.gz GLIMMER_SD15_DIR=/tmp
+./.carry/pipeline.test -test.run '^$' -test.bench SD15 -test.benchtime "${RUNS:-2}x" -test.v 2>&1 | grep -v '^=== '
