@@ -1,7 +1,8 @@
 // Conv2D as an implicit GEMM, with no im2col buffer: for image g_batch,
 // C[oc, oy*OW+ox] = sum over k = (c, ky, kx) of W[oc, k] * X[c, iy, ix],
 // iy = oy*SH - PH + ky, ix = ox*SW - PW + kx (zero outside the image).
-// Defines: W_F16, HAS_BIAS, BIAS_F16.
+// Defines: W_F16, HAS_BIAS, BIAS_F16, CONV1X1 (a 1x1 kernel, stride 1, no
+// padding: B is the input itself, [C, H*W]).
 #include "common.glsl"
 
 layout(std430, binding = 0) writeonly buffer Ybuf { float y[]; };
@@ -30,15 +31,60 @@ uniform int u_SH, u_SW, u_PH, u_PW;
 
 #define A_KCONTIG 1
 #define B_NCONTIG 1
+#define B_FETCH4 1
 
 float loadA(uint m, uint k);
 float loadB(uint k, uint n);
+vec4 loadB4(uint k, uint n);
 void storeC(uint m, uint n, float acc);
 
 #include "gemm_core.glsl"
 
 float loadA(uint m, uint k) {
 	return w_at(m * u_K + k); // W [OC, C*KH*KW]
+}
+
+#if CONV1X1
+float loadB(uint k, uint n) {
+	return x[(g_batch * u_K + k) * u_N + n]; // X [N, C, H*W]
+}
+
+vec4 loadB4(uint k, uint n) {
+	if (k >= u_K) return vec4(0.0);
+	uint base = (g_batch * u_K + k) * u_N;
+	if (n + 3u < u_N) return vec4(x[base + n], x[base + n + 1u], x[base + n + 2u], x[base + n + 3u]);
+	vec4 v = vec4(0.0);
+	for (uint j = 0u; j < 4u; j++)
+		if (n + j < u_N) v[j] = x[base + n + j];
+	return v;
+}
+#else
+// loadB4 decomposes k = (c, ky, kx) and n = (oy, ox) once for four
+// neighbouring outputs; integer division dominates the loads otherwise.
+vec4 loadB4(uint k, uint n) {
+	vec4 v = vec4(0.0);
+	if (k >= u_K) return v;
+	int kk = int(k);
+	int khw = u_KH * u_KW;
+	int c = kk / khw;
+	int r = kk - c * khw;
+	int ky = r / u_KW;
+	int kx = r - ky * u_KW;
+	int nn = int(n);
+	int oy = nn / u_OW;
+	int ox = nn - oy * u_OW;
+	int plane = (int(g_batch) * u_C + c) * u_H;
+	for (int j = 0; j < 4; j++) {
+		if (nn + j >= int(u_N)) break;
+		int iy = oy * u_SH - u_PH + ky;
+		int ix = ox * u_SW - u_PW + kx;
+		if (iy >= 0 && iy < u_H && ix >= 0 && ix < u_W) v[j] = x[(plane + iy) * u_W + ix];
+		if (++ox == u_OW) {
+			ox = 0;
+			oy++;
+		}
+	}
+	return v;
 }
 
 float loadB(uint k, uint n) {
@@ -55,6 +101,7 @@ float loadB(uint k, uint n) {
 	if (iy < 0 || iy >= u_H || ix < 0 || ix >= u_W) return 0.0;
 	return x[((int(g_batch) * u_C + c) * u_H + iy) * u_W + ix]; // X [N, C, H, W]
 }
+#endif
 
 void storeC(uint m, uint n, float acc) {
 #if HAS_BIAS

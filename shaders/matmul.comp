@@ -27,6 +27,7 @@ uniform float u_alpha;
 
 #define A_KCONTIG (TRANS_A == 0)
 #define B_NCONTIG (TRANS_B == 0)
+#define B_FETCH4 0
 
 
 float loadA(uint m, uint k);

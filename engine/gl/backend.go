@@ -55,7 +55,8 @@ type Backend struct {
 	// Set once at start.
 	renderer, version, platform string
 	limits                      Limits
-	gemmBK                      int // K slice depth of the GEMM tiles
+	gemmBK                      int // K slice depth of the 128-wide GEMM tiles
+	fullGrid                    int // fewer 128-wide GEMM tiles than this take 64-wide ones
 
 	mu     sync.Mutex
 	closed bool
@@ -67,6 +68,7 @@ type Backend struct {
 func New() (*Backend, error) {
 	b := &Backend{
 		gemmBK:   8,
+		fullGrid: 256,
 		queue:    make(chan func(), 1024),
 		programs: map[string]*program{},
 		freqs:    map[engine.TimestepParams]uint32{},
@@ -145,6 +147,9 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v := os.Getenv("GLIMMER_GEMM_BK"); v == "8" || v == "16" {
 		b.gemmBK, _ = strconv.Atoi(v)
+	}
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_FULLGRID")); err == nil {
+		b.fullGrid = v
 	}
 	if e := gl.GetError(); e != gl.NO_ERROR {
 		return fmt.Errorf("gl: GL error 0x%x while reading limits of %q", e, b.renderer)

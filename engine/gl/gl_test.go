@@ -24,6 +24,14 @@ func newBackend(tb testing.TB) func() engine.Backend {
 // TestConformance holds every op's shader to the float64 reference.
 func TestConformance(t *testing.T) { conformance.Run(t, newBackend(t)) }
 
+// TestConformanceWideTiles runs the suite again with every GEMM on the
+// 128x128 tiles that large problems get (the suite's small sizes pick 64x64
+// tiles otherwise), so both shader variants are held to the reference.
+func TestConformanceWideTiles(t *testing.T) {
+	t.Setenv("GLIMMER_GEMM_FULLGRID", "0")
+	conformance.Run(t, newBackend(t))
+}
+
 // BenchmarkOps times every op at an SD-like size (GLIMMER_BENCH_BIG=1 adds
 // a 4096³ MatMul).
 func BenchmarkOps(b *testing.B) { conformance.Bench(b, newBackend(b)) }
