@@ -10,6 +10,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	glmodel "glimmer/engine/model"
+	"glimmer/engine/pipeline"
 	"glimmer/engine/prompt"
 	"glimmer/engine/tokenizer"
 )
@@ -87,6 +89,19 @@ func tokenizerFor(model, override string) (*tokenizer.Tokenizer, error) {
 	if model != "" {
 		if _, err := os.Stat(model); err != nil {
 			return nil, fmt.Errorf("model: %w", err)
+		}
+	}
+	// The model's family decides the pad token when no tokenizer config
+	// does (single files with CLIP's .gz); opening reads headers only.
+	if model != "" {
+		if m, err := glmodel.Open(model, glmodel.Options{}); err == nil {
+			defer m.Close()
+			tok, err := pipeline.Tokenizer(m, override)
+			var nf *tokenizer.NotFoundError
+			if errors.As(err, &nf) {
+				return nil, fmt.Errorf("%w; put it there, set %s, or pass --tokenizer PATH", err, tokenizer.DataDirEnv)
+			}
+			return tok, err
 		}
 	}
 	if override != "" {

@@ -2,11 +2,11 @@ package gl
 
 import (
 	"fmt"
-	"time"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	gl "github.com/go-gl/gl/v4.3-core/gl"
 

@@ -71,20 +71,8 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 		p.Close()
 		return nil, err
 	}
-	if o.Tokenizer != "" {
-		p.Tok, err = tokenizer.Open(o.Tokenizer)
-	} else {
-		p.Tok, err = tokenizer.ForModel(path)
-	}
-	if err != nil {
+	if p.Tok, err = Tokenizer(m, o.Tokenizer); err != nil {
 		return fail(err)
-	}
-	if m.Config.Tokenizer.Pad != p.Tok.PadID && o.Tokenizer == "" && m.Layout == model.SingleFile {
-		// A single file carries no tokenizer config: the family decides
-		// the pad token (SD 2.x pads with "!").
-		t := *p.Tok
-		t.PadID = m.Config.Tokenizer.Pad
-		p.Tok = &t
 	}
 	say("text encoder")
 	tl := nn.NewLoader(b, m.Component("text_encoder"), o.F32Weights).Sub("text_model")
@@ -112,6 +100,29 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 	}
 	p.weightBytes = tl.Bytes() + ul.Bytes() + vl.Bytes()
 	return p, nil
+}
+
+// Tokenizer finds the tokenizer for m: override when given, else beside
+// the model or in the data folder (tokenizer.ForModel). When no tokenizer
+// config chose the pad token (CLIP's .gz vocabulary, as single-file
+// checkpoints need), the model family decides it: SD 2.x pads with "!".
+func Tokenizer(m *model.Model, override string) (*tokenizer.Tokenizer, error) {
+	var tok *tokenizer.Tokenizer
+	var err error
+	if override != "" {
+		tok, err = tokenizer.Open(override)
+	} else {
+		tok, err = tokenizer.ForModel(m.Path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !tok.PadConfigured && tok.PadID != m.Config.Tokenizer.Pad {
+		t := *tok // shares the vocabulary
+		t.PadID = m.Config.Tokenizer.Pad
+		tok = &t
+	}
+	return tok, nil
 }
 
 // Close frees the networks' device memory and closes the model files.

@@ -94,6 +94,11 @@ func Load(dir string) (*Tokenizer, error) {
 		}
 	}
 	t := &Tokenizer{v: v}
+	for _, name := range []string{"tokenizer_config.json", "special_tokens_map.json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			t.PadConfigured = true
+		}
+	}
 	for _, f := range []struct {
 		key string
 		id  *int

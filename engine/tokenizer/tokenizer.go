@@ -77,6 +77,10 @@ type Tokenizer struct {
 	StartID int // <|startoftext|>, 49406 in CLIP's vocabulary
 	EndID   int // <|endoftext|>, 49407
 	PadID   int // fills a window after EndID: 49407 (SD 1.x) or 0 (SD 2.x)
+	// PadConfigured: a tokenizer config chose PadID. Without one (CLIP's
+	// .gz vocabulary, a bare vocab.json) PadID is the SD 1.x default and
+	// the model family should decide.
+	PadConfigured bool
 
 	v *vocab
 }
