@@ -107,3 +107,31 @@ func TestWriteNewNeverOverwrites(t *testing.T) {
 		t.Fatal("writing into a missing folder must fail")
 	}
 }
+
+func TestInfoOnPNG(t *testing.T) {
+	dir := t.TempDir()
+	p := Params{Prompt: "a green triangle", Negative: "blur", Steps: 9, Sampler: "euler_a", Schedule: "default",
+		CFG: 6.5, Seed: 77, Width: 64, Height: 128, Model: "tiny", ClipSkip: 1}
+	data, err := EncodePNG(image.NewNRGBA(image.Rect(0, 0, 2, 2)), [][2]string{{"parameters", p.Format()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "x.png")
+	os.WriteFile(path, data, 0o644)
+	code, out, stderr := run(t, "info", path)
+	if code != 0 || !strings.Contains(out, "prompt     a green triangle") || !strings.Contains(out, "seed       77") ||
+		!strings.Contains(out, "size       64x128") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	plain, _ := EncodePNG(image.NewNRGBA(image.Rect(0, 0, 2, 2)), nil)
+	bare := filepath.Join(dir, "bare.png")
+	os.WriteFile(bare, plain, 0o644)
+	if code, _, stderr := run(t, "info", bare); code != 1 || !strings.Contains(stderr, "no generation parameters") {
+		t.Fatalf("bare PNG: exit %d, %q", code, stderr)
+	}
+	fake := filepath.Join(dir, "fake.png")
+	os.WriteFile(fake, []byte("GIF89a"), 0o644)
+	if code, _, stderr := run(t, "info", fake); code != 1 || !strings.Contains(stderr, "fake.png: not a PNG") {
+		t.Fatalf("fake PNG: exit %d, %q", code, stderr)
+	}
+}
