@@ -2,6 +2,7 @@ package sample
 
 import (
 	"fmt"
+	"glimmer/engine/internal/f32"
 	"math"
 )
 
@@ -185,33 +186,8 @@ func sigmaToT(sigma float64, logSig []float32) float64 {
 // roundHalfEven is numpy.round for float64 (ties to even).
 func roundHalfEven(x float64) float64 { return math.RoundToEven(x) }
 
-// fma32 returns a*b+c rounded once to float32. The product of two float32
-// values is exact in float64; if the float64 sum lands exactly on a float32
-// rounding boundary, its rounding error decides the direction.
-func fma32(a, b, c float32) float32 {
-	p := float64(a) * float64(b)
-	cc := float64(c)
-	s := p + cc
-	bv := s - p
-	e := (p - (s - bv)) + (cc - bv)
-	r := float32(s)
-	if e == 0 || float64(r) == s {
-		return r
-	}
-	var lo, hi float32
-	if float64(r) > s {
-		lo, hi = math.Nextafter32(r, float32(math.Inf(-1))), r
-	} else {
-		lo, hi = r, math.Nextafter32(r, float32(math.Inf(1)))
-	}
-	if mid := (float64(lo) + float64(hi)) / 2; s != mid {
-		return r
-	}
-	if e > 0 {
-		return hi
-	}
-	return lo
-}
+// fma32 is a*b+c rounded once, as x86's VFMADD (see f32.FMA).
+func fma32(a, b, c float32) float32 { return f32.FMA(a, b, c) }
 
 // sqrt32, log32 and exp32 are the correctly rounded float32 functions. The
 // reference's float32 torch.sqrt/log/exp on the CPU go through MKL's VML in
@@ -220,7 +196,7 @@ func fma32(a, b, c float32) float32 {
 // of inputs. MKL is closed and CPU-specific, so that cannot be reproduced;
 // where it happens a schedule coefficient differs by 1 ulp (see the package
 // documentation).
-func sqrt32(x float32) float32 { return float32(math.Sqrt(float64(x))) }
+func sqrt32(x float32) float32 { return f32.Sqrt(x) }
 func log32(x float32) float32  { return float32(math.Log(float64(x))) }
 func exp32(x float32) float32  { return float32(math.Exp(float64(x))) }
 
