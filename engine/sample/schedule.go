@@ -2,8 +2,9 @@ package sample
 
 import (
 	"fmt"
-	"glimmer/engine/internal/f32"
 	"math"
+
+	"glimmer/engine/internal/f32"
 )
 
 // This file holds the noise-schedule arithmetic shared by the samplers,
