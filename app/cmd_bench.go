@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"glimmer/engine"
-	"glimmer/engine/device"
 	"glimmer/engine/pipeline"
 )
 
@@ -43,14 +42,11 @@ func runBench(env *Env, args []string) error {
 	if *runs < 1 {
 		return usagef("bench: --runs must be at least 1")
 	}
-	b, notice, err := device.Open(g.backend)
+	b, err := openBackend(env, g.backend)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	if notice != "" {
-		fmt.Fprintln(env.Stderr, "note: "+notice)
-	}
 	start := time.Now()
 	p, err := pipeline.Load(g.model, b, pipeline.Options{Tokenizer: g.tokenizer}, nil)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"glimmer/engine"
 	"glimmer/engine/device"
 	"glimmer/engine/model"
 	"glimmer/engine/pipeline"
@@ -82,14 +83,11 @@ func runGenerate(env *Env, args []string) error {
 	} else if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("%s already exists; not overwriting it (choose another --out)", out)
 	}
-	b, notice, err := device.Open(g.backend)
+	b, err := openBackend(env, g.backend)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	if notice != "" {
-		fmt.Fprintln(env.Stderr, "note: "+notice)
-	}
 	loadStart := time.Now()
 	p, err := pipeline.Load(g.model, b, pipeline.Options{Prediction: pred, Tokenizer: g.tokenizer, TAESD: g.taesd},
 		func(stage string) { fmt.Fprintf(env.Stderr, "loading %s\n", stage) })
@@ -167,6 +165,19 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// openBackend opens the named backend, telling the user when "auto" fell
+// back to the CPU.
+func openBackend(env *Env, name string) (engine.Backend, error) {
+	b, notice, err := device.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if notice != "" {
+		fmt.Fprintln(env.Stderr, "note: "+notice)
+	}
+	return b, nil
 }
 
 // Request is the engine's form of p.
