@@ -121,3 +121,21 @@ func TestGenerateBadInput(t *testing.T) {
 		t.Error("the existing file was changed")
 	}
 }
+
+// bench on the tiny model prints every stage of its table.
+func TestBenchTable(t *testing.T) {
+	model := fixtures.Path(t, "fixtures", "sd1-tiny", "diffusers")
+	code, out, stderr := run(t, "bench", "--model", model, "--backend", "cpu", "--width", "64", "--height", "64",
+		"--steps", "3", "--runs", "1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"backend          cpu", "text encode", "U-Net step", "it/s", "VAE decode", "total", "peak memory"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bench output lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, _ := run(t, "bench", "--model", model, "--runs", "0"); code != 2 {
+		t.Errorf("--runs 0: exit %d, want 2", code)
+	}
+}
