@@ -35,7 +35,16 @@ type Options struct {
 	TAESD string
 	// F32Weights widens F16 weights on upload (twice the memory).
 	F32Weights bool
+	// VAEMemory is the activation memory the VAE decoder may use before it
+	// decodes in overlapping tiles; 0 means DefaultVAEMemory, < 0 never
+	// tiles.
+	VAEMemory int64
 }
+
+// DefaultVAEMemory lets SD's decoder run whole up to about 920x920 pixels
+// (1.21 GiB at 512x512, 4.84 GiB at 1024x1024) and tiles larger images,
+// so a card with 8 GiB holds an SD 1.5 model and any image size.
+const DefaultVAEMemory = 4 << 30
 
 // Pipeline holds one model's networks on one backend. Weights are loaded
 // once; Generate may be called many times, one call at a time.
@@ -88,6 +97,12 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 	vl := nn.NewLoader(b, m.Component("vae"), o.F32Weights)
 	if p.VAE, err = vae.Load(vl, m.Config.VAE); err != nil {
 		return fail(fmt.Errorf("%s: VAE: %w", path, err))
+	}
+	switch {
+	case o.VAEMemory == 0:
+		p.VAE.MaxActivationBytes = DefaultVAEMemory
+	case o.VAEMemory > 0:
+		p.VAE.MaxActivationBytes = o.VAEMemory
 	}
 	if o.TAESD != "" {
 		say("TAESD")
