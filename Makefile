@@ -11,8 +11,12 @@ TAGS := egl
 ARGS ?= help
 
 # Debian packages: EGL/GL headers and Mesa's software GL (llvmpipe) for the
-# engine; mingw-w64 for the Windows cross-build.
+# engine; X11/GL headers for Fyne's window (GLFW), GTK 3 for the native file
+# dialogs (sqweek/dialog) and Xvfb for the real-window test; mingw-w64 for
+# the Windows cross-build.
 PACKAGES := pkg-config libegl-dev libgl-dev libgles-dev libegl-mesa0 libgl1-mesa-dri \
+	libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev \
+	libgl1-mesa-dev libgtk-3-dev xvfb \
 	gcc-mingw-w64-x86-64
 
 # Fuzz targets run briefly by `make test`: package:Target.
