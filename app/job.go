@@ -281,8 +281,17 @@ func (r *Runner) work(ctx context.Context, j Job, send func(Event)) error {
 		pi.Seed = params.Seed + int64(i)
 		req := pi.Request()
 		req.Preview = preview
+		// The rate counts from the end of the first step, so the prompt
+		// encoding (and a GL driver's first shader compiles) do not skew
+		// it; the first step has only its own time.
+		var first time.Duration
 		onStep := func(s pipeline.Step) {
 			rate := float64(s.Index) / s.Elapsed.Seconds()
+			if s.Index == 1 {
+				first = s.Elapsed
+			} else if d := s.Elapsed - first; d > 0 {
+				rate = float64(s.Index-1) / d.Seconds()
+			}
 			left := total - (i*pi.Steps + s.Index)
 			var eta time.Duration
 			if rate > 0 {

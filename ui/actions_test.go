@@ -48,7 +48,7 @@ func TestRestoreFromPNG(t *testing.T) {
 	want := map[string]string{
 		"prompt":   "masterpiece, a castle on a hill\nat sunset",
 		"negative": "low quality, blurry",
-		"sampler":  "DPM++ 2M", "schedule": "Karras",
+		"sampler":  "DPM++ 2M", "schedule": "Karras schedule",
 		"steps": "28", "cfg": "6.5", "seed": "3141592653", "width": "576", "height": "832",
 	}
 	got := map[string]string{

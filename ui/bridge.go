@@ -12,14 +12,16 @@ import (
 // job events and the native file dialogs' answers. It is the only code
 // that calls fyne.Do; everything it schedules runs on Fyne's goroutine.
 //
-// Step events are coalesced: at most one UI update is scheduled per step,
-// and when the UI falls behind, only the newest step is drawn.
+// Events wait in order in a queue that one scheduled drain empties. A step
+// replaces a step still waiting at the queue's end, so there is at most
+// one UI update per step, and when the UI falls behind only the newest
+// step is drawn.
 type bridge struct {
 	do func(func()) // fyne.Do; tests run the queue on their own goroutine
 
 	mu      sync.Mutex
-	pending *app.Event // newest step not drawn yet
-	stopped bool       // the window is closing: drop everything
+	queue   []app.Event // events not shown yet, oldest first
+	stopped bool        // the window is closing: drop everything
 	onEvent func(app.Event)
 }
 
@@ -28,57 +30,61 @@ func newBridge(onEvent func(app.Event)) *bridge {
 }
 
 // event is the runner's callback; it runs on the runner's goroutine and
-// never blocks on the UI.
+// never blocks on the UI. The lock is never held while scheduling: after
+// Fyne's loop has ended, fyne.Do runs the function at once.
 func (b *bridge) event(e app.Event) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.stopped {
+		b.mu.Unlock()
 		return
 	}
-	if e.Kind == app.EventStep {
-		scheduled := b.pending != nil
-		b.pending = &e
-		if !scheduled {
-			b.do(b.flushStep)
-		}
+	n := len(b.queue)
+	if e.Kind == app.EventStep && n > 0 && b.queue[n-1].Kind == app.EventStep {
+		b.queue[n-1] = e
+		b.mu.Unlock()
 		return
 	}
-	// Draw a step still waiting before this event, so events keep their
-	// order; the step's own scheduled flush then finds nothing to do.
-	step := b.pending
-	b.pending = nil
-	b.do(func() {
-		if step != nil {
-			b.onEvent(*step)
-		}
-		b.onEvent(e)
-	})
+	b.queue = append(b.queue, e)
+	b.mu.Unlock()
+	if n == 0 {
+		b.do(b.drain)
+	}
 }
 
-func (b *bridge) flushStep() {
+// drain shows the waiting events, on Fyne's goroutine.
+func (b *bridge) drain() {
 	b.mu.Lock()
-	step := b.pending
-	b.pending = nil
+	q := b.queue
+	b.queue = nil
 	stopped := b.stopped
 	b.mu.Unlock()
-	if step != nil && !stopped {
-		b.onEvent(*step)
+	if stopped {
+		return
+	}
+	for _, e := range q {
+		b.onEvent(e)
 	}
 }
 
 // run schedules f on Fyne's goroutine (answers of native dialogs).
 func (b *bridge) run(f func()) {
+	b.do(func() {
+		if !b.isStopped() {
+			f()
+		}
+	})
+}
+
+func (b *bridge) isStopped() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.stopped {
-		b.do(f)
-	}
+	return b.stopped
 }
 
 // stop drops every later event and answer.
 func (b *bridge) stop() {
 	b.mu.Lock()
 	b.stopped = true
-	b.pending = nil
+	b.queue = nil
 	b.mu.Unlock()
 }

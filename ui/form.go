@@ -23,7 +23,7 @@ import (
 var (
 	samplerLabels  = []string{"Euler a", "Euler", "DPM++ 2M", "DDIM"}
 	samplerNames   = []string{"euler_a", "euler", "dpmpp_2m", "ddim"}
-	scheduleLabels = []string{"Default", "Karras"}
+	scheduleLabels = []string{"Default schedule", "Karras schedule"}
 	scheduleNames  = []string{"default", "karras"}
 )
 
@@ -158,7 +158,7 @@ func (f *form) params() (app.Params, int, error) {
 	p.Sampler = nameOf(samplerLabels, samplerNames, f.sampler.Selected)
 	p.Schedule = nameOf(scheduleLabels, scheduleNames, f.schedule.Selected)
 	if err := settings.CheckSampler(p.Sampler, p.Schedule); err != nil {
-		return p, 0, fmt.Errorf("Sampler %s has no %s schedule: pick Euler or DPM++ 2M, or the default schedule",
+		return p, 0, fmt.Errorf("Sampler %s has no %s: pick Euler or DPM++ 2M, or the default schedule",
 			f.sampler.Selected, f.schedule.Selected)
 	}
 	p.Steps = int(f.steps.Value)

@@ -23,7 +23,7 @@ func TestFormDefaultsFromSettings(t *testing.T) {
 		st.SetString("height", "448")
 	})
 	f := tw.form
-	if f.sampler.Selected != "DPM++ 2M" || f.schedule.Selected != "Karras" || f.steps.Value != 33 || f.cfg.Value != 6.5 ||
+	if f.sampler.Selected != "DPM++ 2M" || f.schedule.Selected != "Karras schedule" || f.steps.Value != 33 || f.cfg.Value != 6.5 ||
 		f.width.Text != "768" || f.height.Text != "448" || f.batch.Text != "1" || f.lock.Checked {
 		t.Errorf("form from settings: %s %s %v %v %sx%s batch %s lock %v", f.sampler.Selected, f.schedule.Selected,
 			f.steps.Value, f.cfg.Value, f.width.Text, f.height.Text, f.batch.Text, f.lock.Checked)
@@ -59,9 +59,9 @@ func TestFormValidation(t *testing.T) {
 		{"batch 0", func() { f.batch.SetText("0") }, "Batch"},
 		{"batch 101", func() { f.batch.SetText("101") }, "Batch"},
 		{"batch 4", func() { f.batch.SetText("4") }, ""},
-		{"ddim has no karras", func() { f.sampler.SetSelected("DDIM"); f.schedule.SetSelected("Karras") }, "DDIM has no Karras"},
-		{"euler a has no karras", func() { f.sampler.SetSelected("Euler a"); f.schedule.SetSelected("Karras") }, "Euler a has no Karras"},
-		{"dpm++ with karras", func() { f.sampler.SetSelected("DPM++ 2M"); f.schedule.SetSelected("Karras") }, ""},
+		{"ddim has no karras", func() { f.sampler.SetSelected("DDIM"); f.schedule.SetSelected("Karras schedule") }, "DDIM has no Karras"},
+		{"euler a has no karras", func() { f.sampler.SetSelected("Euler a"); f.schedule.SetSelected("Karras schedule") }, "Euler a has no Karras"},
+		{"dpm++ with karras", func() { f.sampler.SetSelected("DPM++ 2M"); f.schedule.SetSelected("Karras schedule") }, ""},
 	} {
 		f.setDefaults(tw.set)
 		f.prompt.SetText("a red fox")

@@ -23,6 +23,7 @@ func newImageView() *imageView {
 	v.img.FillMode = canvas.ImageFillContain
 	v.img.SetMinSize(fyne.NewSize(320, 320))
 	v.caption.Truncation = fyne.TextTruncateEllipsis
+	v.caption.SetText("No image yet: write a prompt and press Generate (Ctrl+Enter).")
 	v.content = container.NewBorder(nil, v.caption, nil, nil, v.img)
 	return v
 }

@@ -40,6 +40,9 @@ func stepText(e app.Event) string {
 	if e.Count > 1 {
 		s = fmt.Sprintf("image %d/%d, %s", e.Index+1, e.Count, s)
 	}
+	if e.Step == e.Steps && e.Index+1 == max(e.Count, 1) {
+		return fmt.Sprintf("%s · %.2f it/s · decoding…", s, e.Rate)
+	}
 	return fmt.Sprintf("%s · %.2f it/s · ETA %s", s, e.Rate, formatETA(e.ETA))
 }
 

@@ -46,7 +46,7 @@ func TestSettingsDialog(t *testing.T) {
 		{func(d *settingsDialog) { d.cfg.SetText("7.2") }, "multiple of 0.5"},
 		{func(d *settingsDialog) { d.height.SetText("100") }, "multiple of 8"},
 		{func(d *settingsDialog) { d.preview.SetSelected("taesd") }, "taesd"},
-		{func(d *settingsDialog) { d.sampler.SetSelected("DDIM"); d.schedule.SetSelected("Karras") }, "karras"},
+		{func(d *settingsDialog) { d.sampler.SetSelected("DDIM"); d.schedule.SetSelected("Karras schedule") }, "karras"},
 	} {
 		tw.dismiss()
 		d := tw.newSettingsDialog()

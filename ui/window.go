@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -48,6 +49,7 @@ type Window struct {
 	loadOnly  bool               // the running job only loads the model
 	cancelJob context.CancelFunc // cancels the running job
 	jobImages int                // images the running job made
+	jobStart  time.Time          // when the running job was started
 }
 
 // New builds the window (not shown yet) and starts its runner.
@@ -158,6 +160,7 @@ func (w *Window) start(j app.Job, status string) {
 	w.cancelJob = cancel
 	w.loadOnly = j.LoadOnly
 	w.jobImages = 0
+	w.jobStart = time.Now()
 	w.job = w.runner.Submit(ctx, j)
 	w.form.running(true)
 	w.progress.reset(status)
@@ -206,8 +209,11 @@ func (w *Window) handleEvent(e app.Event) {
 		w.form.running(false)
 		switch e.Kind {
 		case app.EventFinished:
-			if !w.loadOnly {
-				w.progress.finish(fmt.Sprintf("done: %d image(s)", w.jobImages))
+			if w.loadOnly {
+				w.progress.finish("model ready")
+			} else {
+				w.progress.finish(fmt.Sprintf("done: %s in %s", plural(w.jobImages, "image"),
+					formatETA(time.Since(w.jobStart))))
 			}
 		case app.EventFailed:
 			w.progress.reset("failed")
@@ -215,7 +221,7 @@ func (w *Window) handleEvent(e app.Event) {
 			w.showError(e.Err)
 		case app.EventCancelled:
 			w.progress.reset("cancelled")
-			w.progress.setStatus(fmt.Sprintf("Cancelled; %d image(s) kept.", w.jobImages))
+			w.progress.setStatus(fmt.Sprintf("Cancelled; %s kept.", plural(w.jobImages, "image")))
 		}
 	}
 }
@@ -236,6 +242,13 @@ func caption(it galleryItem) string {
 		s += " · " + filepath.Base(it.path)
 	}
 	return s
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func capitalize(s string) string {

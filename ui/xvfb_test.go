@@ -146,7 +146,7 @@ func realWindowChild(dir string) int {
 			switch {
 			case len(g.items) != 1 || w.view.shown != g.items[0].img:
 				problem = fmt.Sprintf("%d images in the gallery; the large view shows %v", len(g.items), w.view.shown)
-			case w.progress.text != "done: 1 image(s)":
+			case !strings.HasPrefix(w.progress.text, "done: 1 image in "):
 				problem = "progress says " + w.progress.text
 			case problem == "":
 				status = 0
