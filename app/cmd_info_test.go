@@ -233,9 +233,15 @@ func TestInfoBadInput(t *testing.T) {
 	}
 
 	// A file info does not describe, given as PATH.
+	txt := write("notes.txt", []byte("not a model"))
+	code, _, stderr := glimmerInfo(t, txt)
+	if code != ExitError || stderr != "glimmer: notes.txt: not something info describes (it reads: model, PNG; a model is a .safetensors/.ckpt/.pt file or a diffusers folder)\n" {
+		t.Errorf("txt: exit %d, %q", code, stderr)
+	}
+	// A PNG holding only a signature is cut short.
 	png := write("image.png", []byte("\x89PNG\r\n\x1a\n"))
-	code, _, stderr := glimmerInfo(t, png)
-	if code != ExitError || stderr != "glimmer: image.png: not something info describes (it reads: model; a model is a .safetensors/.ckpt/.pt file or a diffusers folder)\n" {
+	code, _, stderr = glimmerInfo(t, png)
+	if code != ExitError || !strings.Contains(stderr, "image.png: truncated PNG") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("png: exit %d, %q", code, stderr)
 	}
 }
