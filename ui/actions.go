@@ -3,7 +3,6 @@ package ui
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -22,7 +21,7 @@ func (w *Window) askPNG() {
 // restore fills the form from the parameters a PNG carries (Glimmer's or
 // AUTOMATIC1111's "parameters" text chunk).
 func (w *Window) restore(path string) {
-	p, err := readParams(path)
+	p, err := app.ReadParams(path)
 	if err != nil {
 		w.showError(err)
 		return
@@ -35,27 +34,6 @@ func (w *Window) restore(path string) {
 	w.progress.setStatus(msg + ".")
 }
 
-func readParams(path string) (app.Params, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return app.Params{}, err
-	}
-	defer f.Close()
-	chunks, err := app.ReadPNGText(f)
-	if err != nil {
-		return app.Params{}, fmt.Errorf("%s: %w", filepath.Base(path), err)
-	}
-	for _, kv := range chunks {
-		if kv[0] == "parameters" {
-			p, err := app.ParseParams(kv[1])
-			if err != nil {
-				return p, fmt.Errorf("%s: %w", filepath.Base(path), err)
-			}
-			return p, nil
-		}
-	}
-	return app.Params{}, fmt.Errorf("%s has no generation parameters (no \"parameters\" text in the PNG)", filepath.Base(path))
-}
 
 func modelBase(path string) string {
 	base := filepath.Base(filepath.Clean(path))

@@ -86,7 +86,7 @@ func TestGenerate(t *testing.T) {
 		if filepath.Dir(it.path) != tw.out {
 			t.Errorf("image %d saved to %s, not the output folder %s", i, it.path, tw.out)
 		}
-		p, err := readParams(it.path)
+		p, err := app.ReadParams(it.path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func TestGenerate(t *testing.T) {
 	tw.dialogs.saveAs = dst
 	test.Tap(tw.saveAs)
 	tw.until(t, "Save As", func() bool { _, err := os.Stat(dst + ".png"); return err == nil })
-	if p, err := readParams(dst + ".png"); err != nil || p != tw.gallery.items[0].params {
+	if p, err := app.ReadParams(dst + ".png"); err != nil || p != tw.gallery.items[0].params {
 		t.Errorf("saved copy: %+v, %v", p, err)
 	}
 	tw.dialogs.saveAs = dst + ".png"

@@ -64,7 +64,7 @@ func TestRealWindowUnderXvfb(t *testing.T) {
 	}
 	t.Logf("child: %s", report)
 	saved, _, _ := strings.Cut(string(report), "\n")
-	p, err := readParams(saved)
+	p, err := app.ReadParams(saved)
 	if err != nil || p.Prompt != "a lighthouse at dusk" || p.Seed != 77 {
 		t.Errorf("saved image %s: %+v, %v", saved, p, err)
 	}
