@@ -1,5 +1,5 @@
 # Glimmer's two entry points (see README.md):
-#   make run    build and run glimmer (ARGS="generate --prompt ..." passes arguments)
+#   make run    build glimmer and open its window (ARGS="generate ..." runs a command)
 #   make test   vet, every test (GL on Mesa llvmpipe), brief fuzzing, Windows cross-build
 # Both install the system packages they need when missing (Debian/Ubuntu).
 
@@ -8,7 +8,7 @@ export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 GO ?= go
 # -tags egl: go-gl resolves GL entry points through EGL (headless contexts).
 TAGS := egl
-ARGS ?= help
+ARGS ?=
 
 # Debian packages: EGL/GL headers and Mesa's software GL (llvmpipe) for the
 # engine; X11/GL headers for Fyne's window (GLFW), GTK 3 for the native file
