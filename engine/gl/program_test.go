@@ -1,0 +1,68 @@
+package gl
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"glimmer/engine"
+)
+
+// A shader that does not compile names the op, carries the driver's log
+// and quotes the line the log points at.
+func TestCompileErrorNamesOpAndLine(t *testing.T) {
+	b := openGL(t)
+	src := "#version 430 core\nlayout(local_size_x = 1) in;\nvoid main() {\n\tfloat x = no_such_function(1.0);\n}\n"
+	var err error
+	b.call(func() { _, err = compile("broken_op", src) })
+	if err == nil {
+		t.Fatal("a broken shader compiled")
+	}
+	msg := err.Error()
+	for _, want := range []string{"broken_op.comp does not compile", "no_such_function", "line 4: float x = no_such_function(1.0);"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+}
+
+// Dispatches larger than the driver's per-dimension limit are split over
+// the grid's other dimensions.
+func TestSplitStaysWithinLimits(t *testing.T) {
+	lim := [3]int{65535, 65535, 65535}
+	for _, n := range []int{1, 65535, 65536, 65535*65535 + 7, 300000} {
+		x, y, z := split(n, lim)
+		if x > lim[0] || y > lim[1] || z > lim[2] || x*y*z < n {
+			t.Errorf("split(%d) = %d x %d x %d", n, x, y, z)
+		}
+	}
+}
+
+// An op over more work groups than one grid dimension allows (llvmpipe:
+// 65,535) still writes every element.
+func TestLargeDispatchWritesEverything(t *testing.T) {
+	b := openGL(t)
+	n := 256*70000 + 13 // 70,001 groups of 256
+	x := b.New(engine.F32, n)
+	y := b.New(engine.F32, n)
+	defer b.Free(x)
+	defer b.Free(y)
+	xs := make([]float32, n)
+	poison := make([]float32, n)
+	for i := range xs {
+		xs[i] = float32(i % 1000)
+		poison[i] = float32(math.NaN())
+	}
+	b.Write(x, xs)
+	b.Write(y, poison)
+	b.Scale(y, x, 2, 1)
+	out, err := b.Read(y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range out {
+		if v != 2*xs[i]+1 {
+			t.Fatalf("element %d = %v, want %v", i, v, 2*xs[i]+1)
+		}
+	}
+}
