@@ -1,12 +1,55 @@
-// Multi-head attention, softmax(q kᵀ * scale) v, flash style: the score
-// matrix is never stored. One work group holds 64 queries of one (batch,
-// head); each thread owns one query, its running max, normaliser and output
-// row. Keys and values stream through shared memory KT at a time; each
-// tile's scores rescale the running output once (online softmax).
-// Defines: HEAD_DIM, KT (keys per tile), CAUSAL.
+// Multi-head attention, softmax(q kᵀ · scale) v, as tiled flash attention:
+// the score matrix is never stored.
+//
+// A work group owns BQ = RY*TQ queries of one (batch, head) and streams the
+// keys and values through shared memory BK = RX*TK keys at a time. Its
+// NT = RX*RY threads form an RY x RX grid; thread (ty, tx) owns the query
+// rows ty + RY*i (i < TQ) and, for them,
+//   - a TQ x TK block of each key tile's scores: keys tx*TK + j, so the
+//     score tile S = Q Kᵀ is a small GEMM (float4 steps along the head);
+//   - the output dims tx + RX*t (t < TD): O = Σ P V accumulates in
+//     registers split across the RX threads of a row, so no thread ever
+//     holds a whole head row (TD is 5 at head dim 40, 16 at 512).
+// Online softmax per row, in log2 units (q is pre-scaled by scale·log2 e):
+// the tile's row maximum is reduced over the row's RX threads with a
+// shared-memory atomicMax on an order-preserving uint encoding (a
+// GL_KHR_shader_subgroup shuffle instead measured no faster on the H200);
+// each thread rescales its output and its share of the row sum, writes its
+// probabilities to shared memory, and after a barrier every thread
+// multiplies the whole P tile by its slice of V. The row sums are reduced
+// once, at the end, through shared memory.
+//
+// Shared memory (float4 arrays, rows padded to an odd number of float4 so
+// that threads reading different rows hit different banks):
+//   Qs: the group's queries, whole head rows (QRES) or DC-dim chunks;
+//   Ks: a key tile, DC dims at a time, key tx*TK + j at row j*RX + tx so
+//       a thread's TK keys sit RX rows apart (no bank conflicts);
+//   Vs: a value tile, dim tx + RX*t at float4 (t/4)*RX + tx, lane t%4, so
+//       each thread reads its dims as float4s; separate (KVSEP) or sharing
+//       Ks's memory VK keys at a time;
+//   Ps: the probabilities of a tile, key-contiguous rows.
+// Defines: HEAD_DIM, CAUSAL, RX, RY, TQ, TK (a multiple of 4), DC (head
+// dims per chunk of the score product, a multiple of 4 that divides the
+// head rounded up to 4), QRES, KVSEP, VK (keys per V chunk without KVSEP;
+// a multiple of 4 dividing BK), and NT = RX*RY (a literal for
+// local_size_x).
 #include "common.glsl"
 
-layout(local_size_x = 64) in;
+#define BQ (RY * TQ)
+#define BK (RX * TK)
+#define D4 ((HEAD_DIM + 3) / 4)       // float4s in a head row
+#define DC4 (DC / 4)                  // float4s per chunk of the score product
+#define NCH (D4 / DC4)                // chunks
+#define TD ((HEAD_DIM + RX - 1) / RX) // output dims per thread
+#define TD4 ((TD + 3) / 4)
+#define QST ((QRES != 0 ? D4 : DC4) | 1)
+#define KST (DC4 | 1)
+#define VST (TD4 * RX)
+#define PST ((BK / 4) | 1)
+#define VROWS (KVSEP != 0 ? BK : VK)
+#define KVLEN (KVSEP != 0 ? BK * KST : (BK * KST > VK * VST ? BK * KST : VK * VST))
+
+layout(local_size_x = NT) in;
 layout(std430, binding = 0) writeonly buffer Obuf { float o_out[]; };
 layout(std430, binding = 1) readonly buffer Qbuf { float q_in[]; };
 layout(std430, binding = 2) readonly buffer Kbuf { float k_in[]; };
@@ -15,74 +58,239 @@ layout(std430, binding = 3) readonly buffer Vbuf { float v_in[]; };
 uniform uint u_Nq, u_Nk, u_H;
 uniform float u_scale;
 
-shared float Ks[KT][HEAD_DIM];
-shared float Vs[KT][HEAD_DIM];
+shared vec4 Qs[BQ * QST];
+shared vec4 Ks[KVLEN];
+#if KVSEP
+shared vec4 Vs[BK * VST];
+#define VS Vs
+#else
+#define VS Ks
+#endif
+shared vec4 Ps[BQ * PST];
+shared uint Ms[2 * BQ]; // tile row maxima, encoded; two, used alternately
 
 const float LOG2E = 1.4426950408889634;
 const float NEG = -1.0e30; // finite "minus infinity": NEG - NEG is 0, not NaN
 
+uint g_width;
+
+// Four neighbouring elements of a head row, zero past the head or the
+// tensor's rows. base: the (batch, head) offset; row: query or key index.
+vec4 fetchQ(uint base, uint row, uint d) {
+	vec4 x = vec4(0.0);
+	if (row < u_Nq) {
+		uint i = base + row * g_width + d;
+		for (uint c = 0u; c < 4u; c++) {
+#if HEAD_DIM % 4 == 0
+			x[c] = q_in[i + c];
+#else
+			if (d + c < HEAD_DIM) x[c] = q_in[i + c];
+#endif
+		}
+	}
+	return x;
+}
+
+vec4 fetchK(uint base, uint row, uint d) {
+	vec4 x = vec4(0.0);
+	if (row < u_Nk) {
+		uint i = base + row * g_width + d;
+		for (uint c = 0u; c < 4u; c++) {
+#if HEAD_DIM % 4 == 0
+			x[c] = k_in[i + c];
+#else
+			if (d + c < HEAD_DIM) x[c] = k_in[i + c];
+#endif
+		}
+	}
+	return x;
+}
+
+// V's dims x + RX*(4*t4 + c), c < 4: one float4 of Vs's layout.
+vec4 fetchV(uint base, uint row, uint x, uint t4) {
+	vec4 v = vec4(0.0);
+	if (row < u_Nk) {
+		for (uint c = 0u; c < 4u; c++) {
+			uint d = x + RX * (4u * t4 + c);
+			if (d < HEAD_DIM) v[c] = v_in[base + row * g_width + d];
+		}
+	}
+	return v;
+}
+
+// Keys k0 .. k0+VROWS-1 of V into VS.
+void loadV(uint base, uint k0, uint lid) {
+	for (uint e = lid; e < VROWS * VST; e += NT) {
+		uint kk = e / VST, r = e % VST;
+		VS[e] = fetchV(base, k0 + kk, r % RX, r / RX);
+	}
+}
+
+// Floats to uints that compare in the same order.
+uint encodeMax(float f) {
+	uint u = floatBitsToUint(f);
+	return (u & 0x80000000u) != 0u ? ~u : u | 0x80000000u;
+}
+
+float decodeMax(uint u) {
+	return uintBitsToFloat((u & 0x80000000u) != 0u ? u & 0x7fffffffu : ~u);
+}
+
 void main() {
 	uint gid = group_id();
-	if (gid >= u_groups) return;
-	uint lid = gl_LocalInvocationID.x;
-	uint qblocks = (u_Nq + 63u) / 64u;
+	if (gid >= u_groups) return; // the whole group: barriers stay uniform
+	uint lid = gl_LocalInvocationIndex;
+	uint tx = lid % RX, ty = lid / RX;
+	uint qblocks = (u_Nq + BQ - 1u) / BQ;
 	uint qb = gid % qblocks;
-	uint h = (gid / qblocks) % u_H;
-	uint b = gid / (qblocks * u_H);
-	uint width = u_H * HEAD_DIM;
-	uint qi = qb * 64u + lid;
-	bool valid = qi < u_Nq;
+	uint bh = gid / qblocks;
+	uint h = bh % u_H, b = bh / u_H;
+	g_width = u_H * HEAD_DIM;
+	uint q0 = qb * BQ;
+	uint qbase = b * u_Nq * g_width + h * HEAD_DIM; // q, o [B, Nq, H*D]
+	uint kbase = b * u_Nk * g_width + h * HEAD_DIM; // k, v [B, Nk, H*D]
+	float qscale = u_scale * LOG2E; // scores in log2 units: exp2 below
 
-	float q[HEAD_DIM];
-	float o[HEAD_DIM];
-	uint qbase = (b * u_Nq + min(qi, u_Nq - 1u)) * width + h * HEAD_DIM; // q [B, Nq, H*D]
-	for (uint d = 0u; d < HEAD_DIM; d++) {
-		q[d] = q_in[qbase + d] * (u_scale * LOG2E); // scores in log2 units: exp2 below
-		o[d] = 0.0;
+#if QRES
+	for (uint e = lid; e < BQ * D4; e += NT) {
+		uint r = e / D4, g = e % D4;
+		Qs[r * QST + g] = fetchQ(qbase, q0 + r, 4u * g) * qscale;
 	}
-	float m = NEG, l = 0.0;
+#endif
+	for (uint e = lid; e < 2u * BQ; e += NT) Ms[e] = encodeMax(NEG);
+
+	float m[TQ], l[TQ], o[TQ][TD];
+	for (uint i = 0u; i < TQ; i++) {
+		m[i] = NEG;
+		l[i] = 0.0; // this thread's share of the row sum
+		for (uint t = 0u; t < TD; t++) o[i][t] = 0.0;
+	}
 
 	uint kend = u_Nk;
 #if CAUSAL
-	kend = min(u_Nk, qb * 64u + 64u); // the same for the whole group
+	kend = min(u_Nk, q0 + BQ); // no later key is seen by any of the group's queries
 #endif
-	for (uint k0 = 0u; k0 < kend; k0 += KT) {
-		for (uint e = lid; e < KT * HEAD_DIM; e += 64u) {
-			uint j = e / HEAD_DIM, d = e % HEAD_DIM;
-			uint key = k0 + j;
-			uint src = (b * u_Nk + key) * width + h * HEAD_DIM + d; // k, v [B, Nk, H*D]
-			Ks[j][d] = key < u_Nk ? k_in[src] : 0.0;
-			Vs[j][d] = key < u_Nk ? v_in[src] : 0.0;
+	uint it = 0u;
+	for (uint k0 = 0u; k0 < kend; k0 += BK, it++) {
+		// S = Q Kᵀ for the tile, chunk by chunk of the head.
+		float s[TQ][TK];
+		for (uint i = 0u; i < TQ; i++)
+			for (uint j = 0u; j < TK; j++) s[i][j] = 0.0;
+#if KVSEP
+		loadV(kbase, k0, lid);
+#endif
+		for (uint c = 0u; c < NCH; c++) {
+#if !QRES
+			for (uint e = lid; e < BQ * DC4; e += NT) {
+				uint r = e / DC4, g = e % DC4;
+				Qs[r * QST + g] = fetchQ(qbase, q0 + r, 4u * (c * DC4 + g)) * qscale;
+			}
+			uint qoff = 0u;
+#else
+			uint qoff = c * DC4;
+#endif
+			for (uint e = lid; e < BK * DC4; e += NT) {
+				uint kk = e / DC4, g = e % DC4;
+				Ks[((kk % TK) * RX + kk / TK) * KST + g] = fetchK(kbase, k0 + kk, 4u * (c * DC4 + g));
+			}
+			memoryBarrierShared();
+			barrier();
+			for (uint g = 0u; g < DC4; g++) {
+				vec4 qv[TQ];
+				for (uint i = 0u; i < TQ; i++) qv[i] = Qs[(ty + RY * i) * QST + qoff + g];
+				for (uint j = 0u; j < TK; j++) {
+					vec4 kv = Ks[(j * RX + tx) * KST + g];
+					for (uint i = 0u; i < TQ; i++) s[i][j] += dot(qv[i], kv);
+				}
+			}
+#if NCH > 1 || !KVSEP
+			barrier(); // Qs and Ks are read before the next chunk or V overwrites them
+#endif
+		}
+
+		// Mask, and each row's maximum over the tile.
+		float mt[TQ];
+		for (uint i = 0u; i < TQ; i++) {
+			float mx = NEG;
+			for (uint j = 0u; j < TK; j++) {
+				uint key = k0 + tx * TK + j;
+				bool seen = key < u_Nk;
+#if CAUSAL
+				seen = seen && key <= q0 + ty + RY * i;
+#endif
+				s[i][j] = seen ? s[i][j] : NEG;
+				mx = max(mx, s[i][j]);
+			}
+			atomicMax(Ms[(it & 1u) * BQ + ty + RY * i], encodeMax(mx));
+			mt[i] = mx;
 		}
 		memoryBarrierShared();
 		barrier();
+		for (uint i = 0u; i < TQ; i++) mt[i] = decodeMax(Ms[(it & 1u) * BQ + ty + RY * i]);
+		// Reset the other buffer for the next tile: its last readers ran
+		// before this tile's first barrier, its next writers run after the
+		// next tile's.
+		for (uint e = lid; e < BQ; e += NT) Ms[((it + 1u) & 1u) * BQ + e] = encodeMax(NEG);
 
-		float s[KT];
-		float mt = m;
-		for (uint j = 0u; j < KT; j++) {
-			uint key = k0 + j;
-			bool seen = key < u_Nk;
-#if CAUSAL
-			seen = seen && key <= qi;
+		// Online softmax: rescale, then this tile's probabilities into Ps.
+		for (uint i = 0u; i < TQ; i++) {
+			float mn = max(m[i], mt[i]);
+			float corr = exp2(m[i] - mn);
+			m[i] = mn;
+			l[i] *= corr;
+			for (uint t = 0u; t < TD; t++) o[i][t] *= corr;
+			for (uint j4 = 0u; j4 < TK / 4u; j4++) {
+				vec4 p;
+				for (uint c = 0u; c < 4u; c++) {
+					float x = s[i][4u * j4 + c];
+					p[c] = x > 0.5 * NEG ? exp2(x - mn) : 0.0;
+				}
+				l[i] += p.x + p.y + p.z + p.w;
+				Ps[(ty + RY * i) * PST + tx * (TK / 4u) + j4] = p;
+			}
+		}
+
+		// O += P V.
+		for (uint v0 = 0u; v0 < BK; v0 += VROWS) {
+#if !KVSEP
+			loadV(kbase, k0 + v0, lid);
 #endif
-			float dot = 0.0;
-			for (uint d = 0u; d < HEAD_DIM; d++) dot += q[d] * Ks[j][d];
-			s[j] = seen ? dot : NEG;
-			mt = max(mt, s[j]);
+			memoryBarrierShared();
+			barrier();
+			for (uint kk = 0u; kk < VROWS; kk += 4u) {
+				vec4 p[TQ];
+				for (uint i = 0u; i < TQ; i++) p[i] = Ps[(ty + RY * i) * PST + (v0 + kk) / 4u];
+				for (uint c = 0u; c < 4u; c++) {
+					for (uint t4 = 0u; t4 < TD4; t4++) {
+						vec4 v = VS[(kk + c) * VST + t4 * RX + tx];
+						for (uint u = 0u; u < 4u; u++) {
+							if (4u * t4 + u < TD) {
+								for (uint i = 0u; i < TQ; i++) o[i][4u * t4 + u] += p[i][c] * v[u];
+							}
+						}
+					}
+				}
+			}
+			barrier(); // the tile is consumed before the next overwrites it
 		}
-		float corr = exp2(m - mt);
-		l *= corr;
-		for (uint d = 0u; d < HEAD_DIM; d++) o[d] *= corr;
-		for (uint j = 0u; j < KT; j++) {
-			float p = s[j] > 0.5 * NEG ? exp2(s[j] - mt) : 0.0;
-			l += p;
-			for (uint d = 0u; d < HEAD_DIM; d++) o[d] += p * Vs[j][d];
-		}
-		m = mt;
-		barrier(); // the tile is consumed before the next overwrites it
 	}
-	if (!valid) return;
-	float inv = 1.0 / l;
-	uint obase = (b * u_Nq + qi) * width + h * HEAD_DIM;
-	for (uint d = 0u; d < HEAD_DIM; d++) o_out[obase + d] = o[d] * inv;
+
+	// Row sums over the row's RX threads.
+	for (uint i = 0u; i < TQ; i++) Ps[(ty + RY * i) * PST + tx] = vec4(l[i]); // PST >= RX: TK >= 4
+	memoryBarrierShared();
+	barrier();
+	for (uint i = 0u; i < TQ; i++) {
+		float sum = 0.0;
+		for (uint x = 0u; x < RX; x++) sum += Ps[(ty + RY * i) * PST + x].x;
+		l[i] = sum;
+	}
+	for (uint i = 0u; i < TQ; i++) {
+		uint qi = q0 + ty + RY * i;
+		if (qi >= u_Nq) continue;
+		float inv = 1.0 / l[i];
+		for (uint t = 0u; t < TD; t++) {
+			uint d = tx + RX * t;
+			if (d < HEAD_DIM) o_out[qbase + qi * g_width + d] = o[i][t] * inv;
+		}
+	}
 }

@@ -102,6 +102,19 @@ func Run(t *testing.T, newBackend func() engine.Backend) {
 	t.Run("Views", s.testViews)
 }
 
+// RunAttention runs only the Attention cases, for a backend that holds
+// several variants of its attention kernel to the reference.
+func RunAttention(t *testing.T, newBackend func() engine.Backend) {
+	be := newBackend()
+	defer func() {
+		if err := be.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	s := &suite{be: be}
+	t.Run("Attention", s.testAttention)
+}
+
 // suite is the state Run shares between cases: just the backend.
 type suite struct {
 	be engine.Backend

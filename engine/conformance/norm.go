@@ -132,6 +132,10 @@ func (s *suite) testAttention(t *testing.T) {
 		{b: 1, nq: 5, nk: 5, heads: 1, dim: 80},
 		{b: 1, nq: 3, nk: 3, heads: 2, dim: 160},
 		{b: 1, nq: 1, nk: 1, heads: 1, dim: 4},
+		{b: 1, nq: 45, nk: 45, heads: 2, dim: 80},   // queries cross 32-wide blocks
+		{b: 1, nq: 37, nk: 37, heads: 2, dim: 160},  // and 16-wide ones
+		{b: 1, nq: 20, nk: 37, heads: 1, dim: 512},  // the VAE's single head
+		{b: 1, nq: 70, nk: 140, heads: 1, dim: 512}, // over a 128-key tile
 		// Cross-attention onto 77 text tokens (and other key counts).
 		{b: 2, nq: 19, nk: 77, heads: 2, dim: 8},
 		{b: 1, nq: 11, nk: 77, heads: 1, dim: 40},
@@ -144,6 +148,7 @@ func (s *suite) testAttention(t *testing.T) {
 		{b: 2, nq: 11, nk: 11, heads: 2, dim: 8, causal: true},
 		{b: 1, nq: 77, nk: 77, heads: 1, dim: 64, causal: true},
 		{b: 1, nq: 66, nk: 66, heads: 3, dim: 4, causal: true},
+		{b: 1, nq: 150, nk: 150, heads: 1, dim: 40, causal: true}, // several query blocks and key tiles
 		// Head sizes that are not a multiple of 4.
 		{b: 1, nq: 7, nk: 9, heads: 3, dim: 5},
 		{b: 2, nq: 5, nk: 77, heads: 2, dim: 6},

@@ -32,6 +32,23 @@ func TestConformanceWideTiles(t *testing.T) {
 	conformance.Run(t, newBackend(t))
 }
 
+// TestConformanceAttentionVariants holds the attention kernel's other
+// layouts to the reference: the backend picks one per head dim and
+// driver (shared memory, threads per group), so each must be right
+// everywhere.
+// On llvmpipe (32 KiB) the defaults already take chunked score products,
+// V sharing K's memory and streamed queries at some head dims; forced
+// here (GLIMMER_GL_ATTN): V in 4-key chunks at every head dim, and 8-key
+// score blocks on 4-thread rows.
+func TestConformanceAttentionVariants(t *testing.T) {
+	for _, v := range []string{"SEP=0,VK=4", "RX=4,RY=8,TQ=2,TK=8"} {
+		t.Run(v, func(t *testing.T) {
+			t.Setenv("GLIMMER_GL_ATTN", v)
+			conformance.RunAttention(t, newBackend(t))
+		})
+	}
+}
+
 // BenchmarkOps times every op at an SD-like size (GLIMMER_BENCH_BIG=1 adds
 // a 4096³ MatMul).
 func BenchmarkOps(b *testing.B) { conformance.Bench(b, newBackend(b)) }

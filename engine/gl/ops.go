@@ -1,7 +1,11 @@
 package gl
 
 import (
+	"fmt"
 	"math"
+	"os"
+	"strconv"
+	"strings"
 
 	gl "github.com/go-gl/gl/v4.3-core/gl"
 
@@ -121,21 +125,162 @@ func (b *Backend) Softmax(dst, x *engine.Tensor) {
 	})
 }
 
-// attentionTile picks how many keys share memory holds at a time: K and V
-// tiles of KT x HEAD_DIM floats must fit the driver's limit with room to
-// spare.
-func (b *Backend) attentionTile(headDim int) int {
-	kt := 32
-	for kt > 1 && 2*kt*headDim*4 > b.limits.MaxSharedBytes/2 {
-		kt /= 2
+// attnConfig is one variant of attention.comp (its comment explains the
+// names): an RY x RX grid of threads owning BQ = RY*TQ queries and score
+// blocks of TQ x TK, over key tiles of BK = RX*TK.
+type attnConfig struct {
+	RX, RY, TQ, TK int
+	DC             int  // head dims per chunk of the score product
+	VK             int  // keys per V chunk when V shares K's memory
+	QRes           bool // the group's queries stay in shared memory
+	KVSep          bool // V has memory of its own, loaded with K
+}
+
+func (c attnConfig) bq() int { return c.RY * c.TQ }
+func (c attnConfig) bk() int { return c.RX * c.TK }
+func (c attnConfig) nt() int { return c.RX * c.RY }
+
+// sharedBytes mirrors the shader's shared arrays.
+func (c attnConfig) sharedBytes(headDim int) int {
+	odd := func(n int) int { return n | 1 }
+	d4, dc4 := ceilDiv(headDim, 4), c.DC/4
+	qst := odd(dc4)
+	if c.QRes {
+		qst = odd(d4)
 	}
-	return kt
+	vst := ceilDiv(ceilDiv(headDim, c.RX), 4) * c.RX
+	kv := c.bk() * odd(dc4)
+	if c.KVSep {
+		kv += c.bk() * vst
+	} else {
+		kv = max(kv, c.VK*vst)
+	}
+	return 16*(c.bq()*qst+kv+c.bq()*odd(c.bk()/4)) + 4*2*c.bq()
+}
+
+// attnInvalid reports why c cannot run at headDim on this driver with
+// shared bytes of shared memory, or "".
+func (b *Backend) attnInvalid(c attnConfig, headDim, shared int) string {
+	d4 := ceilDiv(headDim, 4)
+	switch {
+	case c.RX < 1 || c.RY < 1 || c.TQ < 1 || c.TK < 4 || c.TK%4 != 0:
+		return "RX, RY, TQ >= 1 and TK a multiple of 4 are needed"
+	case c.DC < 4 || c.DC%4 != 0 || d4%(c.DC/4) != 0:
+		return "DC must be a multiple of 4 dividing the head rounded up to 4"
+	case !c.KVSep && (c.VK < 4 || c.VK%4 != 0 || c.bk()%c.VK != 0):
+		return "VK must be a multiple of 4 dividing BK"
+	case c.nt() > b.limits.MaxGroupInvoc:
+		return "too many threads"
+	case c.sharedBytes(headDim) > shared:
+		return "too much shared memory"
+	}
+	return ""
+}
+
+// attnShape is the thread grid per head dim, the fastest of those tried
+// on the H200 at SD 1.5's shapes (docs/perf-notes.md): many threads per
+// group beat small shared-memory footprints. Head dim 40, 4096 tokens:
+// 128 queries on 256 threads, 4x4 score blocks, 5 output dims a thread
+// (2.78 ms; 64 queries on 128 threads in 24 KiB 3.33).
+// 80, 1024 tokens: 64 queries on 256 threads, TQ 2 (0.37 ms; 64 on 128
+// threads 0.47). 160, 256 tokens: 32 queries on 256 threads, 16 per row
+// (0.070 ms; 32 on 128 threads, 8 per row 0.101). 512, the VAE: 32
+// queries on 512 threads, 32 per row, 16 output dims each (2.20 ms; 16
+// queries on 128 threads 5.1).
+func attnShape(headDim int) attnConfig {
+	switch {
+	case headDim <= 48:
+		return attnConfig{RX: 8, RY: 32, TQ: 4, TK: 4}
+	case headDim <= 96:
+		return attnConfig{RX: 8, RY: 32, TQ: 2, TK: 4}
+	case headDim <= 192:
+		return attnConfig{RX: 16, RY: 16, TQ: 2, TK: 4}
+	default:
+		return attnConfig{RX: 32, RY: 16, TQ: 2, TK: 4}
+	}
+}
+
+// attnConfig completes the head dim's thread grid with the memory layout
+// that fits the driver: preferring resident queries, then whole-head
+// score products, then a V tile of its own, then whole V tiles (at head
+// dim 80, V sharing K's memory with whole-head products ran 0.371 ms
+// against 0.401 for a V tile of its own with 40-dim chunks); halving the
+// grid's rows (RY) while nothing fits (GL 4.3's minimums, 16 KiB and 256
+// threads, fit head dims 3 to 512 by RY 4). GLIMMER_GL_ATTN, e.g.
+// "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,SH=32768", forces fields
+// for tuning (SH caps the shared memory used); a forced variant that
+// cannot run panics.
+func (b *Backend) attnConfig(headDim int) attnConfig {
+	c := attnShape(headDim)
+	force := map[string]int{}
+	if env := os.Getenv("GLIMMER_GL_ATTN"); env != "" {
+		for _, kv := range strings.Split(env, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			n, err := strconv.Atoi(v)
+			if !ok || err != nil {
+				panic(fmt.Sprintf("gl: GLIMMER_GL_ATTN: bad field %q", kv))
+			}
+			force[k] = n
+		}
+	}
+	for name, f := range map[string]*int{"RX": &c.RX, "RY": &c.RY, "TQ": &c.TQ, "TK": &c.TK} {
+		if v, ok := force[name]; ok {
+			*f = v
+		}
+	}
+	shared := b.limits.MaxSharedBytes
+	if v, ok := force["SH"]; ok {
+		shared = min(shared, v)
+	}
+	d4 := ceilDiv(headDim, 4)
+	for {
+		for _, qres := range []bool{true, false} {
+			for dc4 := d4; dc4 >= 1; dc4-- {
+				if d4%dc4 != 0 {
+					continue
+				}
+				for _, sep := range []bool{true, false} {
+					for vk := c.bk(); vk >= 4; vk /= 2 {
+						t := c
+						t.QRes, t.KVSep, t.DC, t.VK = qres, sep, 4*dc4, vk
+						if sep {
+							t.VK = t.bk()
+						}
+						if b.attnForced(t, force) && b.attnInvalid(t, headDim, shared) == "" {
+							return t
+						}
+						if sep || vk%8 != 0 {
+							break
+						}
+					}
+				}
+			}
+		}
+		if _, ok := force["RY"]; ok || c.RY == 1 {
+			panic(fmt.Sprintf("gl: no attention variant of %+v fits head dim %d in %d bytes of shared memory and %d threads",
+				c, headDim, shared, b.limits.MaxGroupInvoc))
+		}
+		c.RY /= 2
+	}
+}
+
+// attnForced reports whether t has the layout fields GLIMMER_GL_ATTN forces.
+func (b *Backend) attnForced(t attnConfig, force map[string]int) bool {
+	for name, v := range map[string]int{"DC": t.DC, "SEP": b2i(t.KVSep), "QRES": b2i(t.QRes)} {
+		if f, ok := force[name]; ok && f != v {
+			return false
+		}
+	}
+	f, ok := force["VK"]
+	return !ok || t.KVSep || f == t.VK
 }
 
 func (b *Backend) Attention(dst, q, k, v *engine.Tensor, p engine.AttentionParams) {
 	d := engine.CheckAttention(dst, q, k, v, p)
-	def := defines{"HEAD_DIM": d.HeadDim, "KT": b.attentionTile(d.HeadDim), "CAUSAL": b2i(d.Causal)}
-	groups := ceilDiv(d.Nq, 64) * d.Heads * d.B
+	c := b.attnConfig(d.HeadDim)
+	def := defines{"HEAD_DIM": d.HeadDim, "CAUSAL": b2i(d.Causal), "RX": c.RX, "RY": c.RY, "TQ": c.TQ,
+		"TK": c.TK, "DC": c.DC, "VK": c.VK, "QRES": b2i(c.QRes), "KVSEP": b2i(c.KVSep), "NT": c.nt()}
+	groups := ceilDiv(d.Nq, c.bq()) * d.Heads * d.B
 	b.dispatch("attention", def, groups, []*buffer{buf(dst), buf(q), buf(k), buf(v)}, func(u uniforms) {
 		u.u("u_Nq", uint32(d.Nq))
 		u.u("u_Nk", uint32(d.Nk))
