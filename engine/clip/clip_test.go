@@ -6,8 +6,8 @@ import (
 
 	"glimmer/engine"
 	"glimmer/engine/cpu"
+	"glimmer/engine/enginetest"
 	"glimmer/engine/fixtures"
-	"glimmer/engine/gl"
 	"glimmer/engine/model"
 	"glimmer/engine/nn"
 	"glimmer/engine/safetensors"
@@ -19,24 +19,7 @@ import (
 // for a backend's different reduction order, not for a wrong op.
 const fixtureTol = 1e-4
 
-type backendCase struct {
-	name string
-	open func(t *testing.T) engine.Backend
-}
-
-// backends are the CPU backend and the GL one. GL must open: a machine
-// running these tests has OpenGL 4.3 (CI has Mesa llvmpipe), and skipping
-// would hide a broken backend (as engine/gl's own tests do).
-var backends = []backendCase{
-	{"cpu", func(t *testing.T) engine.Backend { return cpu.New() }},
-	{"gl", func(t *testing.T) engine.Backend {
-		b, err := gl.New()
-		if err != nil {
-			t.Fatalf("OpenGL backend: %v", err)
-		}
-		return b
-	}},
-}
+var backends = enginetest.Backends()
 
 // fixture is one reference model and its text-encoder outputs.
 type fixture struct {
@@ -156,8 +139,8 @@ func read(t *testing.T, b engine.Backend, x *engine.Tensor) []float32 {
 // from SD2's (GELU, "!" padding), with every pooled buffer poisoned first.
 func TestFixtures(t *testing.T) {
 	for _, bc := range backends {
-		t.Run(bc.name, func(t *testing.T) {
-			b := bc.open(t)
+		t.Run(bc.Name, func(t *testing.T) {
+			b := bc.Open(t)
 			defer b.Close()
 			for _, f := range []fixture{sd1Single, sd1Diffusers, sd2Diffusers} {
 				t.Run(f.name, func(t *testing.T) {
@@ -175,7 +158,7 @@ func TestFixtures(t *testing.T) {
 					}
 					got := read(t, b, z)
 					err1 := relErr(got, want)
-					t.Logf("%s %s: %d prompts, max|err|/max|ref| = %.3g", bc.name, f.name, len(ids), err1)
+					t.Logf("%s %s: %d prompts, max|err|/max|ref| = %.3g", bc.Name, f.name, len(ids), err1)
 					if err1 > fixtureTol {
 						t.Fatalf("max|err|/max|ref| = %.3g > %g", err1, fixtureTol)
 					}

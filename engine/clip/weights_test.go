@@ -94,8 +94,8 @@ func TestEncodeChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bc := range backends {
-		t.Run(bc.name, func(t *testing.T) {
-			b := bc.open(t)
+		t.Run(bc.Name, func(t *testing.T) {
+			b := bc.Open(t)
 			defer b.Close()
 			m := openModel(t, sd1Diffusers)
 			refIDs, refEmb, _ := readRefs(t, sd1Diffusers)
@@ -165,7 +165,7 @@ func TestEncodeChunks(t *testing.T) {
 			e.Release(z)
 			unweighted := encode(wc[0].IDs)
 			er := relErr(got, weightRef(unweighted, wc[0].Weights[:]))
-			t.Logf("%s weighted chunk vs float64 emphasis: max|err|/max|ref| = %.3g", bc.name, er)
+			t.Logf("%s weighted chunk vs float64 emphasis: max|err|/max|ref| = %.3g", bc.Name, er)
 			if er > 1e-6 {
 				t.Fatalf("weighted chunk vs float64 emphasis: %.3g", er)
 			}

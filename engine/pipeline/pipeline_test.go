@@ -6,10 +6,8 @@ import (
 	"math"
 	"testing"
 
-	"glimmer/engine"
-	"glimmer/engine/cpu"
+	"glimmer/engine/enginetest"
 	"glimmer/engine/fixtures"
-	"glimmer/engine/gl"
 	"glimmer/engine/pipeline"
 	"glimmer/engine/safetensors"
 )
@@ -55,19 +53,6 @@ const (
 	latentTol = 2e-3
 )
 
-func backends(t *testing.T) map[string]func() engine.Backend {
-	return map[string]func() engine.Backend{
-		"cpu": func() engine.Backend { return cpu.New() },
-		"gl": func() engine.Backend {
-			b, err := gl.New()
-			if err != nil {
-				t.Fatalf("OpenGL backend: %v", err)
-			}
-			return b
-		},
-	}
-}
-
 func TestPipelinesMatchReference(t *testing.T) {
 	cases := []struct {
 		family, model string
@@ -76,9 +61,9 @@ func TestPipelinesMatchReference(t *testing.T) {
 		{"sd1", fixtures.Path(t, "fixtures", "sd1-tiny", "diffusers"), sd1Runs},
 		{"sd2", fixtures.Path(t, "fixtures", "sd2-tiny", "diffusers"), sd2Runs},
 	}
-	for name, open := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			b := open()
+	for _, be := range enginetest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			b := be.Open(t)
 			defer b.Close()
 			for _, c := range cases {
 				refs, err := safetensors.Open(fixtures.Path(t, "fixtures", c.family+"-tiny", "refs", c.family+"-pipelines.safetensors"))

@@ -2,15 +2,14 @@ package taesd_test
 
 import (
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"glimmer/engine"
 	"glimmer/engine/cpu"
+	"glimmer/engine/enginetest"
 	"glimmer/engine/fixtures"
-	"glimmer/engine/gl"
 	"glimmer/engine/safetensors"
 	"glimmer/engine/taesd"
 )
@@ -23,25 +22,7 @@ import (
 // wrong way) moves the outputs by 1e-2 or more.
 const tolerance = 1e-4
 
-type backend struct {
-	name string
-	open func(t *testing.T) engine.Backend
-}
-
-var backends = []backend{
-	{"cpu", func(*testing.T) engine.Backend { return cpu.New() }},
-	{"gl", func(t *testing.T) engine.Backend {
-		b, err := gl.New()
-		if err != nil {
-			// CI has Mesa llvmpipe: there a missing GL is a failure, not a skip.
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("OpenGL backend: %v", err)
-			}
-			t.Skipf("OpenGL backend: %v", err)
-		}
-		return b
-	}},
-}
+var backends = enginetest.Backends()
 
 func refsDir(t *testing.T) string { return fixtures.Path(t, "fixtures", "sd1-tiny", "refs") }
 
@@ -115,8 +96,8 @@ func TestFixtures(t *testing.T) {
 	iv, is := reference(t, "image")    // [1, 3, 64, 96]
 	enc, es := reference(t, "encoded") // [1, 4, 8, 12]
 	for _, bk := range backends {
-		t.Run(bk.name, func(t *testing.T) {
-			b := bk.open(t)
+		t.Run(bk.Name, func(t *testing.T) {
+			b := bk.Open(t)
 			defer b.Close()
 			files := []struct{ name, dec, enc string }{
 				{"taesd.py", "taesd-tiny_decoder.safetensors", "taesd-tiny_encoder.safetensors"},
@@ -124,7 +105,7 @@ func TestFixtures(t *testing.T) {
 			}
 			for _, f := range files {
 				t.Run(f.name, func(t *testing.T) {
-					if bk.name == "gl" && f.name == "taesd.py" {
+					if bk.Name == "gl" && f.name == "taesd.py" {
 						// The naming only decides which tensor binds where, on the
 						// host; one file on llvmpipe (6 s each) covers the shaders.
 						t.Skip("naming is backend-independent; GL runs the diffusers file")

@@ -2,14 +2,13 @@ package unet_test
 
 import (
 	"math"
-	"os"
 	"testing"
 	"time"
 
 	"glimmer/engine"
 	"glimmer/engine/cpu"
+	"glimmer/engine/enginetest"
 	"glimmer/engine/fixtures"
-	"glimmer/engine/gl"
 	"glimmer/engine/model"
 	"glimmer/engine/nn"
 	"glimmer/engine/safetensors"
@@ -24,26 +23,7 @@ import (
 // (a wrong eps, head split or skip order moves the output by 1e-2 or more).
 const tolerance = 1e-4
 
-// backend is one backend to run the tests on, opened once per test.
-type backend struct {
-	name string
-	open func(t *testing.T) engine.Backend
-}
-
-var backends = []backend{
-	{"cpu", func(*testing.T) engine.Backend { return cpu.New() }},
-	{"gl", func(t *testing.T) engine.Backend {
-		b, err := gl.New()
-		if err != nil {
-			// CI has Mesa llvmpipe: there a missing GL is a failure, not a skip.
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("OpenGL backend: %v", err)
-			}
-			t.Skipf("OpenGL backend: %v", err)
-		}
-		return b
-	}},
-}
+var backends = enginetest.Backends()
 
 // fixture is one tiny model with its reference outputs.
 type fixture struct {
@@ -167,8 +147,8 @@ type fixtureCase struct {
 // resize to the skip's size) with another prompt.
 func TestFixtures(t *testing.T) {
 	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			b := be.open(t)
+		t.Run(be.Name, func(t *testing.T) {
+			b := be.Open(t)
 			defer b.Close()
 			for _, fx := range fixtureModels {
 				t.Run(fx.name, func(t *testing.T) {
@@ -186,7 +166,7 @@ func TestFixtures(t *testing.T) {
 						{"unet.eps.t1", x, xs, 1, e0},
 						{"unet.eps_wide.t500", xw, xws, 500, e1},
 					}
-					if be.name == "gl" && fx.name != fixtureModels[0].name {
+					if be.Name == "gl" && fx.name != fixtureModels[0].name {
 						// llvmpipe runs a tiny U-Net in about a second (its
 						// 97 convolutions dominate); after the first model,
 						// one square and one non-square case cover what GL
@@ -217,8 +197,8 @@ func TestFixtures(t *testing.T) {
 func TestBatch(t *testing.T) {
 	fx := fixtureModels[0]
 	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			b := be.open(t)
+		t.Run(be.Name, func(t *testing.T) {
+			b := be.Open(t)
 			defer b.Close()
 			r := openRefs(t, fx.refs)
 			u := loadUNet(t, b, fx)

@@ -4,13 +4,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"testing"
 
 	"glimmer/engine"
 	"glimmer/engine/cpu"
+	"glimmer/engine/enginetest"
 	"glimmer/engine/fixtures"
-	"glimmer/engine/gl"
 	"glimmer/engine/model"
 	"glimmer/engine/nn"
 	"glimmer/engine/safetensors"
@@ -25,25 +24,7 @@ import (
 // missing residual moves the outputs by 1e-2 or more.
 const tolerance = 1e-4
 
-type backend struct {
-	name string
-	open func(t *testing.T) engine.Backend
-}
-
-var backends = []backend{
-	{"cpu", func(*testing.T) engine.Backend { return cpu.New() }},
-	{"gl", func(t *testing.T) engine.Backend {
-		b, err := gl.New()
-		if err != nil {
-			// CI has Mesa llvmpipe: there a missing GL is a failure, not a skip.
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("OpenGL backend: %v", err)
-			}
-			t.Skipf("OpenGL backend: %v", err)
-		}
-		return b
-	}},
-}
+var backends = enginetest.Backends()
 
 type fixture struct {
 	name  string
@@ -139,8 +120,8 @@ func check(t *testing.T, what string, got, want []float32) {
 // on every backend and compares with diffusers' outputs.
 func TestFixtures(t *testing.T) {
 	for _, bk := range backends {
-		t.Run(bk.name, func(t *testing.T) {
-			b := bk.open(t)
+		t.Run(bk.Name, func(t *testing.T) {
+			b := bk.Open(t)
 			defer b.Close()
 			for _, fx := range fixtureModels {
 				t.Run(fx.name, func(t *testing.T) {
