@@ -1,19 +1,18 @@
 package rng
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
+
+	"glimmer/engine/safetensors"
 )
 
-// goldenFile is a minimal reader for the safetensors files in testdata
-// (8-byte little-endian header length, JSON header, raw little-endian data).
-// Only F32 tensors are read.
+// goldenFile holds the F32 tensors and metadata of a safetensors file in
+// testdata.
 type goldenFile struct {
 	meta    map[string]string
 	tensors map[string][]float32
@@ -21,49 +20,20 @@ type goldenFile struct {
 
 func readGolden(t testing.TB, path string) *goldenFile {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	f, err := safetensors.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) < 8 {
-		t.Fatalf("%s: too short", path)
-	}
-	n := binary.LittleEndian.Uint64(b)
-	if n > uint64(len(b)-8) {
-		t.Fatalf("%s: bad header length", path)
-	}
-	var hdr map[string]json.RawMessage
-	if err := json.Unmarshal(b[8:8+n], &hdr); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	data := b[8+n:]
-	g := &goldenFile{meta: map[string]string{}, tensors: map[string][]float32{}}
-	for k, raw := range hdr {
-		if k == "__metadata__" {
-			if err := json.Unmarshal(raw, &g.meta); err != nil {
-				t.Fatal(err)
-			}
+	defer f.Close()
+	g := &goldenFile{meta: f.Metadata(), tensors: map[string][]float32{}}
+	for _, k := range f.Names() {
+		info, _ := f.Info(k)
+		if info.DType != safetensors.F32 {
 			continue
 		}
-		var e struct {
-			DType   string   `json:"dtype"`
-			Offsets [2]int64 `json:"data_offsets"`
-		}
-		if err := json.Unmarshal(raw, &e); err != nil {
+		if g.tensors[k], err = f.Float32(k); err != nil {
 			t.Fatal(err)
 		}
-		if e.DType != "F32" {
-			continue
-		}
-		if e.Offsets[0] < 0 || e.Offsets[0] > e.Offsets[1] || e.Offsets[1] > int64(len(data)) {
-			t.Fatalf("%s: %s: bad offsets", path, k)
-		}
-		raw := data[e.Offsets[0]:e.Offsets[1]]
-		v := make([]float32, len(raw)/4)
-		for i := range v {
-			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-		}
-		g.tensors[k] = v
 	}
 	return g
 }
