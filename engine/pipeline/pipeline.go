@@ -80,6 +80,10 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 		p.Close()
 		return nil, err
 	}
+	if u := m.Config.UNet; u.InChannels != u.OutChannels {
+		return fail(fmt.Errorf("%s: a U-Net with %d input channels (an inpainting or other conditioned model) cannot make images from text yet",
+			filepath.Base(path), u.InChannels))
+	}
 	if p.Tok, err = Tokenizer(m, o.Tokenizer); err != nil {
 		return fail(err)
 	}
@@ -234,12 +238,12 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 	// Text: the prompt and, with guidance, the negative prompt padded to
 	// the same number of 77-token chunks, encoded as one batch: uncond
 	// first, as diffusers concatenates them.
-	context, err := p.encodeText(r, guided) // [B, 77·chunks, C]
+	text, err := p.encodeText(r, guided) // [B, 77·chunks, C]
 	if err != nil {
 		return nil, err
 	}
-	defer p.Text.Release(context)
-	batch := context.Dim(0)
+	defer p.Text.Release(text)
+	batch := text.Dim(0)
 	res.Timings.Text = time.Since(start)
 
 	gen := rng.New(r.Seed)
@@ -271,7 +275,7 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 			tsBatch[j] = t
 		}
 		p.B.Write(xb, upload)
-		if err := p.UNet.Forward(eps, xb, tsBatch, context); err != nil {
+		if err := p.UNet.Forward(eps, xb, tsBatch, text); err != nil {
 			return nil, err
 		}
 		out, err := p.B.Read(eps)
