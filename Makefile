@@ -20,7 +20,7 @@ PACKAGES := pkg-config libegl-dev libgl-dev libgles-dev libegl-mesa0 libgl1-mesa
 	gcc-mingw-w64-x86-64
 
 # Fuzz targets run briefly by `make test`: package:Target.
-FUZZ := engine/safetensors:FuzzHeader engine/ckpt:FuzzPickle engine/prompt:FuzzParse \
+FUZZ := engine/safetensors:FuzzHeader engine/ckpt:FuzzPickle engine/model:FuzzMapLDM engine/prompt:FuzzParse \
 	engine/prompt:FuzzTokenize engine/tokenizer:FuzzEncode engine/tokenizer:FuzzBPE
 FUZZTIME ?= 10s
 
