@@ -3,11 +3,8 @@
 package app
 
 import (
-	"bufio"
-	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,22 +14,6 @@ import (
 	"glimmer/engine/model/modeltest"
 	"glimmer/engine/safetensors"
 )
-
-func rssBytes(t *testing.T) int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Skip("no /proc/self/status")
-	}
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	t.Skip("no VmRSS")
-	return 0
-}
 
 // TestInfoFullSizeSD15 is the done-when check end to end: `glimmer info`
 // on a full-size SD 1.5 single file (all 1,130 tensors, real LDM names
@@ -58,11 +39,11 @@ func TestInfoFullSizeSD15(t *testing.T) {
 		t.Skipf("the temp file system does not keep files sparse (%d MB on disk)", st.Blocks*512>>20)
 	}
 	runtime.GC()
-	rss0 := rssBytes(t)
+	rss0 := modeltest.VmRSS(t)
 	start := time.Now()
 	code, out, stderr := glimmerInfo(t, "--model", path)
 	elapsed := time.Since(start)
-	rss1 := rssBytes(t)
+	rss1 := modeltest.VmRSS(t)
 	t.Logf("glimmer info on a %.2f GB SD 1.5 file: %v, RSS +%.1f MB", float64(size)/1e9, elapsed, float64(rss1-rss0)/(1<<20))
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)

@@ -3,13 +3,9 @@
 package model_test
 
 import (
-	"bufio"
-	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,24 +14,6 @@ import (
 	"glimmer/engine/model/modeltest"
 	"glimmer/engine/safetensors"
 )
-
-// vmRSS reads the resident set size from /proc/self/status, in bytes.
-func vmRSS(t *testing.T) int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		t.Skip("no /proc/self/status")
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	t.Skip("no VmRSS in /proc/self/status")
-	return 0
-}
 
 // sd15Extras are the non-learned tensors real SD 1.5 files carry beside
 // the weights (v1-5-pruned.ckpt has all of them); the loader skips them.
@@ -82,7 +60,7 @@ func TestSD15FullSize(t *testing.T) {
 	}
 
 	runtime.GC()
-	rss0 := vmRSS(t)
+	rss0 := modeltest.VmRSS(t)
 	start := time.Now()
 	m, err := model.Open(path, model.Options{})
 	if err != nil {
@@ -92,7 +70,7 @@ func TestSD15FullSize(t *testing.T) {
 	stats := m.Stats()
 	cfg := m.Config
 	elapsed := time.Since(start)
-	rss1 := vmRSS(t)
+	rss1 := modeltest.VmRSS(t)
 	t.Logf("SD 1.5 full size: %.2f GB file, Open+Stats %v, RSS +%.1f MB (%.1f → %.1f MB)",
 		float64(size)/1e9, elapsed, float64(rss1-rss0)/(1<<20), float64(rss0)/(1<<20), float64(rss1)/(1<<20))
 	if size < 4_200_000_000 {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"testing"
 
 	"glimmer/engine"
 	"glimmer/engine/model"
@@ -279,4 +280,22 @@ func WriteRandom(path string, rows []Row, seed uint64) error {
 		tensors = append(tensors, safetensors.F16Tensor(row.LDMKey, row.LDMShape, v))
 	}
 	return safetensors.Write(path, tensors, map[string]string{"glimmer": "random weights for benchmarks"})
+}
+
+// VmRSS is the process's resident set size in bytes, from
+// /proc/self/status; the test is skipped where there is none.
+func VmRSS(t testing.TB) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Skip("no VmRSS in /proc/self/status")
+	return 0
 }
