@@ -133,10 +133,11 @@ const (
 	QuickGELU                // x * sigmoid(1.702 x), CLIP ViT-L's activation
 	ReLU                     // max(x, 0), TAESD's activation
 	Tanh                     // tanh(x), TAESD's latent clamp tanh(z/3)*3
+	Exp                      // exp(x), the VAE posterior's σ = exp(logvar/2) in training
 )
 
 func (op UnaryOp) String() string {
-	return [...]string{"silu", "gelu", "quick_gelu", "relu", "tanh"}[op]
+	return [...]string{"silu", "gelu", "quick_gelu", "relu", "tanh", "exp"}[op]
 }
 
 // BinaryOp selects an elementwise binary op.
