@@ -2,14 +2,102 @@ package gl
 
 import "glimmer/engine"
 
-// Stubs until the backward shaders land; each is replaced by its real op.
+// The heavy backward ops: the convolution's data and weight gradients as
+// implicit GEMMs on gemm_core.glsl, and attention's gradients as a
+// flash-attention-style backward that recomputes the scores tile by tile.
+
+// convBackwardDims checks a backward convolution's tensors by the
+// forward's rules (x [N, C, H, W], w [OC, C, KH, KW], y [N, OC, OH, OW]:
+// the shapes, F32 x and y) and returns the dims with the strides defaulted.
+func convBackwardDims(x, w, y *engine.Tensor, p engine.Conv2DParams) engine.Conv2DDims {
+	return engine.CheckConv2D(y, x, w, nil, p)
+}
 
 func (b *Backend) Conv2DBackwardData(dx, dy, w *engine.Tensor, p engine.Conv2DParams) {
-	panic("gl: Conv2DBackwardData not implemented")
+	d := convBackwardDims(dx, w, dy, p) // dx [N, C, H, W] from dy [N, OC, OH, OW]
+	m, n, k := d.C, d.H*d.W, d.OC*d.KH*d.KW
+	tile, bk, groups := b.gemmShape(m, n, d.N)
+	def := defines{"W_F16": isF16(w), "TILE": tile, "BK": bk}
+	b.dispatch("conv2d_backward_data", def, groups, []*buffer{buf(dx), buf(dy), buf(w)}, func(u uniforms) {
+		u.u("u_M", uint32(m))
+		u.u("u_N", uint32(n))
+		u.u("u_K", uint32(k))
+		u.i("u_C", d.C)
+		u.i("u_W", d.W)
+		u.i("u_OC", d.OC)
+		u.i("u_OH", d.OH)
+		u.i("u_OW", d.OW)
+		u.i("u_KH", d.KH)
+		u.i("u_KW", d.KW)
+		u.i("u_SH", d.P.StrideH)
+		u.i("u_SW", d.P.StrideW)
+		u.i("u_PH", d.P.PadH)
+		u.i("u_PW", d.P.PadW)
+	})
 }
+
+// Split-K for the weight gradient: each split sums at least
+// splitMinDepth of the K = N*OH*OW products, the partials take at most
+// splitMaxScratch floats, and splits are added until the grid has about
+// twice fullGrid work groups.
+const (
+	splitMinDepth   = 512
+	splitMaxScratch = 32 << 20
+)
+
+// convWeightSplits picks the number of K slices for an M x N result of
+// depth k.
+func (b *Backend) convWeightSplits(m, n, k int) int {
+	_, _, g := b.gemmShape(m, n, 1)
+	s := ceilDiv(2*b.fullGrid, g)
+	s = min(s, k/splitMinDepth, splitMaxScratch/(m*n))
+	return max(s, 1)
+}
+
 func (b *Backend) Conv2DBackwardWeight(dw, x, dy *engine.Tensor, p engine.Conv2DParams) {
-	panic("gl: Conv2DBackwardWeight not implemented")
+	if dw.DType() != engine.F32 {
+		panic("gl: Conv2DBackwardWeight: dw must be F32, got " + dw.DType().String())
+	}
+	d := convBackwardDims(x, dw, dy, p)
+	m, n, ktot := d.OC, d.C*d.KH*d.KW, d.N*d.OH*d.OW
+	splits := b.convWeightSplits(m, n, ktot)
+	tile, bk, _ := b.gemmShape(m, n, splits)
+	chunk := ceilDiv(ceilDiv(ktot, splits), bk) * bk // k per split, whole slices
+	splits = ceilDiv(ktot, chunk)
+	groups := ceilDiv(m, tile) * ceilDiv(n, tile) * splits
+	dst := dw
+	if splits > 1 {
+		dst = b.New(engine.F32, splits, m, n) // [splits, OC, C*KH*KW]
+	}
+	def := defines{"REDUCE": 0, "TILE": tile, "BK": bk}
+	b.dispatch("conv2d_backward_weight", def, groups, []*buffer{buf(dst), buf(x), buf(dy)}, func(u uniforms) {
+		u.u("u_M", uint32(m))
+		u.u("u_N", uint32(n))
+		u.u("u_K", uint32(chunk))
+		u.u("u_Ktot", uint32(ktot))
+		u.i("u_C", d.C)
+		u.i("u_H", d.H)
+		u.i("u_W", d.W)
+		u.i("u_KH", d.KH)
+		u.i("u_KW", d.KW)
+		u.i("u_OHW", d.OH*d.OW)
+		u.i("u_OW", d.OW)
+		u.i("u_SH", d.P.StrideH)
+		u.i("u_SW", d.P.StrideW)
+		u.i("u_PH", d.P.PadH)
+		u.i("u_PW", d.P.PadW)
+	})
+	if splits == 1 {
+		return
+	}
+	total := m * n
+	b.dispatch("conv2d_backward_weight", defines{"REDUCE": 1}, elemGroups(total), []*buffer{buf(dw), buf(dst)}, func(u uniforms) {
+		u.u("u_n", uint32(total))
+		u.u("u_splits", uint32(splits))
+	})
+	b.Free(dst)
 }
+
 func (b *Backend) AttentionBackward(dq, dk, dv, dy, q, k, v *engine.Tensor, p engine.AttentionParams) {
 	panic("gl: AttentionBackward not implemented")
 }
