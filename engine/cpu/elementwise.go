@@ -52,6 +52,13 @@ func tanh(out, in []float32) {
 	}
 }
 
+func exp(out, in []float32) {
+	out = out[:len(in)]
+	for i, v := range in {
+		out[i] = float32(math.Exp(float64(v)))
+	}
+}
+
 // Unary applies an activation elementwise; dst may be x.
 func (be *Backend) Unary(dst, x *engine.Tensor, op engine.UnaryOp) {
 	n := engine.CheckUnary(dst, x)
@@ -67,6 +74,8 @@ func (be *Backend) Unary(dst, x *engine.Tensor, op engine.UnaryOp) {
 		f = relu
 	case engine.Tanh:
 		f = tanh
+	case engine.Exp:
+		f = exp
 	default:
 		panic(fmt.Sprintf("cpu: Unary: unknown op %d", op))
 	}
