@@ -52,6 +52,7 @@ type TextEncoder struct {
 	Config model.TextConfig
 
 	tokenEmbedding    []float32      // host: [Vocab, C]
+	TokenEmbedding    *engine.Tensor // [Vocab, C] on the device, only when trainable
 	PositionEmbedding *engine.Tensor // [77, C]
 	Layers            []*Layer
 	FinalLayerNorm    *nn.LayerNorm // [C]
@@ -74,6 +75,18 @@ type TextEncoder struct {
 // (the loader gives no other way to its source), so l.Bytes counts it
 // although the device no longer holds it.
 func Load(l *nn.Loader, cfg model.TextConfig) (*TextEncoder, error) {
+	return load(l, cfg, false)
+}
+
+// LoadTrainable is Load for training: the token embedding stays on the
+// device as TokenEmbedding and Encode looks tokens up by multiplying
+// one-hot rows with it, so its gradient flows (practical for small
+// vocabularies).
+func LoadTrainable(l *nn.Loader, cfg model.TextConfig) (*TextEncoder, error) {
+	return load(l, cfg, true)
+}
+
+func load(l *nn.Loader, cfg model.TextConfig, trainable bool) (*TextEncoder, error) {
 	c, inner, v := cfg.HiddenSize, cfg.IntermediateSize, cfg.VocabSize
 	switch {
 	case c <= 0 || inner <= 0 || v <= 0 || cfg.Layers <= 0:
@@ -96,13 +109,18 @@ func Load(l *nn.Loader, cfg model.TextConfig) (*TextEncoder, error) {
 	if eps == 0 {
 		eps = 1e-5
 	}
-	table, err := hostTable(l, "embeddings.token_embedding.weight", v, c) // [V, C]
-	if err != nil {
-		e.Close()
-		return nil, fmt.Errorf("clip: %w", err)
-	}
-	e.tokenEmbedding = table
 	afterTable := len(l.Tensors())
+	if trainable {
+		e.TokenEmbedding = l.Tensor("embeddings.token_embedding.weight", v, c) // [V, C]
+	} else {
+		table, err := hostTable(l, "embeddings.token_embedding.weight", v, c) // [V, C]
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("clip: %w", err)
+		}
+		e.tokenEmbedding = table
+		afterTable = len(l.Tensors())
+	}
 	e.PositionEmbedding = l.Tensor("embeddings.position_embedding.weight", Context, c) // [77, C]
 	for i := range cfg.Layers {
 		ll := l.Subf("encoder.layers.%d", i)
@@ -181,18 +199,16 @@ func (e *TextEncoder) Encode(ids [][Context]int, clipSkip int) (*engine.Tensor, 
 	if bsz == 0 {
 		return nil, fmt.Errorf("clip: no sequences to encode")
 	}
-	host := make([]float32, bsz*Context*c) // [B, 77, C]
 	for b, seq := range ids {
 		for t, id := range seq {
 			if id < 0 || id >= e.Config.VocabSize {
 				return nil, fmt.Errorf("clip: token id %d (sequence %d, position %d) outside the vocabulary of %d", id, b, t, e.Config.VocabSize)
 			}
-			copy(host[(b*Context+t)*c:][:c], e.tokenEmbedding[id*c:][:c])
 		}
 	}
 	be := e.B
 	x := e.pool.Get(bsz, Context, c) // [B, 77, C]
-	be.Write(x, host)
+	e.embed(x, ids)
 	be.Binary(x, x, e.PositionEmbedding, engine.Add) // [B, 77, C] += [77, C]
 	for _, layer := range e.Layers[:n] {
 		e.block(layer, x)
@@ -201,6 +217,33 @@ func (e *TextEncoder) Encode(ids [][Context]int, clipSkip int) (*engine.Tensor, 
 	e.FinalLayerNorm.Forward(be, z, x)
 	e.pool.Put(x)
 	return z, nil
+}
+
+// embed writes the token embeddings of ids into x [B, 77, C]: copied from
+// the host table, or as one-hot rows times TokenEmbedding when trainable.
+func (e *TextEncoder) embed(x *engine.Tensor, ids [][Context]int) {
+	c, v := e.Config.HiddenSize, e.Config.VocabSize
+	if e.TokenEmbedding == nil {
+		host := make([]float32, len(ids)*Context*c) // [B, 77, C]
+		for b, seq := range ids {
+			for t, id := range seq {
+				copy(host[(b*Context+t)*c:][:c], e.tokenEmbedding[id*c:][:c])
+			}
+		}
+		e.B.Write(x, host)
+		return
+	}
+	rows := len(ids) * Context
+	hot := make([]float32, rows*v) // [B*77, V]
+	for b, seq := range ids {
+		for t, id := range seq {
+			hot[(b*Context+t)*v+id] = 1
+		}
+	}
+	oneHot := e.pool.Get(rows, v)                                                        // [B*77, V]
+	e.B.Write(oneHot, hot)                                                               // [B*77, V]
+	e.B.MatMul(x.Reshape(rows, c), oneHot, e.TokenEmbedding, nil, engine.MatMulParams{}) // [B*77, C]
+	e.pool.Put(oneHot)
 }
 
 // block runs one transformer layer on x [B, 77, C] in place.

@@ -8,6 +8,17 @@ type Linear struct {
 	Bias   *engine.Tensor // [Out] or nil
 	In     int
 	Out    int
+	LoRA   *LoRA // a low-rank update being trained, or nil
+}
+
+// LoRA is a trainable low-rank update of a frozen Linear layer (Hu et al.
+// 2021): y = x Wᵀ + b + Scale · (x Downᵀ) Upᵀ, Scale = alpha / rank.
+// Saved LoRAs are merged into the weights when a model loads
+// (engine/lora); this form exists for training.
+type LoRA struct {
+	Down  *engine.Tensor // [Rank, In]
+	Up    *engine.Tensor // [Out, Rank], zero at the start
+	Scale float32
 }
 
 // NewLinear binds name.weight (and name.bias when bias is set).
@@ -25,6 +36,16 @@ func (m *Linear) Forward(b engine.Backend, dst, x *engine.Tensor) {
 	rows := x.Numel() / m.In
 	b.MatMul(dst.Reshape(rows, m.Out), x.Reshape(rows, m.In), m.Weight, m.Bias,
 		engine.MatMulParams{TransB: true}) // [rows, Out]
+	if l := m.LoRA; l != nil {
+		rank := l.Down.Dim(0)
+		h := b.New(engine.F32, rows, rank)                                                 // [rows, Rank]
+		b.MatMul(h, x.Reshape(rows, m.In), l.Down, nil, engine.MatMulParams{TransB: true}) // [rows, Rank]
+		u := b.New(engine.F32, rows, m.Out)                                                // [rows, Out]
+		b.MatMul(u, h, l.Up, nil, engine.MatMulParams{TransB: true, Alpha: l.Scale})       // [rows, Out]
+		b.Binary(dst.Reshape(rows, m.Out), dst.Reshape(rows, m.Out), u, engine.Add)        // [rows, Out]
+		b.Free(h)
+		b.Free(u)
+	}
 }
 
 // Conv2d is a 2-D convolution with a square kernel, as torch's.

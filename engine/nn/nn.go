@@ -31,8 +31,10 @@ type Loader struct {
 type loadState struct {
 	err     error
 	tensors []*engine.Tensor
+	names   []string // full name of each tensor
 	bytes   int64
 	f32     bool
+	init    func(name string, shape engine.Shape) []float32 // NewInitLoader
 }
 
 // NewLoader reads weights from src onto b. With f32 every weight is
@@ -40,6 +42,13 @@ type loadState struct {
 // their math in float32 either way).
 func NewLoader(b engine.Backend, src Source, f32 bool) *Loader {
 	return &Loader{B: b, src: src, st: &loadState{f32: f32}}
+}
+
+// NewInitLoader makes F32 weights from scratch instead of reading them:
+// init returns the values of each named tensor of the given shape (a
+// network is built once to learn its tensors, then trained).
+func NewInitLoader(b engine.Backend, init func(name string, shape engine.Shape) []float32) *Loader {
+	return &Loader{B: b, st: &loadState{f32: true, init: init}}
 }
 
 // Sub returns a loader for the names under prefix.name.
@@ -68,11 +77,8 @@ func (l *Loader) Bytes() int64 { return l.st.bytes }
 // Tensors lists every tensor uploaded through this loader or its subs.
 func (l *Loader) Tensors() []*engine.Tensor { return l.st.tensors }
 
-// Has reports whether the source holds the named tensor.
-func (l *Loader) Has(name string) bool {
-	_, err := l.src.Raw(l.join(name))
-	return err == nil
-}
+// Names lists the full checkpoint name of each tensor in Tensors.
+func (l *Loader) Names() []string { return l.st.names }
 
 // Tensor uploads the named weight, checking it has the given shape. After
 // an error it returns nil and records the error.
@@ -81,6 +87,12 @@ func (l *Loader) Tensor(name string, shape ...int) *engine.Tensor {
 		return nil
 	}
 	full := l.join(name)
+	if l.st.init != nil {
+		t := l.B.New(engine.F32, shape...) // shape
+		l.B.Write(t, l.st.init(full, shape))
+		l.record(full, t)
+		return t
+	}
 	d, err := l.src.Raw(full)
 	if err != nil {
 		l.st.err = err
@@ -101,9 +113,14 @@ func (l *Loader) Tensor(name string, shape ...int) *engine.Tensor {
 	default:
 		l.B.Write(t, toFloat32(d))
 	}
-	l.st.tensors = append(l.st.tensors, t)
-	l.st.bytes += int64(t.Numel() * dtype.Size())
+	l.record(full, t)
 	return t
+}
+
+func (l *Loader) record(name string, t *engine.Tensor) {
+	l.st.tensors = append(l.st.tensors, t)
+	l.st.names = append(l.st.names, name)
+	l.st.bytes += int64(t.Numel() * t.DType().Size())
 }
 
 // Free releases every tensor the loader uploaded.

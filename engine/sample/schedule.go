@@ -244,3 +244,14 @@ func npLog32(x float32) float32 {
 	den = fma32(den, y, q0)
 	return fma32(e, loge2, num/den)
 }
+
+// AlphasCumprod is ᾱ_t for t = 0..Steps-1 of a training schedule, computed
+// as the reference does; training noises latents with it:
+// z_t = √ᾱ_t·z + √(1-ᾱ_t)·ε.
+func AlphasCumprod(c TrainConfig) ([]float32, error) {
+	tr, err := newTrain(c)
+	if err != nil {
+		return nil, err
+	}
+	return tr.alphasCumprod, nil
+}
