@@ -1,5 +1,5 @@
 // Elementwise activation; in place allowed. Defines: OP (0 SiLU, 1 GELU,
-// 2 QuickGELU, 3 ReLU, 4 Tanh).
+// 2 QuickGELU, 3 ReLU, 4 Tanh, 5 Exp).
 #include "common.glsl"
 
 layout(local_size_x = 256) in;
@@ -19,7 +19,9 @@ void main() {
 	y[i] = quick_gelu(v);
 #elif OP == 3
 	y[i] = max(v, 0.0);
-#else
+#elif OP == 4
 	y[i] = tanh_safe(v);
+#else
+	y[i] = exp(v);
 #endif
 }

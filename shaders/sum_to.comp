@@ -1,0 +1,66 @@
+// SumTo: y[o] = Σ_r x[koff(o) + roff(r)], the sum over the axes numpy
+// broadcasting would stretch. The host collapses x's axes into up to 4
+// kept axes (u_kext, u_kstr: extents and element strides, outer first,
+// padded on the left with extent 1) and up to 4 reduced ones (u_rext,
+// u_rstr), so the output has u_M elements, each a sum of u_R terms.
+// Large reductions are split into u_S slices of u_chunk terms; each slice
+// writes a partial sum that a second dispatch (the same shader on the
+// partials) adds up, in a fixed order, so results are deterministic.
+// Defines: MODE 0: one work group per (output, slice), its threads
+// striding over the terms (x's innermost axis is reduced, so the reads
+// are contiguous); partials [M, S]. MODE 1: one thread per output, 256
+// consecutive outputs per group (x's innermost axis is kept); partials
+// [S, M]. NK, NR: how many of the 4 kept and reduced axes are used.
+#include "common.glsl"
+#include "reduce.glsl"
+
+layout(local_size_x = 256) in;
+layout(std430, binding = 0) writeonly buffer Ybuf { float y[]; };
+layout(std430, binding = 1) readonly buffer Xbuf { float x[]; };
+
+uniform uint u_M, u_R, u_S, u_chunk;
+uniform int u_kext[4], u_kstr[4], u_rext[4], u_rstr[4];
+
+uint kept_offset(uint o) {
+	uint off = 0u;
+	for (int d = 3; d >= 4 - NK; d--) {
+		uint e = uint(u_kext[d]);
+		off += (o % e) * uint(u_kstr[d]);
+		o /= e;
+	}
+	return off;
+}
+
+uint reduced_offset(uint r) {
+	uint off = 0u;
+	for (int d = 3; d >= 4 - NR; d--) {
+		uint e = uint(u_rext[d]);
+		off += (r % e) * uint(u_rstr[d]);
+		r /= e;
+	}
+	return off;
+}
+
+void main() {
+	uint gid = group_id();
+	if (gid >= u_groups) return;
+	uint lid = gl_LocalInvocationID.x;
+#if MODE == 0
+	uint o = gid / u_S, s = gid % u_S;
+	uint base = kept_offset(o);
+	uint r0 = s * u_chunk, r1 = min(r0 + u_chunk, u_R);
+	float acc = 0.0;
+	for (uint r = r0 + lid; r < r1; r += 256u) acc += x[base + reduced_offset(r)];
+	acc = reduce_sum(acc, 0u);
+	if (lid == 0u) y[o * u_S + s] = acc;
+#else
+	uint blocks = (u_M + 255u) / 256u;
+	uint o = (gid % blocks) * 256u + lid, s = gid / blocks;
+	if (o >= u_M) return;
+	uint base = kept_offset(o);
+	uint r0 = s * u_chunk, r1 = min(r0 + u_chunk, u_R);
+	float acc = 0.0;
+	for (uint r = r0; r < r1; r++) acc += x[base + reduced_offset(r)];
+	y[s * u_M + o] = acc;
+#endif
+}
