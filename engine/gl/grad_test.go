@@ -1,6 +1,9 @@
 package gl_test
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"testing"
 
 	"glimmer/engine"
@@ -18,5 +21,141 @@ func TestGradConformance(t *testing.T) {
 			t.Fatalf("OpenGL backend: %v", err)
 		}
 		return b
+	})
+}
+
+// TestGradLargeReductions covers what the conformance suite's small sizes
+// never reach on this backend: SumTo and GroupNormBackward split long
+// sums into slices (more than 4096 contiguous terms, or 1024 spatial
+// values per channel) and add the slices' partial sums in a second pass.
+// References are float64; outputs start as NaN so unwritten elements fail.
+func TestGradLargeReductions(t *testing.T) {
+	b, err := gl.New()
+	if err != nil {
+		t.Fatalf("OpenGL backend: %v", err)
+	}
+	defer b.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	randn := func(n int, sd, mean float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64()*sd + mean)
+		}
+		return v
+	}
+	upload := func(v []float32, shape ...int) *engine.Tensor {
+		x := b.New(engine.F32, shape...)
+		b.Write(x, v)
+		return x
+	}
+	poisoned := func(shape ...int) *engine.Tensor {
+		v := make([]float32, engine.Shape(shape).Numel())
+		for i := range v {
+			v[i] = float32(math.NaN())
+		}
+		return upload(v, shape...)
+	}
+	// expect compares by NMSE = Σ(got-want)²/Σwant².
+	expect := func(t *testing.T, what string, got *engine.Tensor, want []float64, bound float64) {
+		t.Helper()
+		g, err := b.Read(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var num, den float64
+		for i, w := range want {
+			v := float64(g[i])
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				t.Fatalf("%s[%d] = %v", what, i, v)
+			}
+			num += (v - w) * (v - w)
+			den += w * w
+		}
+		if nmse := num / den; nmse > bound {
+			t.Errorf("%s: NMSE %.3g > %.3g", what, nmse, bound)
+		}
+	}
+
+	// SumTo: float32 sums of up to 10^5 unit terms collect ~10^5 roundings
+	// in the worst (sequential) order, NMSE ≲ 1e5·u²/3 ≈ 1e-10 on a
+	// sum whose size is ~√n; partial sums keep it far lower. 1e-9 still
+	// rejects a lost or doubled slice (NMSE ≥ 1/S²).
+	for _, tc := range []struct{ x, dst []int }{
+		{[]int{100003}, []int{1}},           // one output, sliced contiguous terms
+		{[]int{3, 70001}, []int{3, 1}},      // a few outputs, sliced rows
+		{[]int{2, 3, 9000}, []int{1, 3, 1}}, // sliced rows, batch summed too
+		{[]int{5000, 17}, []int{17}},        // columns: thread per output, sliced rows
+	} {
+		t.Run(fmt.Sprint("SumTo", engine.Shape(tc.x), "_to_", engine.Shape(tc.dst)), func(t *testing.T) {
+			xs, ds := engine.Shape(tc.x), engine.Shape(tc.dst)
+			xv := randn(xs.Numel(), 1, 0.5)
+			x, dst := upload(xv, tc.x...), poisoned(tc.dst...)
+			b.SumTo(dst, x)
+			want := make([]float64, ds.Numel())
+			pad := len(xs) - len(ds)
+			for i, v := range xv {
+				rest, o, stride := i, 0, 1
+				for a := len(xs) - 1; a >= pad; a-- {
+					c := rest % xs[a]
+					rest /= xs[a]
+					if ds[a-pad] != 1 {
+						o += c * stride
+					}
+					stride *= ds[a-pad]
+				}
+				want[o] += float64(v)
+			}
+			expect(t, "dst", dst, want, 1e-9)
+			b.Free(x)
+			b.Free(dst)
+		})
+	}
+
+	// GroupNormBackward with 3000 spatial values per channel (3 pieces a
+	// channel) and SiLU: statistics over 12,000-value groups and sums of
+	// as many terms; 1e-9 as for SumTo.
+	t.Run("GroupNormBackward_pieces", func(t *testing.T) {
+		n, c, g, sp := 2, 8, 2, 3000
+		const eps = 1e-5
+		xv, dyv := randn(n*c*sp, 2, 1), randn(n*c*sp, 1, 0)
+		gv, bv := randn(c, 1, 0), randn(c, 1, 0)
+		x, dy := upload(xv, n, c, sp), upload(dyv, n, c, sp)
+		gamma, beta := upload(gv, c), upload(bv, c)
+		dx, dgamma, dbeta := poisoned(n, c, sp), poisoned(c), poisoned(c)
+		b.GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma, beta, engine.GroupNormParams{Groups: g, Eps: eps, SiLU: true})
+		rdx, rdg, rdb := make([]float64, len(xv)), make([]float64, c), make([]float64, c)
+		cpg, l := c/g, c/g*sp
+		for ng := range n * g {
+			base := ng * l
+			var mean, v, sb, sa float64
+			for i := range l {
+				mean += float64(xv[base+i])
+			}
+			mean /= float64(l)
+			for i := range l {
+				d := float64(xv[base+i]) - mean
+				v += d * d
+			}
+			rstd := 1 / math.Sqrt(v/float64(l)+eps)
+			ga, xh := make([]float64, l), make([]float64, l)
+			for i := range l {
+				ch := ng%g*cpg + i/sp
+				xh[i] = (float64(xv[base+i]) - mean) * rstd
+				a := float64(gv[ch])*xh[i] + float64(bv[ch])
+				s := 1 / (1 + math.Exp(-a))
+				ga[i] = float64(dyv[base+i]) * s * (1 + a*(1-s))
+				rdg[ch] += ga[i] * xh[i]
+				rdb[ch] += ga[i]
+				sb += float64(gv[ch]) * ga[i]
+				sa += float64(gv[ch]) * ga[i] * xh[i]
+			}
+			for i := range l {
+				ch := ng%g*cpg + i/sp
+				rdx[base+i] = rstd * (float64(gv[ch])*ga[i] - sb/float64(l) - xh[i]*sa/float64(l))
+			}
+		}
+		expect(t, "dx", dx, rdx, 1e-9)
+		expect(t, "dgamma", dgamma, rdg, 1e-9)
+		expect(t, "dbeta", dbeta, rdb, 1e-9)
 	})
 }
