@@ -1,6 +1,10 @@
 package gl
 
-import "glimmer/engine"
+import (
+	"fmt"
+
+	"glimmer/engine"
+)
 
 // The heavy backward ops: the convolution's data and weight gradients as
 // implicit GEMMs on gemm_core.glsl, and attention's gradients as a
@@ -98,6 +102,94 @@ func (b *Backend) Conv2DBackwardWeight(dw, x, dy *engine.Tensor, p engine.Conv2D
 	b.Free(dst)
 }
 
+// attnBackRows is TR, the rows each thread of the attention backward
+// passes owns (attention_backward.glsl): 4 (64 rows a group) up to head
+// dim 192, fewer for wider heads so that the dK/dV pass's two
+// accumulators (2*TR*ceil(D/16) floats a thread) stay in registers, and
+// fewer while the shared memory does not fit the driver.
+func (b *Backend) attnBackRows(headDim int) int {
+	tr := 4
+	switch {
+	case headDim > 384:
+		tr = 1
+	case headDim > 192:
+		tr = 2
+	}
+	for tr > 1 && attnBackShared(tr) > b.limits.MaxSharedBytes {
+		tr /= 2
+	}
+	return tr
+}
+
+// attnBackShared mirrors attention_backward.glsl's shared array.
+func attnBackShared(tr int) int {
+	const bc, cst, tst = 64, 5, 64/4 + 1
+	br := 16 * tr
+	union := max((2*br+bc)*cst, br*tst)
+	return 16 * (union + bc*cst)
+}
+
+// The dK/dV pass splits the queries when too few key blocks would run
+// (cross-attention to 77 text tokens): each split covers at least
+// attnSplitMinRows queries, and the partials take at most
+// splitMaxScratch floats.
+const attnSplitMinRows = 256
+
 func (b *Backend) AttentionBackward(dq, dk, dv, dy, q, k, v *engine.Tensor, p engine.AttentionParams) {
-	panic("gl: AttentionBackward not implemented")
+	d := engine.CheckAttention(dy, q, k, v, p)
+	for _, g := range []struct {
+		name string
+		t    *engine.Tensor
+		like *engine.Tensor
+	}{{"dq", dq, q}, {"dk", dk, k}, {"dv", dv, v}} {
+		if g.t.DType() != engine.F32 || !g.t.Shape().Equal(g.like.Shape()) {
+			panic(fmt.Sprintf("gl: AttentionBackward: %s is %v %v, want F32 %v", g.name, g.t.DType(), g.t.Shape(), g.like.Shape()))
+		}
+	}
+	tr := b.attnBackRows(d.HeadDim)
+	br, bc := 16*tr, 64
+	def := defines{"HEAD_DIM": d.HeadDim, "TR": tr, "CAUSAL": b2i(d.Causal)}
+	common := func(u uniforms) {
+		u.u("u_Nq", uint32(d.Nq))
+		u.u("u_Nk", uint32(d.Nk))
+		u.u("u_H", uint32(d.Heads))
+		u.f("u_scale", d.Scale)
+	}
+	bh := d.B * d.Heads
+	stats := b.New(engine.F32, d.B, d.Heads, d.Nq, 2) // [B, H, Nq, (L, D)]
+	qGroups := ceilDiv(d.Nq, br) * bh
+	b.dispatch("attention_backward_stats", def, qGroups,
+		[]*buffer{buf(stats), buf(q), buf(k), buf(v), buf(dy)}, common)
+	b.dispatch("attention_backward_dq", def, qGroups,
+		[]*buffer{buf(dq), buf(q), buf(k), buf(v), buf(dy), buf(stats)}, common)
+
+	kGroups := ceilDiv(d.Nk, br) * bh
+	qTiles := ceilDiv(d.Nq, bc)
+	splits := min(ceilDiv(2*b.fullGrid, kGroups), d.Nq/attnSplitMinRows, splitMaxScratch/(2*dk.Numel()))
+	splits = max(splits, 1)
+	qchunk := ceilDiv(qTiles, splits) * bc // queries per split, whole tiles
+	splits = ceilDiv(d.Nq, qchunk)
+	pk, pv := dk, dv
+	if splits > 1 {
+		pk = b.New(engine.F32, splits, d.B, d.Nk, d.Heads*d.HeadDim) // [splits, B, Nk, H*D]
+		pv = b.New(engine.F32, splits, d.B, d.Nk, d.Heads*d.HeadDim) // [splits, B, Nk, H*D]
+	}
+	b.dispatch("attention_backward_dkdv", def, kGroups*splits,
+		[]*buffer{buf(pk), buf(pv), buf(q), buf(k), buf(v), buf(dy), buf(stats)}, func(u uniforms) {
+			common(u)
+			u.u("u_B", uint32(d.B))
+			u.u("u_qchunk", uint32(qchunk))
+		})
+	b.Free(stats)
+	if splits == 1 {
+		return
+	}
+	n := dk.Numel()
+	for _, r := range [][2]*engine.Tensor{{dk, pk}, {dv, pv}} {
+		b.dispatch("attention_backward_reduce", nil, elemGroups(n), []*buffer{buf(r[0]), buf(r[1])}, func(u uniforms) {
+			u.u("u_n", uint32(n))
+			u.u("u_splits", uint32(splits))
+		})
+		b.Free(r[1])
+	}
 }
