@@ -2,7 +2,10 @@
 // C[oc, oy*OW+ox] = sum over k = (c, ky, kx) of W[oc, k] * X[c, iy, ix],
 // iy = oy*SH - PH + ky, ix = ox*SW - PW + kx (zero outside the image).
 // Defines: W_F16, HAS_BIAS, BIAS_F16, CONV1X1 (a 1x1 kernel, stride 1, no
-// padding: B is the input itself, [C, H*W]).
+// padding: B is the input itself, [C, H*W]), and the core's tile (TILE
+// or BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is the scratch buffer
+// [SPLITK, N, OC, OH*OW] of raw partial sums; gemm_splitk.comp adds them
+// and the bias.
 #include "common.glsl"
 
 layout(std430, binding = 0) writeonly buffer Ybuf { float y[]; };
@@ -32,10 +35,16 @@ uniform int u_SH, u_SW, u_PH, u_PW;
 #define A_KCONTIG 1
 #define B_NCONTIG 1
 #define B_FETCH4 1
+// F16 weights: two words give four halves of a row.
+#define A_FETCH4 W_F16
+#if SPLITK > 1
+uniform uint u_partStride; // elements per partial: N * OC * OH*OW
+#endif
 
 float loadA(uint m, uint k);
 float loadB(uint k, uint n);
 vec4 loadB4(uint k, uint n);
+vec4 loadA4(uint m, uint k);
 void storeC(uint m, uint n, float acc);
 
 #include "gemm_core.glsl"
@@ -43,6 +52,20 @@ void storeC(uint m, uint n, float acc);
 float loadA(uint m, uint k) {
 	return w_at(m * u_K + k); // W [OC, C*KH*KW]
 }
+
+#if A_FETCH4
+vec4 loadA4(uint m, uint k) {
+	uint i = m * u_K + k;
+	if ((i & 1u) == 0u && k + 3u < u_K) {
+		uint h = i >> 1;
+		return vec4(unpackHalf2x16(w_h[h]), unpackHalf2x16(w_h[h + 1u]));
+	}
+	vec4 v = vec4(0.0);
+	for (uint j = 0u; j < 4u; j++)
+		if (k + j < u_K) v[j] = w_at(i + j);
+	return v;
+}
+#endif
 
 #if CONV1X1
 float loadB(uint k, uint n) {
@@ -104,10 +127,14 @@ float loadB(uint k, uint n) {
 #endif
 
 void storeC(uint m, uint n, float acc) {
+#if SPLITK > 1
+	y[g_split * u_partStride + (g_batch * u_M + m) * u_N + n] = acc;
+#else
 #if HAS_BIAS
 	acc += bias_at(m);
 #endif
 	y[(g_batch * u_M + m) * u_N + n] = acc; // Y [N, OC, OH*OW]
+#endif
 }
 
 void main() { gemm_tile(); }

@@ -1,14 +1,14 @@
 // Tiled GEMM core shared by matmul and conv2d (implicit GEMM):
 // C[M, N] = A[M, K] x B[K, N] for one batch entry per work-group slice.
 //
-// 256 threads (16x16) compute a TILE x TILE block of C, TILE 128 or 64;
-// each thread holds (TILE/16)² results in registers: rows ty*4+i (and
-// 64+ty*4+i for TILE 128), columns tx*4+j (and 64+tx*4+j). K advances BK
+// 256 threads (16x16) compute a BM x BN block of C, each 64 or 128 (RM =
+// BM/64, RN = BN/64); each thread holds (4*RM) x (4*RN) results in
+// registers: rows 64*h + ty*4 + i, columns 64*g + tx*4 + j. K advances BK
 // at a time through double-buffered shared memory: the next slice is
 // loaded from global memory into registers while the current one is
-// multiplied. The backend picks TILE 64 when 128-wide tiles would leave
-// multiprocessors idle (small feature maps), with BK 16 so every thread
-// still moves one vec4 per operand and slice.
+// multiplied. The backend picks the tile per problem (ops.go, gemmPlan):
+// 128x128 for large grids, narrower tiles and split K when a problem has
+// too few tiles to fill the GPU (small feature maps, deep channels).
 //
 // The including shader defines, before #include:
 //   uniform uint u_M, u_N, u_K;
@@ -20,7 +20,17 @@
 //   B_FETCH4: 1 if it also defines vec4 loadB4(uint k, uint n), the four
 //             values B[k, n..n+3] with zeros outside the matrix
 // and reads g_batch (the batch entry of this work group). The backend
-// defines TILE and BK.
+// defines TILE and BK. Optional, each defaulting to off:
+//   BM, BN: a rectangular tile (64 or 128 each) instead of TILE x TILE
+//   A_FETCH4: with A_KCONTIG, vec4 loadA4(uint m, uint k) gives
+//             A[m, k..k+3] with zeros past u_K (m is in range)
+//   B_KFETCH4: without B_NCONTIG, vec4 loadB4k(uint k, uint n) gives
+//             B[k..k+3, n] with zeros past u_K (n is in range)
+//   SPLITK: S > 1 splits K into S chunks of uniform u_kchunk (a multiple
+//           of BK, every chunk non-empty); work groups are laid out
+//           [S, batch, tilesM, tilesN], g_split is the chunk, and storeC
+//           receives the chunk's partial sum (the includer writes it to a
+//           scratch buffer that a second pass reduces).
 //
 // A and B slices live k-major in shared memory, so the inner product
 // reads 4 rows of A and 4 columns of B as vec4s. An operand that is
@@ -29,10 +39,27 @@
 // collide in banks. (Keeping a k-contiguous A row-major instead, read 4 k
 // at a time, measured slower on the H200: 25.0 against 27.6 TFLOP/s.)
 
+#ifndef BM
+#define BM TILE
+#endif
+#ifndef BN
+#define BN TILE
+#endif
+#ifndef A_FETCH4
+#define A_FETCH4 0
+#endif
+#ifndef B_KFETCH4
+#define B_KFETCH4 0
+#endif
+#ifndef SPLITK
+#define SPLITK 1
+#endif
+#if SPLITK > 1
+uniform uint u_kchunk;
+#endif
+
 layout(local_size_x = 256) in;
 
-#define BM TILE
-#define BN TILE
 #define QA (BM / 4) // vec4s across a slice row of A
 #define QB (BN / 4)
 
@@ -58,6 +85,7 @@ vec4 readB(uint s, uint k, uint q) {
 #endif
 
 uint g_batch;
+uint g_split; // the K chunk of this work group (0 without SPLITK)
 
 // Tiles wholly inside the matrices (most of them) load without bounds
 // checks; edge tiles read zeros outside.
@@ -66,45 +94,84 @@ bool g_interior;
 float safeA(uint m, uint k) { return (g_interior || (m < u_M && k < u_K)) ? loadA(m, k) : 0.0; }
 float safeB(uint k, uint n) { return (g_interior || (k < u_K && n < u_N)) ? loadB(k, n) : 0.0; }
 
-// Each thread moves one group of 4 elements of A and of B per slice
-// (BM*BK/4 = 256 groups): 4 neighbours along the operand's contiguous axis.
-void fetch(uint m0, uint n0, uint k0, uint e, out vec4 ra, out vec4 rb) {
+// A slice holds BM*BK/4 groups of 4 elements of A and BN*BK/4 of B, each 4
+// neighbours along the operand's contiguous axis; thread lid moves groups
+// lid, lid+256, ... (LA of A and LB of B; the last round may be partial).
+#define EA (BM * BK / 4)
+#define EB (BN * BK / 4)
+#define LA ((EA + 255) / 256)
+#define LB ((EB + 255) / 256)
+
+vec4 fetchA(uint m0, uint k0, uint e) {
 #if A_KCONTIG
 	uint am = m0 + e / (BK / 4), ak = k0 + (e % (BK / 4)) * 4u;
-	ra = vec4(safeA(am, ak), safeA(am, ak + 1u), safeA(am, ak + 2u), safeA(am, ak + 3u));
+#if A_FETCH4
+	if (g_interior || am < u_M) return loadA4(am, ak);
+	return vec4(0.0);
+#else
+	return vec4(safeA(am, ak), safeA(am, ak + 1u), safeA(am, ak + 2u), safeA(am, ak + 3u));
+#endif
 #else
 	uint ak = k0 + e / QA, am = m0 + (e % QA) * 4u;
-	ra = vec4(safeA(am, ak), safeA(am + 1u, ak), safeA(am + 2u, ak), safeA(am + 3u, ak));
+	return vec4(safeA(am, ak), safeA(am + 1u, ak), safeA(am + 2u, ak), safeA(am + 3u, ak));
 #endif
+}
+
+vec4 fetchB(uint n0, uint k0, uint e) {
 #if B_NCONTIG
 	uint bk = k0 + e / QB, bn = n0 + (e % QB) * 4u;
 #if B_FETCH4
-	rb = loadB4(bk, bn);
+	return loadB4(bk, bn);
 #else
-	rb = vec4(safeB(bk, bn), safeB(bk, bn + 1u), safeB(bk, bn + 2u), safeB(bk, bn + 3u));
+	return vec4(safeB(bk, bn), safeB(bk, bn + 1u), safeB(bk, bn + 2u), safeB(bk, bn + 3u));
 #endif
 #else
 	uint bn = n0 + e / (BK / 4), bk = k0 + (e % (BK / 4)) * 4u;
-	rb = vec4(safeB(bk, bn), safeB(bk + 1u, bn), safeB(bk + 2u, bn), safeB(bk + 3u, bn));
+#if B_KFETCH4
+	if (g_interior || bn < u_N) return loadB4k(bk, bn);
+	return vec4(0.0);
+#else
+	return vec4(safeB(bk, bn), safeB(bk + 1u, bn), safeB(bk + 2u, bn), safeB(bk + 3u, bn));
+#endif
 #endif
 }
 
-void stash(uint s, uint e, vec4 ra, vec4 rb) {
+void fetch(uint m0, uint n0, uint k0, uint lid, out vec4 ra[LA], out vec4 rb[LB]) {
+	for (uint r = 0u; r < uint(LA); r++) {
+		uint e = lid + 256u * r;
+		if (EA % 256 == 0 || e < uint(EA)) ra[r] = fetchA(m0, k0, e);
+	}
+	for (uint r = 0u; r < uint(LB); r++) {
+		uint e = lid + 256u * r;
+		if (EB % 256 == 0 || e < uint(EB)) rb[r] = fetchB(n0, k0, e);
+	}
+}
+
+void stash(uint s, uint lid, vec4 ra[LA], vec4 rb[LB]) {
+	for (uint r = 0u; r < uint(LA); r++) {
+		uint e = lid + 256u * r;
+		if (EA % 256 != 0 && e >= uint(EA)) break;
 #if A_KCONTIG
-	uint m = e / (BK / 4), k = (e % (BK / 4)) * 4u;
-	for (uint j = 0u; j < 4u; j++) Af[s][k + j][m] = ra[j];
+		uint m = e / (BK / 4), k = (e % (BK / 4)) * 4u;
+		for (uint j = 0u; j < 4u; j++) Af[s][k + j][m] = ra[r][j];
 #else
-	As[s][e / QA][e % QA] = ra;
+		As[s][e / QA][e % QA] = ra[r];
 #endif
+	}
+	for (uint r = 0u; r < uint(LB); r++) {
+		uint e = lid + 256u * r;
+		if (EB % 256 != 0 && e >= uint(EB)) break;
 #if B_NCONTIG
-	Bs[s][e / QB][e % QB] = rb;
+		Bs[s][e / QB][e % QB] = rb[r];
 #else
-	uint n = e / (BK / 4), k2 = (e % (BK / 4)) * 4u;
-	for (uint j = 0u; j < 4u; j++) Bf[s][k2 + j][n] = rb[j];
+		uint n = e / (BK / 4), k2 = (e % (BK / 4)) * 4u;
+		for (uint j = 0u; j < 4u; j++) Bf[s][k2 + j][n] = rb[r][j];
 #endif
+	}
 }
 
-#define HALVES (TILE / 64) // 2: each thread owns two 4-row and two 4-column groups
+#define RM (BM / 64) // 4-row groups per thread
+#define RN (BN / 64) // 4-column groups per thread
 
 void gemm_tile() {
 	uint tilesN = (u_N + BN - 1u) / BN;
@@ -114,36 +181,44 @@ void gemm_tile() {
 	uint tn = gid % tilesN;
 	uint tm = (gid / tilesN) % tilesM;
 	g_batch = gid / (tilesN * tilesM);
+	uint kBegin = 0u, kEnd = u_K;
+#if SPLITK > 1
+	uint batches = u_groups / (tilesN * tilesM * uint(SPLITK));
+	g_split = g_batch / batches;
+	g_batch -= g_split * batches;
+	kBegin = g_split * u_kchunk;
+	kEnd = min(u_K, kBegin + u_kchunk);
+#else
+	g_split = 0u;
+#endif
 	uint m0 = tm * BM, n0 = tn * BN;
-	g_interior = m0 + BM <= u_M && n0 + BN <= u_N && u_K % BK == 0u;
+	g_interior = m0 + BM <= u_M && n0 + BN <= u_N && kEnd % BK == 0u;
 
 	uint lid = gl_LocalInvocationID.x;
 	uint tx = lid % 16u, ty = lid / 16u;
 
-	vec4 acc[4 * HALVES][HALVES]; // acc[row][column group]
-	for (uint i = 0u; i < 4u * HALVES; i++)
-		for (uint h = 0u; h < HALVES; h++) acc[i][h] = vec4(0.0);
+	vec4 acc[4 * RM][RN]; // acc[row][column group]
+	for (uint i = 0u; i < 4u * RM; i++)
+		for (uint g = 0u; g < RN; g++) acc[i][g] = vec4(0.0);
 
-	vec4 ra, rb;
-	fetch(m0, n0, 0u, lid, ra, rb);
+	vec4 ra[LA], rb[LB];
+	fetch(m0, n0, kBegin, lid, ra, rb);
 	stash(0u, lid, ra, rb);
 	memoryBarrierShared();
 	barrier();
 
-	uint slices = (u_K + BK - 1u) / BK;
+	uint slices = (kEnd - kBegin + BK - 1u) / BK;
 	for (uint s = 0u; s < slices; s++) {
 		uint cur = s & 1u;
 		bool more = s + 1u < slices;
-		if (more) fetch(m0, n0, (s + 1u) * BK, lid, ra, rb);
+		if (more) fetch(m0, n0, kBegin + (s + 1u) * BK, lid, ra, rb);
 		for (uint k = 0u; k < BK; k++) {
-			vec4 a[HALVES], b[HALVES];
-			for (uint h = 0u; h < HALVES; h++) {
-				a[h] = readA(cur, k, 16u * h + ty);
-				b[h] = readB(cur, k, 16u * h + tx);
-			}
-			for (uint h = 0u; h < HALVES; h++)
+			vec4 a[RM], b[RN];
+			for (uint h = 0u; h < RM; h++) a[h] = readA(cur, k, 16u * h + ty);
+			for (uint g = 0u; g < RN; g++) b[g] = readB(cur, k, 16u * g + tx);
+			for (uint h = 0u; h < RM; h++)
 				for (uint i = 0u; i < 4u; i++)
-					for (uint g = 0u; g < HALVES; g++)
+					for (uint g = 0u; g < RN; g++)
 						acc[4u * h + i][g] += a[h][i] * b[g];
 		}
 		if (more) stash(cur ^ 1u, lid, ra, rb);
@@ -151,13 +226,13 @@ void gemm_tile() {
 		barrier();
 	}
 
-	for (uint i = 0u; i < 4u * HALVES; i++) {
+	for (uint i = 0u; i < 4u * RM; i++) {
 		uint m = m0 + 64u * (i / 4u) + ty * 4u + (i % 4u);
 		if (m >= u_M) continue;
-		for (uint h = 0u; h < HALVES; h++) {
+		for (uint g = 0u; g < RN; g++) {
 			for (uint j = 0u; j < 4u; j++) {
-				uint n = n0 + h * 64u + tx * 4u + j;
-				if (n < u_N) storeC(m, n, acc[i][h][j]);
+				uint n = n0 + g * 64u + tx * 4u + j;
+				if (n < u_N) storeC(m, n, acc[i][g][j]);
 			}
 		}
 	}

@@ -1,5 +1,8 @@
 // MatMul: C[b] = alpha * op(A[b]) x op(B[b or 0]) + bias.
-// Defines: TRANS_A, TRANS_B, B_F16, HAS_BIAS, BIAS_F16.
+// Defines: TRANS_A, TRANS_B, B_F16, HAS_BIAS, BIAS_F16, and the core's
+// tile (TILE or BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is the
+// scratch buffer [SPLITK, batch, M, N] of raw partial sums (no alpha, no
+// bias); gemm_splitk.comp finishes them.
 #include "common.glsl"
 
 layout(std430, binding = 0) writeonly buffer Cbuf { float c[]; };
@@ -28,11 +31,16 @@ uniform float u_alpha;
 #define A_KCONTIG (TRANS_A == 0)
 #define B_NCONTIG (TRANS_B == 0)
 #define B_FETCH4 0
-
+// F16 weights read k-contiguous (x·Wᵀ): two words give four halves.
+#define B_KFETCH4 (TRANS_B != 0 && B_F16 != 0)
+#if SPLITK > 1
+uniform uint u_partStride; // elements per partial: batch * M * N
+#endif
 
 float loadA(uint m, uint k);
 float loadB(uint k, uint n);
 void storeC(uint m, uint n, float acc);
+vec4 loadB4k(uint k, uint n);
 
 #include "gemm_core.glsl"
 
@@ -54,12 +62,30 @@ float loadB(uint k, uint n) {
 #endif
 }
 
+#if B_KFETCH4
+vec4 loadB4k(uint k, uint n) {
+	uint i = g_batch * u_strideB + n * u_K + k; // [Bb, N, K]
+	if ((i & 1u) == 0u && k + 3u < u_K) {
+		uint h = i >> 1;
+		return vec4(unpackHalf2x16(b_h[h]), unpackHalf2x16(b_h[h + 1u]));
+	}
+	vec4 v = vec4(0.0);
+	for (uint j = 0u; j < 4u; j++)
+		if (k + j < u_K) v[j] = b_at(i + j);
+	return v;
+}
+#endif
+
 void storeC(uint m, uint n, float acc) {
+#if SPLITK > 1
+	c[g_split * u_partStride + (g_batch * u_M + m) * u_N + n] = acc;
+#else
 	float v = u_alpha * acc;
 #if HAS_BIAS
 	v += bias_at(n);
 #endif
 	c[(g_batch * u_M + m) * u_N + n] = v;
+#endif
 }
 
 void main() { gemm_tile(); }

@@ -57,6 +57,11 @@ type Backend struct {
 	limits                      Limits
 	gemmBK                      int // K slice depth of the 128-wide GEMM tiles
 	fullGrid                    int // fewer 128-wide GEMM tiles than this take 64-wide ones
+	splitTarget, splitMinK      int // GEMMs of fewer 64-wide tiles split K (chunks >= splitMinK) toward splitTarget groups
+
+	// Used by the goroutine queueing ops (MatMul, Conv2D).
+	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
+	splitBuf  *buffer   // split-K partial sums, grown on demand
 
 	mu     sync.Mutex
 	closed bool
@@ -67,11 +72,13 @@ type Backend struct {
 // naming the renderer and version it found.
 func New() (*Backend, error) {
 	b := &Backend{
-		gemmBK:   8,
-		fullGrid: 256,
-		queue:    make(chan func(), 1024),
-		programs: map[string]*program{},
-		freqs:    map[engine.TimestepParams]uint32{},
+		gemmBK:      8,
+		fullGrid:    256,
+		splitTarget: 256,
+		splitMinK:   512,
+		queue:       make(chan func(), 1024),
+		programs:    map[string]*program{},
+		freqs:       map[engine.TimestepParams]uint32{},
 	}
 	started := make(chan error, 1)
 	b.wg.Add(1)
@@ -150,6 +157,9 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_FULLGRID")); err == nil {
 		b.fullGrid = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_SPLIT")); err == nil {
+		b.splitTarget = v // 0: never split K
 	}
 	if e := gl.GetError(); e != gl.NO_ERROR {
 		return fmt.Errorf("gl: GL error 0x%x while reading limits of %q", e, b.renderer)

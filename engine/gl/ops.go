@@ -26,10 +26,12 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 // elementwise ops run 256 elements per work group.
 func elemGroups(n int) int { return ceilDiv(n, 256) }
 
-// gemmShape picks gemm_core.glsl's tile for a problem: 128x128 with K
-// slices of 8 (the fastest per FLOP), or 64x64 with slices of 16 when
+// gemmShape picks gemm_core.glsl's square tile for a problem: 128x128 with
+// K slices of 8 (the fastest per FLOP), or 64x64 with slices of 16 when
 // 128-wide tiles would make too few work groups to fill the GPU (deep,
-// small feature maps: 8x8 latents at 1280 channels make 20).
+// small feature maps: 8x8 latents at 1280 channels make 20). Shaders that
+// include the core with TILE and BK alone use it; MatMul and Conv2D use
+// gemmPlan.
 func (b *Backend) gemmShape(m, n, batch int) (tile, bk, groups int) {
 	g := ceilDiv(m, 128) * ceilDiv(n, 128) * batch
 	if g >= b.fullGrid {
@@ -38,44 +40,164 @@ func (b *Backend) gemmShape(m, n, batch int) (tile, bk, groups int) {
 	return 64, 16, ceilDiv(m, 64) * ceilDiv(n, 64) * batch
 }
 
+// gemmPlan is one way to run a GEMM through gemm_core.glsl: a BM x BN tile
+// (64 or 128 each), K slices of BK, and K split into Split chunks of
+// KChunk (a multiple of BK) whose partial sums gemm_splitk.comp adds.
+type gemmPlan struct {
+	BM, BN, BK, Split, KChunk int
+}
+
+// groups is the number of work groups the GEMM's pass runs.
+func (p gemmPlan) groups(m, n, batch int) int {
+	return ceilDiv(m, p.BM) * ceilDiv(n, p.BN) * batch * p.Split
+}
+
+func (p gemmPlan) defines(d defines) defines {
+	d["TILE"], d["BM"], d["BN"], d["BK"], d["SPLITK"] = max(p.BM, p.BN), p.BM, p.BN, p.BK, p.Split
+	return d
+}
+
+// gemmSplitMax caps the scratch buffer of split-K partial sums.
+const gemmSplitMax = 64 << 20
+
+// gemmPlan picks the tile and K split for C[m, n] = A[m, k]·B[k, n] over
+// batch entries: 128x128 tiles with K slices of gemmBK when they make at
+// least fullGrid work groups, else 64x64 with slices of 16; then, when
+// even those make fewer than splitTarget groups and K is deep, K is split
+// into chunks of at least splitMinK so that the GPU's multiprocessors all
+// get work (16x16 and 8x8 latents at 1280 channels: 160 and 40 tiles for
+// K = 11,520). b.gemmForce, set by tests and benchmarks, overrides the
+// tile, slice depth and split.
+func (b *Backend) gemmPlan(m, n, k, batch int) gemmPlan {
+	var p gemmPlan
+	if f := b.gemmForce; f != nil {
+		p = gemmPlan{BM: f.BM, BN: f.BN, BK: f.BK, Split: max(f.Split, 1)}
+	} else if ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= b.fullGrid {
+		p = gemmPlan{BM: 128, BN: 128, BK: b.gemmBK, Split: 1}
+	} else {
+		p = gemmPlan{BM: 64, BN: 64, BK: 16, Split: 1}
+		if g := p.groups(m, n, batch); g < b.splitTarget {
+			p.Split = min(ceilDiv(b.splitTarget, g), k/b.splitMinK, 16)
+		}
+	}
+	// A split whose partial sums would overflow the scratch cap shrinks.
+	for p.Split > 1 && p.Split*batch*m*n*4 > gemmSplitMax {
+		p.Split--
+	}
+	if p.Split <= 1 {
+		p.Split, p.KChunk = 1, k
+		return p
+	}
+	// Chunks of whole slices; the split shrinks so that none is empty.
+	p.KChunk = ceilDiv(ceilDiv(k, p.Split), p.BK) * p.BK
+	p.Split = ceilDiv(k, p.KChunk)
+	if p.Split == 1 {
+		p.KChunk = k
+	}
+	return p
+}
+
+// splitScratch returns a buffer of at least n floats for split-K partial
+// sums, kept by the backend and grown when a larger GEMM needs it.
+func (b *Backend) splitScratch(n int) *buffer {
+	bytes := 4 * n
+	if b.splitBuf != nil && b.splitBuf.bytes >= bytes {
+		return b.splitBuf
+	}
+	if old := b.splitBuf; old != nil {
+		b.Release(int64(old.bytes))
+		b.enqueue(func() { gl.DeleteBuffers(1, &old.id) })
+	}
+	bytes = max(bytes, 4<<20)
+	s := &buffer{bytes: bytes}
+	b.Alloc(int64(bytes))
+	b.enqueue(func() {
+		gl.GenBuffers(1, &s.id)
+		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, s.id)
+		gl.BufferData(gl.SHADER_STORAGE_BUFFER, s.bytes, nil, gl.DYNAMIC_COPY)
+		b.checkGL(fmt.Sprintf("allocate %d bytes of split-K scratch", s.bytes))
+	})
+	b.splitBuf = s
+	return s
+}
+
+// splitFinish queues gemm_splitk.comp: dst = alpha * (sum of the plan's
+// partials in part) + bias[(i / bdiv) % bmod].
+func (b *Backend) splitFinish(p gemmPlan, dst, part *buffer, total int, alpha float32, bias *engine.Tensor, bdiv, bmod int) {
+	bufs := []*buffer{dst, part}
+	if bias != nil {
+		bufs = append(bufs, buf(bias))
+	}
+	def := defines{"SPLITK": p.Split, "HAS_BIAS": b2i(bias != nil), "BIAS_F16": isF16(bias)}
+	b.dispatch("gemm_splitk", def, elemGroups(total), bufs, func(u uniforms) {
+		u.u("u_n", uint32(total))
+		u.f("u_alpha", alpha)
+		u.u("u_bdiv", uint32(bdiv))
+		u.u("u_bmod", uint32(bmod))
+	})
+}
+
 func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) {
 	d := engine.CheckMatMul(dst, a, w, bias, p)
 	alpha := p.Alpha
 	if alpha == 0 {
 		alpha = 1
 	}
-	tile, bk, groups := b.gemmShape(d.M, d.N, d.Batch)
-	def := defines{"TRANS_A": b2i(p.TransA), "TRANS_B": b2i(p.TransB), "B_F16": isF16(w),
-		"HAS_BIAS": b2i(bias != nil), "BIAS_F16": isF16(bias), "TILE": tile, "BK": bk}
-	bufs := []*buffer{buf(dst), buf(a), buf(w)}
-	if bias != nil {
+	m, batch := d.M, d.Batch
+	if !d.BBatched && !p.TransA {
+		// A shared B: the batch's rows of A and C are one [batch*M, K]
+		// and [batch*M, N] matrix, so they tile as one.
+		m, batch = d.M*d.Batch, 1
+	}
+	plan := b.gemmPlan(m, d.N, d.K, batch)
+	def := plan.defines(defines{"TRANS_A": b2i(p.TransA), "TRANS_B": b2i(p.TransB), "B_F16": isF16(w),
+		"HAS_BIAS": b2i(bias != nil && plan.Split == 1), "BIAS_F16": isF16(bias)})
+	total := batch * m * d.N
+	out := buf(dst)
+	if plan.Split > 1 {
+		out = b.splitScratch(plan.Split * total)
+	}
+	bufs := []*buffer{out, buf(a), buf(w)}
+	if bias != nil && plan.Split == 1 {
 		bufs = append(bufs, buf(bias))
 	}
 	strideB := 0
 	if d.BBatched {
 		strideB = d.K * d.N
 	}
-	b.dispatch("matmul", def, groups, bufs, func(u uniforms) {
-		u.u("u_M", uint32(d.M))
+	b.dispatch("matmul", def, plan.groups(m, d.N, batch), bufs, func(u uniforms) {
+		u.u("u_M", uint32(m))
 		u.u("u_N", uint32(d.N))
 		u.u("u_K", uint32(d.K))
 		u.u("u_strideB", uint32(strideB))
 		u.f("u_alpha", alpha)
+		if plan.Split > 1 {
+			u.u("u_kchunk", uint32(plan.KChunk))
+			u.u("u_partStride", uint32(total))
+		}
 	})
+	if plan.Split > 1 {
+		b.splitFinish(plan, buf(dst), out, total, alpha, bias, 1, d.N)
+	}
 }
 
 func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) {
 	d := engine.CheckConv2D(dst, x, w, bias, p)
 	m, n, k := d.OC, d.OH*d.OW, d.C*d.KH*d.KW
-	tile, bk, groups := b.gemmShape(m, n, d.N)
+	plan := b.gemmPlan(m, n, k, d.N)
 	pointwise := d.KH == 1 && d.KW == 1 && d.P.StrideH == 1 && d.P.StrideW == 1 && d.P.PadH == 0 && d.P.PadW == 0
-	def := defines{"W_F16": isF16(w), "HAS_BIAS": b2i(bias != nil), "BIAS_F16": isF16(bias),
-		"TILE": tile, "BK": bk, "CONV1X1": b2i(pointwise)}
-	bufs := []*buffer{buf(dst), buf(x), buf(w)}
-	if bias != nil {
+	def := plan.defines(defines{"W_F16": isF16(w), "HAS_BIAS": b2i(bias != nil && plan.Split == 1),
+		"BIAS_F16": isF16(bias), "CONV1X1": b2i(pointwise)})
+	total := d.N * m * n
+	out := buf(dst)
+	if plan.Split > 1 {
+		out = b.splitScratch(plan.Split * total)
+	}
+	bufs := []*buffer{out, buf(x), buf(w)}
+	if bias != nil && plan.Split == 1 {
 		bufs = append(bufs, buf(bias))
 	}
-	b.dispatch("conv2d", def, groups, bufs, func(u uniforms) {
+	b.dispatch("conv2d", def, plan.groups(m, n, d.N), bufs, func(u uniforms) {
 		u.u("u_M", uint32(m))
 		u.u("u_N", uint32(n))
 		u.u("u_K", uint32(k))
@@ -89,7 +211,14 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 		u.i("u_SW", d.P.StrideW)
 		u.i("u_PH", d.P.PadH)
 		u.i("u_PW", d.P.PadW)
+		if plan.Split > 1 {
+			u.u("u_kchunk", uint32(plan.KChunk))
+			u.u("u_partStride", uint32(total))
+		}
 	})
+	if plan.Split > 1 {
+		b.splitFinish(plan, buf(dst), out, total, 1, bias, n, m)
+	}
 }
 
 func (b *Backend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupNormParams) {

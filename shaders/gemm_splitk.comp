@@ -1,0 +1,36 @@
+// Finishes a split-K GEMM (matmul.comp or conv2d.comp with SPLITK > 1):
+// dst[i] = alpha * sum over s of part[s * u_n + i] + bias[(i / u_bdiv) %
+// u_bmod], the partial sums added in a fixed order (deterministic).
+// MatMul's bias runs along the last axis (bdiv 1, bmod N), Conv2D's
+// along the channel (bdiv OH*OW, bmod OC). Defines: SPLITK, HAS_BIAS,
+// BIAS_F16.
+#include "common.glsl"
+
+layout(local_size_x = 256) in;
+layout(std430, binding = 0) writeonly buffer Ybuf { float y[]; };
+layout(std430, binding = 1) readonly buffer Pbuf { float part[]; };
+#if HAS_BIAS
+#if BIAS_F16
+layout(std430, binding = 2) readonly buffer Biasbuf { uint bias_h[]; };
+float bias_at(uint i) { return half_at(bias_h[i >> 1], i); }
+#else
+layout(std430, binding = 2) readonly buffer Biasbuf { float bias_f[]; };
+float bias_at(uint i) { return bias_f[i]; }
+#endif
+#endif
+
+uniform uint u_n; // elements of dst
+uniform float u_alpha;
+uniform uint u_bdiv, u_bmod;
+
+void main() {
+	uint i = group_id() * 256u + gl_LocalInvocationID.x;
+	if (i >= u_n) return;
+	float s = 0.0;
+	for (uint k = 0u; k < uint(SPLITK); k++) s += part[k * u_n + i];
+	s *= u_alpha;
+#if HAS_BIAS
+	s += bias_at((i / u_bdiv) % u_bmod);
+#endif
+	y[i] = s;
+}
