@@ -4,7 +4,9 @@
 // stable-diffusion-webui does, so that prompts written for it give the
 // same conditioning here.
 //
-// Parse gives the weighted text spans; Tokenize tokenizes them (with
+// ExtractTags first removes A1111's extra-network tags ("<lora:name:0.8>")
+// and reads them, as A1111 does before parsing; Parse gives the weighted
+// text spans; Tokenize tokenizes them (with
 // engine/tokenizer) and packs them into chunks of 75 tokens framed by the
 // start and end tokens; PadChunks evens out the prompt and negative prompt.
 //
