@@ -14,6 +14,7 @@ import (
 
 	"glimmer/engine"
 	"glimmer/engine/clip"
+	"glimmer/engine/lora"
 	"glimmer/engine/model"
 	"glimmer/engine/nn"
 	"glimmer/engine/prompt"
@@ -39,6 +40,9 @@ type Options struct {
 	// decodes in overlapping tiles; 0 means DefaultVAEMemory, < 0 never
 	// tiles.
 	VAEMemory int64
+	// LoRAs are merged into the text encoder's and U-Net's weights as they
+	// load (lora.Apply); a different set needs a new Load.
+	LoRAs []lora.Weighted
 }
 
 // DefaultVAEMemory lets SD's decoder run whole up to about 920x920 pixels
@@ -87,13 +91,23 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 	if p.Tok, err = Tokenizer(m, o.Tokenizer); err != nil {
 		return fail(err)
 	}
+	var textSrc, unetSrc nn.Source = m.Component(model.TextEncoder), m.Component(model.UNet)
+	if len(o.LoRAs) > 0 {
+		say("LoRA")
+		if textSrc, err = lora.Apply(textSrc, lora.TextEncoder, o.LoRAs); err != nil {
+			return fail(err)
+		}
+		if unetSrc, err = lora.Apply(unetSrc, lora.UNet, o.LoRAs); err != nil {
+			return fail(err)
+		}
+	}
 	say("text encoder")
-	tl := nn.NewLoader(b, m.Component("text_encoder"), o.F32Weights).Sub("text_model")
+	tl := nn.NewLoader(b, textSrc, o.F32Weights).Sub("text_model")
 	if p.Text, err = clip.Load(tl, m.Config.Text); err != nil {
 		return fail(fmt.Errorf("%s: text encoder: %w", path, err))
 	}
 	say("U-Net")
-	ul := nn.NewLoader(b, m.Component("unet"), o.F32Weights)
+	ul := nn.NewLoader(b, unetSrc, o.F32Weights)
 	if p.UNet, err = unet.Load(ul, m.Config.UNet); err != nil {
 		return fail(fmt.Errorf("%s: U-Net: %w", path, err))
 	}
