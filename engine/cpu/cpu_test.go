@@ -13,6 +13,11 @@ func newBackend() engine.Backend { return cpu.New() }
 // TestConformance holds every op to the float64 reference.
 func TestConformance(t *testing.T) { conformance.Run(t, newBackend) }
 
+// TestGrad holds every backward op to the float64 reference.
+func TestGrad(t *testing.T) {
+	conformance.RunGrad(t, func() engine.TrainBackend { return cpu.New() })
+}
+
 // BenchmarkOps times every op at an SD-like size (GLIMMER_BENCH_BIG=1 adds
 // a 4096³ MatMul).
 func BenchmarkOps(b *testing.B) { conformance.Bench(b, newBackend) }
