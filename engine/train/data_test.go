@@ -497,3 +497,37 @@ func TestBatchesCancel(t *testing.T) {
 		t.Errorf("empty dataset: %v", errs)
 	}
 }
+
+// BenchmarkBatches measures decoding and scaling: 1024x768 JPEGs (photo-like
+// gradients) to 512x512, batches of 4.
+func BenchmarkBatches(b *testing.B) {
+	dir := b.TempDir()
+	for i := 0; i < 8; i++ {
+		img := image.NewNRGBA(image.Rect(0, 0, 1024, 768))
+		for y := 0; y < 768; y++ {
+			for x := 0; x < 1024; x++ {
+				img.SetNRGBA(x, y, color.NRGBA{uint8(x + i), uint8(y), uint8(x ^ y), 255})
+			}
+		}
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%d.jpg", i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		jpeg.Encode(f, img, &jpeg.Options{Quality: 90})
+		f.Close()
+	}
+	d, err := Folder(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := d.Batches(ctx, 4, 512, 0)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if bt := <-ch; bt.Err != nil {
+			b.Fatal(bt.Err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N)/4, "ms/image")
+}
