@@ -21,3 +21,8 @@ func TestGrad(t *testing.T) {
 // BenchmarkOps times every op at an SD-like size (GLIMMER_BENCH_BIG=1 adds
 // a 4096³ MatMul).
 func BenchmarkOps(b *testing.B) { conformance.Bench(b, newBackend) }
+
+// BenchmarkGrad times every backward op at the sizes BenchmarkOps uses.
+func BenchmarkGrad(b *testing.B) {
+	conformance.BenchGrad(b, func() engine.TrainBackend { return cpu.New() })
+}
