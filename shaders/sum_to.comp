@@ -22,6 +22,9 @@ uniform uint u_M, u_R, u_S, u_chunk;
 uniform int u_kext[4], u_kstr[4], u_rext[4], u_rstr[4];
 
 uint kept_offset(uint o) {
+#if NK == 1
+	return o * uint(u_kstr[3]); // o < M: no division
+#else
 	uint off = 0u;
 	for (int d = 3; d >= 4 - NK; d--) {
 		uint e = uint(u_kext[d]);
@@ -29,9 +32,13 @@ uint kept_offset(uint o) {
 		o /= e;
 	}
 	return off;
+#endif
 }
 
 uint reduced_offset(uint r) {
+#if NR == 1
+	return r * uint(u_rstr[3]); // r < R: no division
+#else
 	uint off = 0u;
 	for (int d = 3; d >= 4 - NR; d--) {
 		uint e = uint(u_rext[d]);
@@ -39,6 +46,7 @@ uint reduced_offset(uint r) {
 		r /= e;
 	}
 	return off;
+#endif
 }
 
 void main() {

@@ -81,8 +81,8 @@ func (b *Backend) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma, beta *engin
 		u.f("u_eps", p.Eps)
 	}
 	ng := n * p.Groups
-	part := b.New(engine.F32, n*c*pieces, 2) // per piece: (mean, Σ(x-mean)²), then (Σ ga x̂, Σ ga)
-	stats := b.New(engine.F32, ng, 2)        // per group: (mean, rstd)
+	part := b.scratch(n * c * pieces * 2) // [N*C*P, 2] per piece: (mean, Σ(x-mean)²), then (Σ ga x̂, Σ ga)
+	stats := b.scratch(ng * 2)            // [N*G, 2] per group: (mean, rstd)
 	xb, dyb, gb := buf(x), buf(dy), buf(gamma)
 	b.dispatch("groupnorm_backward", def(1), n*c*pieces, []*buffer{buf(part), xb}, set)
 	b.dispatch("groupnorm_backward", def(2), elemGroups(ng), []*buffer{buf(stats), buf(part)}, set)
@@ -99,15 +99,15 @@ func (b *Backend) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma, beta *engin
 		b.dispatch("groupnorm_backward", def(5), elemGroups(c), []*buffer{dg, db, buf(part)}, set)
 	}
 	if dx != nil {
-		gsum := b.New(engine.F32, ng, 2) // per group: (Σ gamma ga x̂, Σ gamma ga)
+		gsum := b.scratch(ng * 2) // [N*G, 2] per group: (Σ gamma ga x̂, Σ gamma ga)
 		b.dispatch("groupnorm_backward", def(4), elemGroups(ng),
 			[]*buffer{buf(gsum), buf(part), xb, xb, xb, gb}, set)
 		b.dispatch("groupnorm_backward", def(6), elemGroups(x.Numel()),
 			[]*buffer{buf(dx), xb, dyb, buf(stats), buf(gsum), gb, betaBuf}, set)
-		b.Free(gsum)
+		b.release(gsum)
 	}
-	b.Free(stats)
-	b.Free(part)
+	b.release(stats)
+	b.release(part)
 }
 
 // LayerNormBackward: see engine.GradOps. Pass 1 of
@@ -133,7 +133,7 @@ func (b *Backend) LayerNormBackward(dx, dgamma, dbeta, dy, x, gamma *engine.Tens
 	if dx == nil && dgamma == nil && dbeta == nil || rows == 0 {
 		return
 	}
-	stats := b.New(engine.F32, rows, 2) // per row: (mean, rstd)
+	stats := b.scratch(rows * 2) // [rows, 2] per row: (mean, rstd)
 	set := func(u uniforms) {
 		u.u("u_cols", uint32(cols))
 		u.u("u_rows", uint32(rows))
@@ -159,7 +159,7 @@ func (b *Backend) LayerNormBackward(dx, dgamma, dbeta, dy, x, gamma *engine.Tens
 			case s == 1:
 				bind[i] = buf(t)
 			default:
-				parts[i] = b.New(engine.F32, s, cols) // [S, cols] slice sums
+				parts[i] = b.scratch(s * cols) // [S, cols] slice sums
 				bind[i] = buf(parts[i])
 			}
 		}
@@ -171,12 +171,12 @@ func (b *Backend) LayerNormBackward(dx, dgamma, dbeta, dy, x, gamma *engine.Tens
 			})
 		for i, t := range parts {
 			if t != nil {
-				b.sumBuf(buf(outs[i]), buf(t), planSum(op, engine.Shape{cols}, t.Shape()))
-				b.Free(t)
+				b.sumBuf(buf(outs[i]), buf(t), planSum(op, engine.Shape{cols}, engine.Shape{s, cols}))
+				b.release(t)
 			}
 		}
 	}
-	b.Free(stats)
+	b.release(stats)
 }
 
 // SoftmaxBackward: dx = y ⊙ (dy − Σ_last(dy ⊙ y)), a work group per row.

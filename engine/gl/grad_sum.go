@@ -102,6 +102,8 @@ func (b *Backend) sumBuf(dst, src *buffer, p sumPlan) {
 		return
 	}
 	var s, chunk, groups int
+	// Slices of at least 4096 terms (MODE 0) or 16 (MODE 1), and none
+	// when a thread's share stays short.
 	if p.mode == 0 {
 		s = max(1, min(ceilDiv(sumTarget, p.M), ceilDiv(p.R, 4096)))
 		chunk = max(1, ceilDiv(p.R, s))
@@ -109,7 +111,10 @@ func (b *Backend) sumBuf(dst, src *buffer, p sumPlan) {
 		groups = p.M * s
 	} else {
 		blocks := ceilDiv(p.M, 256)
-		s = max(1, min(ceilDiv(sumTarget, blocks), ceilDiv(p.R, 64)))
+		s = max(1, min(ceilDiv(sumTarget, blocks), ceilDiv(p.R, 16)))
+		if p.R <= 512 {
+			s = 1
+		}
 		chunk = max(1, ceilDiv(p.R, s))
 		s = max(1, ceilDiv(p.R, chunk))
 		groups = blocks * s
@@ -117,7 +122,7 @@ func (b *Backend) sumBuf(dst, src *buffer, p sumPlan) {
 	out := dst
 	var part *engine.Tensor
 	if s > 1 {
-		part = b.New(engine.F32, p.M*s) // partial sums [M, S] (MODE 0) or [S, M] (MODE 1)
+		part = b.scratch(p.M * s) // partial sums [M, S] (MODE 0) or [S, M] (MODE 1)
 		out = buf(part)
 	}
 	def := defines{"MODE": p.mode, "NK": p.nk, "NR": p.nr}
@@ -139,7 +144,7 @@ func (b *Backend) sumBuf(dst, src *buffer, p sumPlan) {
 	} else {
 		b.sumBuf(dst, out, planSum("SumTo", engine.Shape{1, p.M}, engine.Shape{s, p.M}))
 	}
-	b.Free(part)
+	b.release(part)
 }
 
 // SumTo sums x over the axes that broadcasting stretches from dst's shape.

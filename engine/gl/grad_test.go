@@ -159,3 +159,86 @@ func TestGradLargeReductions(t *testing.T) {
 		expect(t, "dbeta", dbeta, rdb, 1e-9)
 	})
 }
+
+// BenchmarkGradOps times the backward ops and AdamW at Stable Diffusion
+// 1.5 sizes for 512x512 images at batch 2 (the 64x64 latent level) and
+// reports GB/s of F32 tensor traffic (inputs read once, outputs written
+// once), the bound for these memory-bound ops. ns/op is for 10 ops.
+func BenchmarkGradOps(bm *testing.B) {
+	b, err := gl.New()
+	if err != nil {
+		bm.Fatalf("OpenGL backend: %v", err)
+	}
+	defer b.Close()
+	bm.Logf("backend: %s", b.Name())
+	r := rand.New(rand.NewPCG(1, 2))
+	tensor := func(shape ...int) *engine.Tensor {
+		x := b.New(engine.F32, shape...)
+		v := make([]float32, x.Numel())
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		b.Write(x, v)
+		return x
+	}
+	// Each iteration queues the op 10 times before one Sync, so the time
+	// per op leaves out most of a Sync's round trip.
+	const reps = 10
+	bench := func(name string, op func(), ts ...*engine.Tensor) {
+		var bytes int64
+		for _, t := range ts {
+			bytes += int64(t.Numel() * 4 * reps)
+		}
+		bm.Run(name, func(bm *testing.B) {
+			op() // compile the shaders
+			if err := b.Sync(); err != nil {
+				bm.Fatal(err)
+			}
+			bm.SetBytes(bytes)
+			for bm.Loop() {
+				for range reps {
+					op()
+				}
+				if err := b.Sync(); err != nil {
+					bm.Fatal(err)
+				}
+			}
+		})
+	}
+	act := tensor(2, 320, 64, 64)  // [N, C, H, W]
+	dact := tensor(2, 320, 64, 64) // [N, C, H, W]
+	out := tensor(2, 320, 64, 64)  // [N, C, H, W]
+	vec := tensor(320)             // [C]
+	vec2 := tensor(320)            // [C]
+	tok := tensor(2, 4096, 320)    // [N, L, C]
+	dtok := tensor(2, 4096, 320)   // [N, L, C]
+	otok := tensor(2, 4096, 320)   // [N, L, C]
+	big := tensor(10_000_000)      // [10M]
+	one := tensor(1)               // [1]
+	bench("SumTo_bias_NLC", func() { b.SumTo(vec, tok) }, tok, vec)
+	bench("SumTo_bias_NCHW", func() { b.SumTo(vec.Reshape(1, 320, 1, 1), act) }, act, vec)
+	bench("SumTo_scalar_10M", func() { b.SumTo(one, big) }, big, one)
+	gamma, beta := tensor(320), tensor(320) // [C]
+	gn := engine.GroupNormParams{Groups: 32, Eps: 1e-5, SiLU: true}
+	bench("GroupNormBackward_silu", func() { b.GroupNormBackward(out, vec, vec2, dact, act, gamma, beta, gn) },
+		dact, act, out, vec, vec2)
+	bench("LayerNormBackward", func() { b.LayerNormBackward(otok, vec, vec2, dtok, tok, gamma, 1e-5) },
+		dtok, tok, otok, vec, vec2)
+	probs := tensor(16, 1024, 1024)  // [B*H, Nq, Nk]
+	dprobs := tensor(16, 1024, 1024) // [B*H, Nq, Nk]
+	oprobs := tensor(16, 1024, 1024) // [B*H, Nq, Nk]
+	bench("SoftmaxBackward", func() { b.SoftmaxBackward(oprobs, dprobs, probs) }, dprobs, probs, oprobs)
+	bench("UnaryBackward_silu", func() { b.UnaryBackward(out, dact, act, engine.SiLU) }, dact, act, out)
+	gx := tensor(2, 4096, 2560)  // [N, L, 2F]
+	gdx := tensor(2, 4096, 2560) // [N, L, 2F]
+	gdy := tensor(2, 4096, 1280) // [N, L, F]
+	bench("GEGLUBackward", func() { b.GEGLUBackward(gdx, gdy, gx) }, gx, gdy, gdx)
+	up := tensor(2, 320, 128, 128) // [N, C, 2H, 2W]
+	bench("Upsample2xBackward", func() { b.Upsample2xBackward(out, up) }, up, out)
+	cat := tensor(2, 640, 64, 64) // [N, Ca+Cb, H, W]
+	bench("Split", func() { b.Split(out, act, cat) }, cat, out, act)
+	pp, pg, pm, pv := tensor(16_000_000), tensor(16_000_000), tensor(16_000_000), tensor(16_000_000) // [P]
+	b.Write(pv, make([]float32, pv.Numel()))
+	adam := engine.AdamWParams{LR: 1e-4, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, Step: 3}
+	bench("AdamW_16M", func() { b.AdamW(pp, pg, pm, pv, adam) }, pp, pg, pm, pv, pp, pm, pv)
+}
