@@ -30,6 +30,8 @@ type genFlags struct {
 	p                                                 Params
 	seed                                              int64
 	cfg                                               float64
+	loras                                             loraFlags
+	loraDir                                           string
 }
 
 func runGenerate(env *Env, args []string) error {
@@ -52,8 +54,10 @@ func runGenerate(env *Env, args []string) error {
 	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer to use instead of the one found beside the model")
 	fs.StringVar(&g.taesd, "taesd", "", "TAESD decoder file for previews (not needed for the final image)")
 	fs.StringVar(&g.prediction, "prediction", "", "override the prediction type: eps or v (SD 2.x 768-v single files)")
+	fs.Var(&g.loras, "lora", "apply a kohya/A1111 LoRA: FILE or FILE:WEIGHT (repeatable; weight 1 by default)")
+	fs.StringVar(&g.loraDir, "lora-dir", "", "folder of the LoRAs named by <lora:NAME:WEIGHT> prompt tags; default: loras beside the model")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: glimmer generate --model PATH --prompt TEXT [flags]")
+		fmt.Fprintln(fs.Output(), "usage: glimmer generate --model PATH --prompt TEXT [--lora FILE:WEIGHT ...] [flags]")
 		fs.PrintDefaults()
 	}
 	pos, err := parseFlags(fs, args)
@@ -73,6 +77,17 @@ func runGenerate(env *Env, args []string) error {
 			return usagef("generate: %v", err)
 		}
 	}
+	specs, notes, err := ResolveLoRAs(g.p, g.loras, LoRADirs(g.model, g.loraDir))
+	if err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintln(env.Stderr, "note: "+n)
+	}
+	loras, err := ReadLoRAs(specs)
+	if err != nil {
+		return err
+	}
 	if g.p.Seed < 0 {
 		g.p.Seed = randomSeed()
 		fmt.Fprintf(env.Stderr, "seed: %d\n", g.p.Seed)
@@ -89,7 +104,7 @@ func runGenerate(env *Env, args []string) error {
 	}
 	defer b.Close()
 	loadStart := time.Now()
-	p, err := pipeline.Load(g.model, b, pipeline.Options{Prediction: pred, Tokenizer: g.tokenizer, TAESD: g.taesd},
+	p, err := pipeline.Load(g.model, b, pipeline.Options{Prediction: pred, Tokenizer: g.tokenizer, TAESD: g.taesd, LoRAs: loras},
 		func(stage string) { fmt.Fprintf(env.Stderr, "loading %s\n", stage) })
 	if err != nil {
 		return err
@@ -108,7 +123,11 @@ func runGenerate(env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	data, err := EncodePNG(res.Image, [][2]string{{"parameters", g.p.Format()}})
+	saved, err := withLoRAs(g.p, specs)
+	if err != nil {
+		return err
+	}
+	data, err := EncodePNG(res.Image, [][2]string{{"parameters", saved.Format()}})
 	if err != nil {
 		return err
 	}
@@ -180,9 +199,10 @@ func openBackend(env *Env, name string) (engine.Backend, error) {
 	return b, nil
 }
 
-// Request is the engine's form of p.
+// Request is the engine's form of p. The prompts lose their
+// <lora:...> tags (see ResolveLoRAs for the LoRAs they name).
 func (p Params) Request() pipeline.Request {
-	return pipeline.Request{Prompt: p.Prompt, Negative: p.Negative, Steps: p.Steps, CFG: float32(p.CFG),
+	return pipeline.Request{Prompt: stripTags(p.Prompt), Negative: stripTags(p.Negative), Steps: p.Steps, CFG: float32(p.CFG),
 		Seed: uint64(p.Seed), Sampler: p.Sampler, Schedule: p.Schedule, Width: p.Width, Height: p.Height,
 		ClipSkip: p.ClipSkip}
 }

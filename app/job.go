@@ -28,6 +28,9 @@ type Job struct {
 	Tokenizer string // optional tokenizer overriding the lookup beside the model
 	TAESD     string // optional TAESD decoder, needed for taesd previews
 	Backend   string // auto, gl or cpu
+	// LoRADir is the folder of the LoRAs that <lora:NAME:WEIGHT> prompt
+	// tags name; the "loras" folder beside the model is searched after it.
+	LoRADir string
 
 	Params  Params
 	Count   int // images in the batch; 0 counts as 1
@@ -133,6 +136,7 @@ type queued struct {
 
 type pipeKey struct {
 	backend, model, tokenizer, taesd string
+	loras                            string // loraKey of the LoRA set
 }
 
 // NewRunner starts a runner that reports to events.
@@ -253,7 +257,14 @@ func (r *Runner) work(ctx context.Context, j Job, send func(Event)) error {
 			return err
 		}
 	}
-	p, err := r.load(j, send)
+	specs, notes, err := ResolveLoRAs(j.Params, nil, LoRADirs(j.Model, j.LoRADir))
+	if err != nil {
+		return err
+	}
+	for _, n := range notes {
+		send(Event{Kind: EventNotice, Message: n})
+	}
+	p, err := r.load(j, specs, send)
 	if err != nil {
 		return err
 	}
@@ -266,7 +277,10 @@ func (r *Runner) work(ctx context.Context, j Job, send func(Event)) error {
 		preview = pipeline.PreviewLatent
 	}
 	count := max(j.Count, 1)
-	params := j.Params
+	params, err := withLoRAs(j.Params, specs)
+	if err != nil {
+		return err
+	}
 	params.Model = modelName(j.Model)
 	if params.Seed < 0 {
 		params.Seed = randomSeed()
@@ -351,14 +365,15 @@ func (j Job) template() string {
 	return j.NameTemplate
 }
 
-// load returns the pipeline for j, reusing the loaded one when the
-// backend, model, tokenizer and TAESD file are the same.
-func (r *Runner) load(j Job, send func(Event)) (*pipeline.Pipeline, error) {
+// load returns the pipeline for j with the LoRAs of specs merged in,
+// reusing the loaded one when the backend, model, tokenizer, TAESD file
+// and LoRA set (files unchanged) are the same.
+func (r *Runner) load(j Job, specs []LoRASpec, send func(Event)) (*pipeline.Pipeline, error) {
 	backend := j.Backend
 	if backend == "" {
 		backend = "auto"
 	}
-	key := pipeKey{backend: backend, model: j.Model, tokenizer: j.Tokenizer, taesd: j.TAESD}
+	key := pipeKey{backend: backend, model: j.Model, tokenizer: j.Tokenizer, taesd: j.TAESD, loras: loraKey(specs)}
 	if r.pipe != nil && r.pipeKey == key {
 		return r.pipe, nil
 	}
@@ -381,8 +396,12 @@ func (r *Runner) load(j Job, send func(Event)) (*pipeline.Pipeline, error) {
 	if j.Model == "" {
 		return nil, errors.New("no model chosen")
 	}
+	loras, err := ReadLoRAs(specs)
+	if err != nil {
+		return nil, err
+	}
 	start := r.now()
-	p, err := pipeline.Load(j.Model, r.backend, pipeline.Options{Tokenizer: j.Tokenizer, TAESD: j.TAESD},
+	p, err := pipeline.Load(j.Model, r.backend, pipeline.Options{Tokenizer: j.Tokenizer, TAESD: j.TAESD, LoRAs: loras},
 		func(stage string) { send(Event{Kind: EventLoading, Message: "loading " + stage}) })
 	if err != nil {
 		return nil, err

@@ -21,6 +21,9 @@ type Params struct {
 	Height   int
 	Model    string // the model's file or folder name, without extension
 	ClipSkip int    // 1 = the last layer (A1111 records only values > 1)
+	// LoraHashes is A1111's "Lora hashes": "name: hash, ..." for the
+	// LoRAs of the prompt's <lora:name:weight> tags ("" without LoRAs).
+	LoraHashes string
 }
 
 // DefaultParams are the settings used when none are given.
@@ -62,6 +65,9 @@ func (p Params) Format() string {
 	}
 	if p.ClipSkip > 1 {
 		fields = append(fields, "Clip skip: "+strconv.Itoa(p.ClipSkip))
+	}
+	if p.LoraHashes != "" {
+		fields = append(fields, "Lora hashes: "+quoteField(p.LoraHashes))
 	}
 	fields = append(fields, "Version: Glimmer")
 	sb.WriteString("\n" + strings.Join(fields, ", "))
@@ -141,6 +147,8 @@ func ParseParams(text string) (Params, error) {
 			p.Model = v
 		case "Clip skip":
 			p.ClipSkip, err = strconv.Atoi(v)
+		case "Lora hashes":
+			p.LoraHashes = v
 		}
 		if err != nil {
 			return p, fmt.Errorf("parameters: bad %s %q", k, v)
