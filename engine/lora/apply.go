@@ -312,26 +312,40 @@ func (s *merged) Raw(name string) (model.Data, error) {
 	}
 	out := d.Shape[0]
 	k := len(w) / out
+	// The down matrices widened once: [R, K] float64 each.
+	downs := make([][]float64, len(adds))
+	for i, a := range adds {
+		downs[i] = make([]float64, len(a.m.Down)) // [R, K]
+		for j, v := range a.m.Down {
+			downs[i][j] = float64(v)
+		}
+	}
 	res := make([]float32, len(w)) // W's shape
-	parallelRows(out, func(o int) {
-		acc := make([]float64, k) // one row of W + ΔW
-		for j, v := range w[o*k : (o+1)*k] {
-			acc[j] = float64(v)
-		}
-		for _, a := range adds {
-			rank := a.m.UpShape[1]
-			for r := range rank {
-				c := a.scale * float64(a.m.Up[o*rank+r])
-				if c == 0 {
-					continue
-				}
-				for j, v := range a.m.Down[r*k : (r+1)*k] {
-					acc[j] += c * float64(v)
-				}
+	for i := range res {
+		res[i] = float32(math.NaN()) // every element must be written below
+	}
+	blocks := (out + rowBlock - 1) / rowBlock
+	parallelFor(blocks, func() func(int) {
+		acc := make([]float64, rowBlock*k) // [rows, K]: W + ΔW of one row block
+		var coef []float64
+		return func(b int) {
+			o0 := b * rowBlock
+			nr := min(rowBlock, out-o0)
+			a := acc[:nr*k]
+			for j, v := range w[o0*k : (o0+nr)*k] {
+				a[j] = float64(v)
 			}
-		}
-		for j, v := range acc {
-			res[o*k+j] = float32(v)
+			for i, ad := range adds {
+				rank := ad.m.UpShape[1]
+				coef = coef[:0] // [rows, R]: weight·scale·up
+				for _, u := range ad.m.Up[o0*rank : (o0+nr)*rank] {
+					coef = append(coef, ad.scale*float64(u))
+				}
+				addLowRank(a, nr, k, coef, downs[i], rank)
+			}
+			for j, v := range a {
+				res[o0*k+j] = float32(v)
+			}
 		}
 	})
 	nd := model.Data{DType: d.DType, Shape: d.Shape.Clone()}
@@ -349,6 +363,54 @@ func (s *merged) Raw(name string) (model.Data, error) {
 		}
 	}
 	return nd, nil
+}
+
+// rowBlock is how many output rows addLowRank updates together.
+const rowBlock = 4
+
+// addLowRank adds coef·down to acc: acc [nr, k] += coef [nr, rank] ·
+// down [rank, k], all float64. Full blocks of 4 rows and 4 ranks share
+// each load of down and acc across 16 multiply-adds.
+func addLowRank(acc []float64, nr, k int, coef, down []float64, rank int) {
+	r := 0
+	if nr == 4 {
+		a0, a1, a2, a3 := acc[:k], acc[k:2*k], acc[2*k:3*k], acc[3*k:4*k]
+		for ; r+4 <= rank; r += 4 {
+			d0 := down[r*k : r*k+k]
+			d1 := down[(r+1)*k : (r+1)*k+k]
+			d2 := down[(r+2)*k : (r+2)*k+k]
+			d3 := down[(r+3)*k : (r+3)*k+k]
+			c0, c1, c2, c3 := coef[r:r+4], coef[rank+r:rank+r+4], coef[2*rank+r:2*rank+r+4], coef[3*rank+r:3*rank+r+4]
+			c00, c01, c02, c03 := c0[0], c0[1], c0[2], c0[3]
+			c10, c11, c12, c13 := c1[0], c1[1], c1[2], c1[3]
+			c20, c21, c22, c23 := c2[0], c2[1], c2[2], c2[3]
+			c30, c31, c32, c33 := c3[0], c3[1], c3[2], c3[3]
+			a1, a2, a3 = a1[:len(a0)], a2[:len(a0)], a3[:len(a0)]
+			d0, d1, d2, d3 = d0[:len(a0)], d1[:len(a0)], d2[:len(a0)], d3[:len(a0)]
+			for j := range a0 {
+				x0, x1, x2, x3 := d0[j], d1[j], d2[j], d3[j]
+				a0[j] += c00*x0 + c01*x1 + c02*x2 + c03*x3
+				a1[j] += c10*x0 + c11*x1 + c12*x2 + c13*x3
+				a2[j] += c20*x0 + c21*x1 + c22*x2 + c23*x3
+				a3[j] += c30*x0 + c31*x1 + c32*x2 + c33*x3
+			}
+		}
+	}
+	// The rest: ranks past the last block of 4, or a short row block.
+	for o := range nr {
+		ao := acc[o*k : o*k+k]
+		for q := r; q < rank; q++ {
+			c := coef[o*rank+q]
+			if c == 0 {
+				continue
+			}
+			dq := down[q*k : q*k+k]
+			dq = dq[:len(ao)]
+			for j := range ao {
+				ao[j] += c * dq[j]
+			}
+		}
+	}
 }
 
 // Names lists the source's names when it can.
@@ -378,10 +440,12 @@ func toFloat32(d model.Data) ([]float32, error) {
 	return nil, fmt.Errorf("weights of dtype %v cannot take a LoRA", d.DType)
 }
 
-// parallelRows runs f(0..n-1) on the machine's cores.
-func parallelRows(n int, f func(int)) {
+// parallelFor runs job(0..n-1) on the machine's cores; each worker gets
+// its own function from newWorker (for its scratch memory).
+func parallelFor(n int, newWorker func() func(int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if workers <= 1 {
+		f := newWorker()
 		for i := range n {
 			f(i)
 		}
@@ -395,6 +459,7 @@ func parallelRows(n int, f func(int)) {
 	close(next)
 	for range workers {
 		wg.Add(1)
+		f := newWorker()
 		go func() {
 			defer wg.Done()
 			for i := range next {
