@@ -30,7 +30,7 @@ func (tp *Tape) Backward(seeds ...Seed) {
 			continue
 		}
 		r.back(r.out.grad.Reshape(r.shape...))
-		tp.b.Free(r.out.grad)
+		tp.release(r.out.grad)
 		r.out.grad = nil
 	}
 	tp.records = tp.records[:0]

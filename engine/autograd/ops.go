@@ -67,10 +67,10 @@ func (tp *Tape) want(n *node, shape engine.Shape) *target {
 		panic(fmt.Sprintf("autograd: a gradient reached an %v tensor; trainable tensors must be F32", n.t.DType()))
 	}
 	if n.grad == nil {
-		n.grad = tp.b.New(engine.F32, shape.Numel()) // [numel]
+		n.grad = tp.alloc(engine.F32, shape.Numel()) // [numel]
 		return &target{n: n, dst: n.grad.Reshape(shape...)}
 	}
-	return &target{n: n, dst: tp.b.New(engine.F32, shape...), tmp: true}
+	return &target{n: n, dst: tp.scratch(shape...), tmp: true}
 }
 
 // T is the destination tensor, nil for no target.
@@ -86,9 +86,15 @@ func (tp *Tape) done(ts ...*target) {
 	for _, t := range ts {
 		if t != nil && t.tmp {
 			tp.b.Binary(t.n.grad, t.n.grad, t.dst.Reshape(t.dst.Numel()), engine.Add) // [numel]
-			tp.b.Free(t.dst)
+			tp.release(t.dst)
 		}
 	}
+}
+
+// scratch is a temporary F32 tensor of the real backend for a backward
+// rule; give it back with release.
+func (tp *Tape) scratch(shape ...int) *engine.Tensor {
+	return tp.alloc(engine.F32, engine.Shape(shape).Numel()).Reshape(shape...)
 }
 
 // grad computes one input's gradient with f into its target.
@@ -119,10 +125,10 @@ func (tp *Tape) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) {
 				b.MatMul(da.Reshape(d.Batch, d.M, d.K), dy3, pw, nil, engine.MatMulParams{TransB: !p.TransB, Alpha: alpha}) // [B, M, K]
 				return
 			}
-			tmp := b.New(engine.F32, d.Batch, d.M, d.K)                                       // [B, M, K]
+			tmp := tp.scratch(d.Batch, d.M, d.K)                                              // [B, M, K]
 			b.MatMul(tmp, dy3, pw, nil, engine.MatMulParams{TransB: !p.TransB, Alpha: alpha}) // [B, M, K]
 			b.Transpose(da.Reshape(d.Batch, d.K, d.M), tmp)                                   // [B, K, M]
-			b.Free(tmp)
+			tp.release(tmp)
 		})
 		// d op(W) [K, N] = alpha · op(A)ᵀ · dy, summed over the batch when
 		// W is shared; stored transposed when TransB.
@@ -143,7 +149,7 @@ func (tp *Tape) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) {
 			}
 			full := dw.Reshape(d.Batch, rows, cols) // [B, rows, cols]
 			if !d.BBatched {
-				full = b.New(engine.F32, d.Batch, rows, cols) // [B, rows, cols]
+				full = tp.scratch(d.Batch, rows, cols) // [B, rows, cols]
 			}
 			pa3 := pa.Reshape(d.Batch, a.Dim(a.Rank()-2), a.Dim(a.Rank()-1)) // [B, M, K] or [B, K, M]
 			if p.TransB {
@@ -155,7 +161,7 @@ func (tp *Tape) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) {
 			}
 			if !d.BBatched {
 				b.SumTo(dw.Reshape(1, rows, cols), full) // [1, rows, cols]
-				b.Free(full)
+				tp.release(full)
 			}
 		})
 		if bias != nil {
@@ -231,7 +237,7 @@ func (tp *Tape) Attention(dst, q, k, v *engine.Tensor, p engine.AttentionParams)
 		var scratch []*engine.Tensor
 		fill := func(t **engine.Tensor, shape engine.Shape) {
 			if *t == nil {
-				*t = tp.b.New(engine.F32, shape...)
+				*t = tp.scratch(shape...)
 				scratch = append(scratch, *t)
 			}
 		}
@@ -241,7 +247,7 @@ func (tp *Tape) Attention(dst, q, k, v *engine.Tensor, p engine.AttentionParams)
 		tp.b.AttentionBackward(dq, dk, dv, dy, pq, pk, pv, p)
 		tp.done(tq, tk, tv)
 		for _, s := range scratch {
-			tp.b.Free(s)
+			tp.release(s)
 		}
 	})
 }
@@ -276,8 +282,8 @@ func (tp *Tape) Binary(dst, a, c *engine.Tensor, op engine.BinaryOp) {
 		reduce := func(dst, other *engine.Tensor, neg bool) {
 			src := dy
 			if other != nil {
-				src = b.New(engine.F32, dy.Shape()...) // [dst shape of the op]
-				b.Binary(src, dy, other, engine.Mul)   // [dst shape of the op]
+				src = tp.scratch(dy.Shape()...)      // [dst shape of the op]
+				b.Binary(src, dy, other, engine.Mul) // [dst shape of the op]
 			}
 			if dst.Shape().Equal(src.Shape()) && other == nil {
 				b.Scale(dst, src, 1, 0)
@@ -288,7 +294,7 @@ func (tp *Tape) Binary(dst, a, c *engine.Tensor, op engine.BinaryOp) {
 				b.Scale(dst, dst, -1, 0)
 			}
 			if other != nil {
-				b.Free(src)
+				tp.release(src)
 			}
 		}
 		switch op {

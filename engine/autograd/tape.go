@@ -53,12 +53,22 @@ type Tape struct {
 	nodes   []*node   // every node ever made, for Reset
 	stores  []*vstore // every live storage
 	paused  int       // >0: ops run without recording
+	// spare holds freed physical tensors for reuse by size, so a training
+	// loop stops allocating device memory after its first step.
+	spare map[spareKey][]*engine.Tensor
+}
+
+type spareKey struct {
+	dtype engine.DType
+	numel int
 }
 
 var _ engine.Backend = (*Tape)(nil)
 
 // New makes an empty tape over b.
-func New(b engine.TrainBackend) *Tape { return &Tape{b: b} }
+func New(b engine.TrainBackend) *Tape {
+	return &Tape{b: b, spare: map[spareKey][]*engine.Tensor{}}
+}
 
 // Backend is the real backend the tape runs on.
 func (tp *Tape) Backend() engine.TrainBackend { return tp.b }
@@ -72,7 +82,12 @@ func (tp *Tape) Close() error {
 	for _, n := range tp.nodes {
 		tp.freeNode(n)
 	}
-	tp.nodes, tp.stores = nil, nil
+	for _, list := range tp.spare {
+		for _, t := range list {
+			tp.b.Free(t)
+		}
+	}
+	tp.nodes, tp.stores, tp.spare = nil, nil, map[spareKey][]*engine.Tensor{}
 	return nil
 }
 
@@ -85,18 +100,36 @@ func (tp *Tape) MemoryStats() engine.MemoryStats {
 }
 
 func (tp *Tape) newNode(dtype engine.DType, numel int) *node {
-	n := &node{t: tp.b.New(dtype, numel)} // [numel]
+	n := &node{t: tp.alloc(dtype, numel)} // [numel]
 	tp.nodes = append(tp.nodes, n)
 	return n
 }
 
+// alloc returns a physical tensor [numel], reusing a spare one.
+func (tp *Tape) alloc(dtype engine.DType, numel int) *engine.Tensor {
+	k := spareKey{dtype, numel}
+	if list := tp.spare[k]; len(list) > 0 {
+		t := list[len(list)-1]
+		tp.spare[k] = list[:len(list)-1]
+		return t
+	}
+	return tp.b.New(dtype, numel) // [numel]
+}
+
+// release keeps a physical tensor for reuse.
+func (tp *Tape) release(t *engine.Tensor) {
+	t = t.Reshape(t.Numel())
+	k := spareKey{t.DType(), t.Numel()}
+	tp.spare[k] = append(tp.spare[k], t)
+}
+
 func (tp *Tape) freeNode(n *node) {
 	if !n.freed {
-		tp.b.Free(n.t)
+		tp.release(n.t)
 		n.freed = true
 	}
 	if n.grad != nil {
-		tp.b.Free(n.grad)
+		tp.release(n.grad)
 		n.grad = nil
 	}
 }
@@ -213,7 +246,7 @@ func (tp *Tape) Reset() {
 	for _, n := range tp.nodes {
 		if current[n] {
 			if n.grad != nil {
-				tp.b.Free(n.grad)
+				tp.release(n.grad)
 				n.grad = nil
 			}
 			n.used = false

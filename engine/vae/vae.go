@@ -40,6 +40,10 @@ type VAE struct {
 	// Splitting the weights makes the posterior's two halves separate,
 	// exact convolutions (the op set has no channel slice).
 	QuantMean, QuantLogvar *nn.Conv2d
+	// Moments is the checkpoint's unsplit convolution (quant_conv, or
+	// encoder.conv_out without it). Inference never runs it; a trainer
+	// trains the halves and writes them back with JoinMoments.
+	Moments       *nn.Conv2d
 	PostQuantConv          *nn.Conv2d // post_quant_conv: [L, L, 1, 1], nil when absent
 
 	// MaxActivationBytes, when positive, is the activation memory Decode
@@ -196,6 +200,7 @@ func Load(l *nn.Loader, cfg model.VAEConfig) (*VAE, error) {
 		return nil, fmt.Errorf("vae: %w", err)
 	}
 	var err error
+	v.Moments = moments
 	if v.QuantMean, v.QuantLogvar, err = v.splitConv(moments); err != nil {
 		v.Close()
 		return nil, fmt.Errorf("vae: splitting the posterior convolution into mean and logvar: %w", err)
@@ -248,6 +253,26 @@ func (v *VAE) splitConv(c *nn.Conv2d) (lo, hi *nn.Conv2d, err error) {
 		return &nn.Conv2d{Weight: wt, Bias: bt, In: c.In, Out: half, K: c.K, P: c.P}
 	}
 	return part(0), part(1), nil
+}
+
+// JoinMoments writes QuantMean and QuantLogvar back into Moments (the
+// inverse of the split Load makes), so Moments holds what was trained.
+func (v *VAE) JoinMoments() error {
+	for _, pair := range [][3]*engine.Tensor{
+		{v.Moments.Weight, v.QuantMean.Weight, v.QuantLogvar.Weight},
+		{v.Moments.Bias, v.QuantMean.Bias, v.QuantLogvar.Bias},
+	} {
+		lo, err := v.b.Read(pair[1])
+		if err != nil {
+			return err
+		}
+		hi, err := v.b.Read(pair[2])
+		if err != nil {
+			return err
+		}
+		v.b.Write(pair[0], append(lo, hi...)) // [2L, ...]: mean rows, then logvar rows
+	}
+	return nil
 }
 
 func newResnet(l *nn.Loader, c *model.VAEConfig, in, out int) *Resnet {

@@ -1,0 +1,45 @@
+package unet
+
+import (
+	"fmt"
+
+	"glimmer/engine/nn"
+)
+
+// NamedLinear is a Linear layer with its canonical name (without
+// ".weight"), e.g. "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q".
+type NamedLinear struct {
+	Name   string
+	Linear *nn.Linear
+}
+
+// AttentionProjections lists the to_q, to_k, to_v and to_out.0 layers of
+// every attention in the U-Net, in down, mid, up order: the layers a LoRA
+// adapts.
+func (u *UNet) AttentionProjections() []NamedLinear {
+	var out []NamedLinear
+	add := func(prefix string, t *transformer2D) {
+		for d, blk := range t.Blocks {
+			for i, a := range []*attention{blk.Attn1, blk.Attn2} {
+				p := fmt.Sprintf("%s.transformer_blocks.%d.attn%d.", prefix, d, i+1)
+				out = append(out,
+					NamedLinear{p + "to_q", a.ToQ}, NamedLinear{p + "to_k", a.ToK},
+					NamedLinear{p + "to_v", a.ToV}, NamedLinear{p + "to_out.0", a.ToOut})
+			}
+		}
+	}
+	for i, d := range u.DownBlocks {
+		for j, t := range d.Attentions {
+			add(fmt.Sprintf("down_blocks.%d.attentions.%d", i, j), t)
+		}
+	}
+	if u.MidBlock.Attention != nil {
+		add("mid_block.attentions.0", u.MidBlock.Attention)
+	}
+	for i, up := range u.UpBlocks {
+		for j, t := range up.Attentions {
+			add(fmt.Sprintf("up_blocks.%d.attentions.%d", i, j), t)
+		}
+	}
+	return out
+}
