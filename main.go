@@ -7,10 +7,8 @@ import (
 	"os"
 
 	"glimmer/app"
-	"glimmer/ui"
 )
 
 func main() {
-	app.OpenWindow = ui.Run
 	os.Exit(app.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -1,0 +1,41 @@
+package app
+
+import (
+	"fmt"
+
+	"glimmer/engine/dataset"
+)
+
+func init() {
+	register("dataset", "render the procedural shapes dataset (png + txt caption pairs) for training", runDataset)
+}
+
+func runDataset(env *Env, args []string) error {
+	fs := newFlags(env, "dataset")
+	out := fs.String("out", "", "new folder to write the pairs into")
+	count := fs.Int("count", 1000, "number of images")
+	size := fs.Int("size", 64, "image size in pixels (square)")
+	seed := fs.Int64("seed", 1, "random seed")
+	split := fs.String("split", "train", "colour pairs: train (held-out pairs left out), heldout (only those), all")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("dataset: unexpected argument %q", pos[0])
+	}
+	sp, ok := map[string]dataset.Split{"train": dataset.Train, "heldout": dataset.HeldOutSplit, "all": dataset.All}[*split]
+	switch {
+	case *out == "":
+		return usagef("dataset: --out is required")
+	case !ok:
+		return usagef("dataset: --split %q: want train, heldout or all", *split)
+	case *count < 1 || *size < 16 || *size > 4096 || *seed < 0:
+		return usagef("dataset: --count ≥ 1, --size in 16..4096 and --seed ≥ 0, please")
+	}
+	if err := dataset.WriteFolder(*out, *count, *size, uint64(*seed), sp); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "wrote %d images with captions to %s\n", *count, *out)
+	return nil
+}

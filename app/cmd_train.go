@@ -1,0 +1,146 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"glimmer/engine"
+	"glimmer/engine/train"
+)
+
+func init() {
+	register("train", "train a LoRA for a model, or a small model from scratch, on captioned images", runTrain)
+}
+
+func runTrain(env *Env, args []string) error {
+	fs := newFlags(env, "train")
+	var c train.Config
+	mode := fs.String("mode", "lora", "lora (adapt --model) or full (a small model from scratch)")
+	fs.StringVar(&c.Data, "data", "", "folder of images (png, jpg, webp) with same-name .txt captions")
+	fs.StringVar(&c.Model, "model", "", "lora: the model to adapt (.safetensors/.ckpt file or diffusers folder)")
+	fs.StringVar(&c.Out, "out", "", "output: the LoRA .safetensors file (lora) or a new model folder (full)")
+	fs.IntVar(&c.Steps, "steps", 0, "optimiser steps of the diffusion objective (default 500 lora, 4000 full)")
+	fs.IntVar(&c.BatchSize, "batch", 0, "images per step (default 1 lora, 32 full)")
+	fs.Float64Var(&c.LR, "lr", 0, "AdamW learning rate (default 1e-4 lora, 5e-4 full)")
+	fs.IntVar(&c.Size, "size", 0, "training resolution in pixels (default 512 lora, 64 full)")
+	fs.IntVar(&c.Rank, "rank", 0, "lora: rank (default 4)")
+	fs.Float64Var(&c.Alpha, "alpha", 0, "lora: alpha; the update is scaled by alpha/rank (default: rank)")
+	fs.IntVar(&c.VAESteps, "vae-steps", 0, "full: autoencoder steps before the diffusion steps (default 1500)")
+	seed := fs.Int64("seed", 0, "random seed (initial weights, noise, data order)")
+	fs.IntVar(&c.SaveEvery, "save-every", 0, "write the output and a resumable state every N steps (default: steps/10)")
+	fs.IntVar(&c.SampleEvery, "sample-every", 0, "save a sample image every N steps (0: never)")
+	fs.StringVar(&c.SamplePrompt, "sample-prompt", "", "the samples' prompt (default: the first caption)")
+	fs.BoolVar(&c.Resume, "resume", false, "continue the run whose state is saved beside --out")
+	backend := fs.String("backend", "auto", "compute backend: auto, gl or cpu")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("train: unexpected argument %q", pos[0])
+	}
+	c.Mode = train.Mode(*mode)
+	switch {
+	case c.Mode != train.LoRA && c.Mode != train.Full:
+		return usagef("train: --mode %q: want lora or full", *mode)
+	case c.Data == "":
+		return usagef("train: --data is required")
+	case c.Out == "":
+		return usagef("train: --out is required")
+	case c.Mode == train.LoRA && c.Model == "":
+		return usagef("train: --mode lora needs --model")
+	case c.Mode == train.Full && c.Model != "":
+		return usagef("train: --mode full trains from scratch; --model is only for lora")
+	case *seed < 0:
+		return usagef("train: --seed must be ≥ 0")
+	case c.Steps < 0 || c.BatchSize < 0 || c.Size < 0 || c.Rank < 0 || c.VAESteps < 0 || c.SaveEvery < 0 || c.SampleEvery < 0:
+		return usagef("train: step counts and sizes must not be negative")
+	}
+	c.Seed = uint64(*seed)
+	c = c.Defaults()
+	if c.SaveEvery == 0 {
+		c.SaveEvery = max(c.Steps/10, 1)
+	}
+	b, err := openBackend(env, *backend)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	tb, ok := b.(engine.TrainBackend)
+	if !ok {
+		return fmt.Errorf("train: the %s backend cannot train", b.Name())
+	}
+	fmt.Fprintf(env.Stderr, "training %s on %s (%s)\n", c.Mode, c.Data, tb.Name())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	samples := samplesDir(c)
+	start := time.Now()
+	last := ""
+	err = train.Run(ctx, tb, c, func(e train.Event) {
+		if e.Message != "" {
+			fmt.Fprintf(env.Stderr, "\r%s\n", e.Message)
+			return
+		}
+		if e.Sample != nil {
+			if path, err := saveSample(samples, e.Step, e.Sample); err != nil {
+				fmt.Fprintf(env.Stderr, "\rsample: %v\n", err)
+			} else {
+				last = path
+			}
+		}
+		if e.Step == 0 {
+			return
+		}
+		eta := "?"
+		if e.Rate > 0 {
+			eta = (time.Duration(float64(e.Steps-e.Step)/e.Rate) * time.Second).Round(time.Second).String()
+		}
+		fmt.Fprintf(env.Stderr, "\r%s %d/%d  loss %.4f (avg %.4f)  %.2f steps/s  ETA %s   ",
+			e.Stage, e.Step, e.Steps, e.Loss, e.Smoothed, e.Rate, eta)
+		if e.Step == e.Steps {
+			fmt.Fprintln(env.Stderr)
+		}
+	})
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("stopped; the output and state are saved: continue with the same command and --resume")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "saved %s (%s)\n", c.Out, time.Since(start).Round(time.Second))
+	if last != "" {
+		fmt.Fprintf(env.Stdout, "last sample %s\n", last)
+	}
+	return nil
+}
+
+// samplesDir is where sample images go: a "samples" folder in a model
+// folder, or beside a LoRA file.
+func samplesDir(c train.Config) string {
+	if c.Mode == train.Full {
+		return filepath.Join(c.Out, "samples")
+	}
+	return strings.TrimSuffix(c.Out, filepath.Ext(c.Out)) + ".samples"
+}
+
+// saveSample writes a training sample as step-NNNNNN.png, never replacing
+// a file (a resumed run that repeats a step gets a free name).
+func saveSample(dir string, step int, img image.Image) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	data, err := EncodePNG(img, [][2]string{{"glimmer-train-step", fmt.Sprint(step)}})
+	if err != nil {
+		return "", err
+	}
+	path := FreeName(filepath.Join(dir, fmt.Sprintf("step-%06d.png", step)))
+	return path, WriteNew(path, data)
+}
