@@ -84,6 +84,12 @@ func runTrain(env *Env, args []string) error {
 	samples := samplesDir(c)
 	start := time.Now()
 	last := ""
+	type span struct {
+		stage       string
+		first, last time.Time
+		steps       int
+	}
+	var spans []*span // per stage, in order: the summary's speed table
 	err = train.Run(ctx, tb, c, func(e train.Event) {
 		if e.Message != "" {
 			fmt.Fprintf(env.Stderr, "\r%s\n", e.Message)
@@ -98,6 +104,13 @@ func runTrain(env *Env, args []string) error {
 		}
 		if e.Step == 0 {
 			return
+		}
+		now := time.Now()
+		if len(spans) == 0 || spans[len(spans)-1].stage != e.Stage {
+			spans = append(spans, &span{stage: e.Stage, first: now})
+		} else {
+			sp := spans[len(spans)-1]
+			sp.last, sp.steps = now, sp.steps+1
 		}
 		eta := "?"
 		if e.Rate > 0 {
@@ -116,6 +129,13 @@ func runTrain(env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "saved %s (%s)\n", c.Out, time.Since(start).Round(time.Second))
+	for _, sp := range spans {
+		if sp.steps > 0 {
+			d := sp.last.Sub(sp.first)
+			fmt.Fprintf(env.Stdout, "%-9s %5d steps after the first in %s: %.3f s/step (%.2f steps/s)\n",
+				sp.stage, sp.steps, d.Round(time.Millisecond), d.Seconds()/float64(sp.steps), float64(sp.steps)/d.Seconds())
+		}
+	}
 	if last != "" {
 		fmt.Fprintf(env.Stdout, "last sample %s\n", last)
 	}
