@@ -242,3 +242,15 @@ func BenchmarkGradOps(bm *testing.B) {
 	adam := engine.AdamWParams{LR: 1e-4, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, Step: 3}
 	bench("AdamW_16M", func() { b.AdamW(pp, pg, pm, pv, adam) }, pp, pg, pm, pv, pp, pm, pv)
 }
+
+// BenchmarkGrad times every backward op at the sizes the CPU backend's
+// BenchmarkGrad uses, for the two to be compared.
+func BenchmarkGrad(bm *testing.B) {
+	conformance.BenchGrad(bm, func() engine.TrainBackend {
+		b, err := gl.New()
+		if err != nil {
+			bm.Fatalf("OpenGL backend: %v", err)
+		}
+		return b
+	})
+}
