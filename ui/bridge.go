@@ -2,6 +2,7 @@ package ui
 
 import (
 	"sync"
+	"time"
 
 	"fyne.io/fyne/v2"
 
@@ -9,8 +10,9 @@ import (
 )
 
 // bridge is the one way from other goroutines into the UI: the runner's
-// job events and the native file dialogs' answers. It is the only code
-// that calls fyne.Do; everything it schedules runs on Fyne's goroutine.
+// job events, the trainer's updates and the native file dialogs' answers.
+// It is the only code that calls fyne.Do; everything it schedules runs on
+// Fyne's goroutine.
 //
 // Events wait in order in a queue that one scheduled drain empties. A step
 // replaces a step still waiting at the queue's end, so there is at most
@@ -23,7 +25,17 @@ type bridge struct {
 	queue   []app.Event // events not shown yet, oldest first
 	stopped bool        // the window is closing: drop everything
 	onEvent func(app.Event)
+
+	// Training updates (see train): the one waiting to be drawn, with
+	// the older ones merged into it, and when the last was drawn.
+	trainPending *app.TrainUpdate
+	trainDrawn   time.Time
+	onTrain      func(app.TrainUpdate)
 }
+
+// trainGap is the least time between two training updates of the UI: at
+// most 20 a second, however fast the trainer's steps come.
+const trainGap = 50 * time.Millisecond
 
 func newBridge(onEvent func(app.Event)) *bridge {
 	return &bridge{do: fyne.Do, onEvent: onEvent}
@@ -66,6 +78,68 @@ func (b *bridge) drain() {
 	}
 }
 
+// train is the Trainer's callback; it runs on the training goroutine and
+// never blocks. An update waits until trainGap has passed since the last
+// one was drawn; updates arriving meanwhile merge into it (see
+// mergeTrain), so each event causes at most one UI update and the UI
+// draws at most 20 a second.
+func (b *bridge) train(u app.TrainUpdate) {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		return
+	}
+	if b.trainPending != nil {
+		m := mergeTrain(*b.trainPending, u)
+		b.trainPending = &m
+		b.mu.Unlock()
+		return
+	}
+	b.trainPending = &u
+	wait := trainGap - time.Since(b.trainDrawn)
+	b.mu.Unlock()
+	if wait <= 0 {
+		b.do(b.drainTrain)
+		return
+	}
+	time.AfterFunc(wait, func() { b.do(b.drainTrain) })
+}
+
+// mergeTrain folds a newer update into one not drawn yet: the newer one
+// wins, keeping the older one's sample, saved path and message where it
+// has none, and the end of a run.
+func mergeTrain(old, u app.TrainUpdate) app.TrainUpdate {
+	if old.Run != u.Run {
+		return u
+	}
+	if u.Event.Sample == nil {
+		u.Event.Sample = old.Event.Sample
+	}
+	if u.Event.Saved == "" {
+		u.Event.Saved = old.Event.Saved
+	}
+	if u.Event.Message == "" {
+		u.Event.Message = old.Event.Message
+	}
+	if old.Final && !u.Final {
+		u.Final, u.State, u.Err = true, old.State, old.Err
+	}
+	return u
+}
+
+// drainTrain draws the waiting training update, on Fyne's goroutine.
+func (b *bridge) drainTrain() {
+	b.mu.Lock()
+	u := b.trainPending
+	b.trainPending = nil
+	b.trainDrawn = time.Now()
+	stopped := b.stopped
+	b.mu.Unlock()
+	if u != nil && !stopped && b.onTrain != nil {
+		b.onTrain(*u)
+	}
+}
+
 // run schedules f on Fyne's goroutine (answers of native dialogs).
 func (b *bridge) run(f func()) {
 	b.do(func() {
@@ -86,5 +160,6 @@ func (b *bridge) stop() {
 	b.mu.Lock()
 	b.stopped = true
 	b.queue = nil
+	b.trainPending = nil
 	b.mu.Unlock()
 }

@@ -6,7 +6,8 @@
 // One file per part: window.go (layout, job events), form.go,
 // model_picker.go, image_view.go, progress.go, gallery.go, actions.go
 // (restore, Save As, copy parameters), settings_dialog.go, dialogs.go
-// (native file dialogs), shortcuts.go.
+// (native file dialogs), shortcuts.go, train.go (the Train tab, driving
+// the app's Trainer).
 package ui
 
 import (

@@ -42,6 +42,8 @@ type Window struct {
 	view     *imageView
 	progress *progressView
 	gallery  *gallery
+	trainer  *app.Trainer
+	train    *trainTab // the Train tab
 
 	openPNG, saveAs, copyParams, settingsBtn *widget.Button
 
@@ -67,6 +69,7 @@ func New(a fyne.App, o Options) *Window {
 	}
 	w.files = newFileAsker(o.Dialogs, w.bridge, w.showError)
 	w.runner = app.NewRunner(w.bridge.event)
+	w.trainer = app.NewTrainer(w.bridge.train)
 
 	var notices []string
 	w.set, notices = settings.Load(w.store)
@@ -76,6 +79,8 @@ func New(a fyne.App, o Options) *Window {
 	w.view = newImageView()
 	w.progress = newProgressView()
 	w.gallery = newGallery(func(it galleryItem) { w.view.show(it.img, caption(it), false) })
+	w.train = newTrainTab(w.trainer, w.files, func() string { return w.set.Backend }, w.set.Model)
+	w.bridge.onTrain = w.train.update
 
 	w.openPNG = widget.NewButtonWithIcon("Open PNG…", theme.FolderOpenIcon(), w.askPNG)
 	w.saveAs = widget.NewButtonWithIcon("Save As…", theme.DocumentSaveIcon(), w.askSaveAs)
@@ -91,7 +96,9 @@ func New(a fyne.App, o Options) *Window {
 	right := container.NewBorder(tools, container.NewVBox(w.progress.content, w.gallery.scroll), nil, nil, w.view.content)
 	split := container.NewHSplit(left, right)
 	split.Offset = 0.4
-	w.win.SetContent(split)
+	w.win.SetContent(container.NewAppTabs(
+		container.NewTabItemWithIcon("Generate", theme.MediaPhotoIcon(), split),
+		container.NewTabItemWithIcon("Train", theme.MediaReplayIcon(), w.train.content)))
 	w.win.Resize(fyne.NewSize(1100, 760))
 	w.win.SetMainMenu(w.menu())
 	w.win.SetOnDropped(w.dropped)
@@ -123,14 +130,17 @@ func (w *Window) menu() *fyne.MainMenu {
 	)
 }
 
-// Close stops the runner (cancelling a running job) and drops the events
-// still on their way.
+// Close stops the runner (cancelling a running job) and a training run
+// (which saves its output and state first, waited for), and drops the
+// events still on their way.
 func (w *Window) Close() {
 	w.bridge.stop()
 	if w.cancelJob != nil {
 		w.cancelJob()
 	}
+	w.trainer.Stop()
 	w.runner.Close()
+	w.trainer.Wait()
 	w.files.close()
 }
 
@@ -282,6 +292,9 @@ func (w *Window) pickModel(path string) {
 	w.set.UseModel(path)
 	w.set.Save(w.store)
 	w.model.show(w.set.Model, w.set.Recent)
+	if w.train.model.Text == "" {
+		w.train.model.SetText(path) // the Train tab's base model
+	}
 	if w.job == 0 {
 		w.start(app.Job{Model: path, Tokenizer: w.set.Tokenizer, TAESD: w.set.TAESD, Backend: w.set.Backend, LoadOnly: true},
 			"loading "+filepath.Base(path)+"…")
