@@ -26,7 +26,12 @@
 // Defines: HEAD_DIM, TR, CAUSAL.
 #include "common.glsl"
 
+// Unrolled, the per-chunk accumulators stay in registers; past 12 chunks
+// (head dims over 192) NVIDIA's compiler runs out of instructions
+// ("too many instructions" at head dim 512), so wide heads keep loops.
+#if (HEAD_DIM + 15) / 16 <= 12
 #pragma optionNV(unroll all)
+#endif
 
 layout(local_size_x = 256) in;
 

@@ -71,7 +71,7 @@ func (b *Backend) Conv2DBackwardWeight(dw, x, dy *engine.Tensor, p engine.Conv2D
 	groups := ceilDiv(m, tile) * ceilDiv(n, tile) * splits
 	dst := dw
 	if splits > 1 {
-		dst = b.New(engine.F32, splits, m, n) // [splits, OC, C*KH*KW]
+		dst = b.scratch(splits * m * n) // [splits, OC, C*KH*KW]
 	}
 	def := defines{"REDUCE": 0, "TILE": tile, "BK": bk}
 	b.dispatch("conv2d_backward_weight", def, groups, []*buffer{buf(dst), buf(x), buf(dy)}, func(u uniforms) {
@@ -99,7 +99,7 @@ func (b *Backend) Conv2DBackwardWeight(dw, x, dy *engine.Tensor, p engine.Conv2D
 		u.u("u_n", uint32(total))
 		u.u("u_splits", uint32(splits))
 	})
-	b.Free(dst)
+	b.release(dst)
 }
 
 // attnBackRows is TR, the rows each thread of the attention backward
@@ -156,7 +156,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dy, q, k, v *engine.Tensor, p en
 		u.f("u_scale", d.Scale)
 	}
 	bh := d.B * d.Heads
-	stats := b.New(engine.F32, d.B, d.Heads, d.Nq, 2) // [B, H, Nq, (L, D)]
+	stats := b.scratch(bh * d.Nq * 2) // [B, H, Nq, (L, D)]
 	qGroups := ceilDiv(d.Nq, br) * bh
 	b.dispatch("attention_backward_stats", def, qGroups,
 		[]*buffer{buf(stats), buf(q), buf(k), buf(v), buf(dy)}, common)
@@ -171,8 +171,8 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dy, q, k, v *engine.Tensor, p en
 	splits = ceilDiv(d.Nq, qchunk)
 	pk, pv := dk, dv
 	if splits > 1 {
-		pk = b.New(engine.F32, splits, d.B, d.Nk, d.Heads*d.HeadDim) // [splits, B, Nk, H*D]
-		pv = b.New(engine.F32, splits, d.B, d.Nk, d.Heads*d.HeadDim) // [splits, B, Nk, H*D]
+		pk = b.scratch(splits * dk.Numel()) // [splits, B, Nk, H*D]
+		pv = b.scratch(splits * dv.Numel()) // [splits, B, Nk, H*D]
 	}
 	b.dispatch("attention_backward_dkdv", def, kGroups*splits,
 		[]*buffer{buf(pk), buf(pv), buf(q), buf(k), buf(v), buf(dy), buf(stats)}, func(u uniforms) {
@@ -180,7 +180,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dy, q, k, v *engine.Tensor, p en
 			u.u("u_B", uint32(d.B))
 			u.u("u_qchunk", uint32(qchunk))
 		})
-	b.Free(stats)
+	b.release(stats)
 	if splits == 1 {
 		return
 	}
@@ -190,6 +190,6 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dy, q, k, v *engine.Tensor, p en
 			u.u("u_n", uint32(n))
 			u.u("u_splits", uint32(splits))
 		})
-		b.Free(r[1])
+		b.release(r[1])
 	}
 }
