@@ -48,7 +48,9 @@ func (s *session) loop(ctx context.Context, stage string, steps int, opt *optimi
 		b, ok := <-batches
 		if !ok {
 			if err := ctx.Err(); err != nil {
-				s.save()
+				if serr := s.save(); serr != nil {
+					return serr
+				}
 				return err
 			}
 			return fmt.Errorf("train: the data stream of %s ended", s.cfg.Data)
@@ -76,14 +78,17 @@ func (s *session) loop(ctx context.Context, stage string, steps int, opt *optimi
 			last, lastStep = time.Now(), s.step
 		}
 		ev.Rate = rate
-		if s.cfg.SampleEvery > 0 && s.step%s.cfg.SampleEvery == 0 && stage == "diffusion" {
+		if s.cfg.SampleEvery > 0 && s.step%s.cfg.SampleEvery == 0 && stage == "diffusion" && ctx.Err() == nil {
 			img, err := s.makeSample(ctx)
-			if err != nil {
+			switch {
+			case err == nil:
+				ev.Sample = img
+			case ctx.Err() != nil: // stopped while sampling: save below
+			default:
 				return err
 			}
-			ev.Sample = img
 		}
-		if (s.cfg.SaveEvery > 0 && s.step%s.cfg.SaveEvery == 0) || s.step == steps {
+		if (s.cfg.SaveEvery > 0 && s.step%s.cfg.SaveEvery == 0) || s.step == steps || ctx.Err() != nil {
 			if err := s.save(); err != nil {
 				return err
 			}

@@ -198,7 +198,7 @@ func (s *session) trainVAE(ctx context.Context) error {
 		return err
 	}
 	if err := s.fitScaling(ctx); err != nil {
-		return err
+		return err // the VAE stage's last step saved the run
 	}
 	s.stage, s.step = "diffusion", 0
 	s.ema = 0
