@@ -57,9 +57,17 @@ void main() {
 	uint o = gid / u_S, s = gid % u_S;
 	uint base = kept_offset(o);
 	uint r0 = s * u_chunk, r1 = min(r0 + u_chunk, u_R);
-	float acc = 0.0;
-	for (uint r = r0 + lid; r < r1; r += 256u) acc += x[base + reduced_offset(r)];
-	acc = reduce_sum(acc, 0u);
+	// Four independent sums keep four loads in flight per thread.
+	float a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+	uint r = r0 + lid;
+	for (; r + 768u < r1; r += 1024u) {
+		a0 += x[base + reduced_offset(r)];
+		a1 += x[base + reduced_offset(r + 256u)];
+		a2 += x[base + reduced_offset(r + 512u)];
+		a3 += x[base + reduced_offset(r + 768u)];
+	}
+	for (; r < r1; r += 256u) a0 += x[base + reduced_offset(r)];
+	float acc = reduce_sum((a0 + a1) + (a2 + a3), 0u);
 	if (lid == 0u) y[o * u_S + s] = acc;
 #else
 	uint blocks = (u_M + 255u) / 256u;
@@ -67,8 +75,15 @@ void main() {
 	if (o >= u_M) return;
 	uint base = kept_offset(o);
 	uint r0 = s * u_chunk, r1 = min(r0 + u_chunk, u_R);
-	float acc = 0.0;
-	for (uint r = r0; r < r1; r++) acc += x[base + reduced_offset(r)];
-	y[s * u_M + o] = acc;
+	float a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+	uint r = r0;
+	for (; r + 3u < r1; r += 4u) {
+		a0 += x[base + reduced_offset(r)];
+		a1 += x[base + reduced_offset(r + 1u)];
+		a2 += x[base + reduced_offset(r + 2u)];
+		a3 += x[base + reduced_offset(r + 3u)];
+	}
+	for (; r < r1; r++) a0 += x[base + reduced_offset(r)];
+	y[s * u_M + o] = (a0 + a1) + (a2 + a3);
 #endif
 }
