@@ -57,7 +57,7 @@ type Backend struct {
 	limits                      Limits
 	gemmBK                      int // K slice depth of the 128-wide GEMM tiles
 	fullGrid                    int // fewer 128-wide GEMM tiles than this take 64-wide ones
-	splitTarget, splitMinK      int // GEMMs of fewer 64-wide tiles split K (chunks >= splitMinK) toward splitTarget groups
+	splitTarget, splitMinK      int // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
@@ -74,8 +74,8 @@ func New() (*Backend, error) {
 	b := &Backend{
 		gemmBK:      8,
 		fullGrid:    256,
-		splitTarget: 256,
-		splitMinK:   512,
+		splitTarget: 512,
+		splitMinK:   256,
 		queue:       make(chan func(), 1024),
 		programs:    map[string]*program{},
 		freqs:       map[engine.TimestepParams]uint32{},

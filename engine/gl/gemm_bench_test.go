@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,4 +317,161 @@ func TestGEMMPlans(t *testing.T) {
 	for _, c := range cases {
 		c.free()
 	}
+}
+
+// sdPlans are the variants BenchmarkSDGEMM times on each SD 1.5 shape,
+// after the backend's own choice (nil, "auto").
+var sdPlans = []*gemmPlan{nil,
+	{BM: 128, BN: 128, BK: 8, Split: 1}, {BM: 64, BN: 64, BK: 16, Split: 1},
+	{BM: 128, BN: 64, BK: 16, Split: 1}, {BM: 64, BN: 128, BK: 16, Split: 1}, {BM: 128, BN: 64, BK: 8, Split: 1},
+	{BM: 64, BN: 64, BK: 16, Split: 2}, {BM: 64, BN: 64, BK: 16, Split: 4}, {BM: 64, BN: 64, BK: 16, Split: 8},
+	{BM: 128, BN: 64, BK: 16, Split: 2}, {BM: 128, BN: 64, BK: 16, Split: 4},
+	{BM: 128, BN: 128, BK: 8, Split: 2}, {BM: 128, BN: 128, BK: 8, Split: 4},
+}
+
+func (p *gemmPlan) label() string {
+	if p == nil {
+		return "auto"
+	}
+	return fmt.Sprintf("%dx%d/%d/s%d", p.BM, p.BN, p.BK, p.Split)
+}
+
+// BenchmarkSDGEMM times SD 1.5's convolutions and linear layers (512x512,
+// batch 2 for CFG, F16 weights as the checkpoint has them) under every
+// plan in sdPlans, and prints per shape the milliseconds per call, and per
+// plan the milliseconds per U-Net step that the shapes' calls add up to
+// (calls per step counted from the architecture; similar shapes folded
+// together). Each variant is first checked on 24 sampled outputs against
+// float64, then warmed up and timed over >= 60 ms of back-to-back calls.
+// GLIMMER_SDGEMM=name,name narrows the shapes; GLIMMER_SDGEMM_PLANS=
+// auto,128x128/8/s8,... replaces the plans.
+func BenchmarkSDGEMM(bm *testing.B) {
+	b := openGL(bm)
+	plans := sdPlans
+	if f := os.Getenv("GLIMMER_SDGEMM_PLANS"); f != "" {
+		plans = nil
+		for _, l := range strings.Split(f, ",") {
+			if l == "auto" {
+				plans = append(plans, nil)
+				continue
+			}
+			p := &gemmPlan{}
+			if _, err := fmt.Sscanf(l, "%dx%d/%d/s%d", &p.BM, &p.BN, &p.BK, &p.Split); err != nil {
+				bm.Fatalf("GLIMMER_SDGEMM_PLANS: %q is not BMxBN/BK/sSPLIT: %v", l, err)
+			}
+			plans = append(plans, p)
+		}
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	type shape struct {
+		name  string
+		calls int
+		mk    func() *gemmCase
+	}
+	conv := func(c, hw, oc, k, stride int) func() *gemmCase {
+		return func() *gemmCase {
+			return convCase(bm, b, r, 2, c, hw, hw, oc, k, k, stride, k/2, engine.F16, true)
+		}
+	}
+	lin := func(m, n, k int) func() *gemmCase {
+		return func() *gemmCase {
+			return linearCase(bm, b, r, 2, m, n, k, false, true, false, engine.F16, true, 0)
+		}
+	}
+	shapes := []shape{
+		{"c3 320>320 @64", 7, conv(320, 64, 320, 3, 1)},
+		{"c3 640>320 @64", 3, conv(640, 64, 320, 3, 1)},
+		{"c3 640>640 @64", 1, conv(640, 64, 640, 3, 1)},
+		{"c3 320>320 @64/2", 1, conv(320, 64, 320, 3, 2)},
+		{"c3 320>4 @64", 1, conv(320, 64, 4, 3, 1)},
+		{"c3 640>640 @32", 7, conv(640, 32, 640, 3, 1)},
+		{"c3 1280>640 @32", 3, conv(1280, 32, 640, 3, 1)},
+		{"c3 1280>1280 @32", 1, conv(1280, 32, 1280, 3, 1)},
+		{"c3 1280>1280 @16", 8, conv(1280, 16, 1280, 3, 1)},
+		{"c3 2560>1280 @16", 3, conv(2560, 16, 1280, 3, 1)},
+		{"c3 1280>1280 @8", 12, conv(1280, 8, 1280, 3, 1)},
+		{"c3 2560>1280 @8", 3, conv(2560, 8, 1280, 3, 1)},
+		{"c1 320>320 @64", 13, conv(320, 64, 320, 1, 1)},
+		{"c1 640>640 @32", 13, conv(640, 32, 640, 1, 1)},
+		{"c1 1280>1280 @16", 14, conv(1280, 16, 1280, 1, 1)},
+		{"c1 1280>1280 @8", 5, conv(1280, 8, 1280, 1, 1)},
+		{"L 4096x320x320", 30, lin(4096, 320, 320)},
+		{"L 4096x2560x320", 5, lin(4096, 2560, 320)},
+		{"L 4096x320x1280", 5, lin(4096, 320, 1280)},
+		{"L 1024x640x640", 30, lin(1024, 640, 640)},
+		{"L 1024x5120x640", 5, lin(1024, 5120, 640)},
+		{"L 1024x640x2560", 5, lin(1024, 640, 2560)},
+		{"L 256x1280x1280", 30, lin(256, 1280, 1280)},
+		{"L 256x10240x1280", 5, lin(256, 10240, 1280)},
+		{"L 256x1280x5120", 5, lin(256, 1280, 5120)},
+		{"L 77x640x768", 30, lin(77, 640, 768)},
+	}
+	if f := os.Getenv("GLIMMER_SDGEMM"); f != "" {
+		keep := shapes[:0]
+		for _, s := range shapes {
+			for _, n := range strings.Split(f, ",") {
+				if strings.Contains(s.name, n) {
+					keep = append(keep, s)
+					break
+				}
+			}
+		}
+		shapes = keep
+	}
+	total := make([]float64, len(plans))
+	var best float64
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%-18s %5s", "shape", "calls")
+	for _, p := range plans {
+		fmt.Fprintf(&sb, " %12s", p.label())
+	}
+	sb.WriteString("\n")
+	for _, s := range shapes {
+		c := s.mk()
+		c.name = s.name
+		fmt.Fprintf(&sb, "%-18s %5d", s.name, s.calls)
+		min := math.Inf(1)
+		var gf float64
+		for i, p := range plans {
+			b.gemmForce = p
+			c.check(bm, b, r, 24)
+			ms := timeOp(bm, b, c.run)
+			total[i] += ms * float64(s.calls)
+			if ms < min {
+				min, gf = ms, c.flops/ms/1e9
+			}
+			fmt.Fprintf(&sb, " %12.4f", ms)
+		}
+		best += min * float64(s.calls)
+		fmt.Fprintf(&sb, "  best %.1f TFLOP/s\n", gf)
+		b.gemmForce = nil
+		c.free()
+	}
+	fmt.Fprintf(&sb, "%-24s", "ms/step")
+	for _, t := range total {
+		fmt.Fprintf(&sb, " %12.2f", t)
+	}
+	fmt.Fprintf(&sb, "\nms/step, the best plan per shape: %.2f\n", best)
+	fmt.Print(sb.String())
+}
+
+// timeOp warms op up for 20 ms, then returns its mean milliseconds over
+// at least 60 ms (and 3 calls) of back-to-back calls.
+func timeOp(tb testing.TB, b *Backend, op func()) float64 {
+	run := func(n int) float64 {
+		start := time.Now()
+		for range n {
+			op()
+		}
+		if err := b.Sync(); err != nil {
+			tb.Fatal(err)
+		}
+		return time.Since(start).Seconds() * 1000
+	}
+	n := 1
+	for t := run(n); t < 20; t = run(n) {
+		n *= 2
+	}
+	n = max(3, int(60/(run(n)/float64(n))))
+	return run(n) / float64(n)
 }

@@ -61,23 +61,31 @@ func (p gemmPlan) defines(d defines) defines {
 const gemmSplitMax = 64 << 20
 
 // gemmPlan picks the tile and K split for C[m, n] = A[m, k]·B[k, n] over
-// batch entries: 128x128 tiles with K slices of gemmBK when they make at
-// least fullGrid work groups, else 64x64 with slices of 16; then, when
-// even those make fewer than splitTarget groups and K is deep, K is split
-// into chunks of at least splitMinK so that the GPU's multiprocessors all
-// get work (16x16 and 8x8 latents at 1280 channels: 160 and 40 tiles for
-// K = 11,520). b.gemmForce, set by tests and benchmarks, overrides the
-// tile, slice depth and split.
+// batch entries, by the fit to SD 1.5's shapes on the H200
+// (BenchmarkSDGEMM, docs/perf-notes.md): 128x128 tiles with K slices of
+// gemmBK when they make at least fullGrid work groups or pad the product
+// by at most 25% more than 64x64 tiles (slices of 16) would; then K is
+// split in 2, 4 (8 for 64x64 tiles) while the groups number fewer than
+// splitTarget and every chunk keeps at least splitMinK of K. So 64x64
+// latents at 320 channels run 128x128 tiles in 4 chunks (192 -> 768
+// groups, 0.96 -> 0.67 ms per 3x3 convolution against p3's 64x64), 8x8
+// at 1280 run 64x64 in 8 (40 -> 320 groups, 1.09 -> 0.34 ms).
+// b.gemmForce, set by tests and benchmarks, overrides the tile, slice
+// depth and split.
 func (b *Backend) gemmPlan(m, n, k, batch int) gemmPlan {
 	var p gemmPlan
 	if f := b.gemmForce; f != nil {
 		p = gemmPlan{BM: f.BM, BN: f.BN, BK: f.BK, Split: max(f.Split, 1)}
-	} else if ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= b.fullGrid {
-		p = gemmPlan{BM: 128, BN: 128, BK: b.gemmBK, Split: 1}
 	} else {
+		pad := func(t int) int { return ceilDiv(m, t) * t * ceilDiv(n, t) * t }
 		p = gemmPlan{BM: 64, BN: 64, BK: 16, Split: 1}
-		if g := p.groups(m, n, batch); g < b.splitTarget {
-			p.Split = min(ceilDiv(b.splitTarget, g), k/b.splitMinK, 16)
+		maxSplit := 8
+		if ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= b.fullGrid || 4*pad(128) <= 5*pad(64) {
+			p = gemmPlan{BM: 128, BN: 128, BK: b.gemmBK, Split: 1}
+			maxSplit = 4
+		}
+		for g := p.groups(m, n, batch); g*p.Split < b.splitTarget && 2*p.Split <= maxSplit && k/(2*p.Split) >= b.splitMinK; {
+			p.Split *= 2
 		}
 	}
 	// A split whose partial sums would overflow the scratch cap shrinks.
