@@ -2,6 +2,8 @@ package gl
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 
 	"glimmer/engine"
 )
@@ -107,6 +109,7 @@ func (b *Backend) Conv2DBackwardWeight(dw, x, dy *engine.Tensor, p engine.Conv2D
 // dim 192, fewer for wider heads so that the dK/dV pass's two
 // accumulators (2*TR*ceil(D/16) floats a thread) stay in registers, and
 // fewer while the shared memory does not fit the driver.
+// GLIMMER_GL_ATTN_BWD_TR (1, 2 or 4) forces it, for tuning.
 func (b *Backend) attnBackRows(headDim int) int {
 	tr := 4
 	switch {
@@ -114,6 +117,9 @@ func (b *Backend) attnBackRows(headDim int) int {
 		tr = 1
 	case headDim > 192:
 		tr = 2
+	}
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_ATTN_BWD_TR")); err == nil && (v == 1 || v == 2 || v == 4) {
+		tr = v // for tuning
 	}
 	for tr > 1 && attnBackShared(tr) > b.limits.MaxSharedBytes {
 		tr /= 2
