@@ -241,6 +241,9 @@ func BenchmarkGradOps(bm *testing.B) {
 	b.Write(pv, make([]float32, pv.Numel()))
 	adam := engine.AdamWParams{LR: 1e-4, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, Step: 3}
 	bench("AdamW_16M", func() { b.AdamW(pp, pg, pm, pv, adam) }, pp, pg, pm, pv, pp, pm, pv)
+	if prof := b.Profile(); prof != "" { // GLIMMER_GL_PROFILE=1
+		bm.Logf("per shader variant:\n%s", prof)
+	}
 }
 
 // BenchmarkGrad times every backward op at the sizes the CPU backend's
