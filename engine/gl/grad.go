@@ -28,7 +28,7 @@ func wantShape(op, name string, t *engine.Tensor, s engine.Shape) {
 	}
 }
 
-// GroupNormBackward: see engine.GradOps. Six small dispatches of
+// GroupNormBackward: see engine.GradOps. Four dispatches of
 // groupnorm_backward.comp (its comment explains the passes), so groups of
 // any size spread over many work groups.
 func (b *Backend) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma, beta *engine.Tensor, p engine.GroupNormParams) {
@@ -69,7 +69,7 @@ func (b *Backend) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma, beta *engin
 	}
 	def := func(pass int) defines {
 		return defines{"PASS": pass, "SILU": b2i(p.SiLU), "G_F16": isF16(gamma), "B_F16": betaF16,
-			"HAS_DG": b2i(dgamma != nil), "HAS_DB": b2i(dbeta != nil)}
+			"HAS_DX": b2i(dx != nil), "HAS_DG": b2i(dgamma != nil), "HAS_DB": b2i(dbeta != nil)}
 	}
 	set := func(u uniforms) {
 		u.u("u_N", uint32(n))
@@ -81,33 +81,39 @@ func (b *Backend) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma, beta *engin
 		u.f("u_eps", p.Eps)
 	}
 	ng := n * p.Groups
-	part := b.scratch(n * c * pieces * 2) // [N*C*P, 2] per piece: (mean, Σ(x-mean)²), then (Σ ga x̂, Σ ga)
-	stats := b.scratch(ng * 2)            // [N*G, 2] per group: (mean, rstd)
+	part1 := b.scratch(n * c * pieces * 2) // [N*C*P, 2] per piece: (mean, Σ(x-mean)²)
+	part2 := b.scratch(n * c * pieces * 2) // [N*C*P, 2] per piece: (Σ ga x̂, Σ ga)
+	stats := b.scratch(ng * 2)             // [N*G, 2] per group: (mean, rstd)
+	gsum := b.scratch(ng * 2)              // [N*G, 2] per group: (Σ gamma ga x̂, Σ gamma ga)
 	xb, dyb, gb := buf(x), buf(dy), buf(gamma)
-	b.dispatch("groupnorm_backward", def(1), n*c*pieces, []*buffer{buf(part), xb}, set)
-	b.dispatch("groupnorm_backward", def(2), elemGroups(ng), []*buffer{buf(stats), buf(part)}, set)
+	b.dispatch("groupnorm_backward", def(1), n*c*pieces, []*buffer{buf(part1), xb}, set)
 	b.dispatch("groupnorm_backward", def(3), n*c*pieces,
-		[]*buffer{buf(part), xb, dyb, buf(stats), xb, gb, betaBuf}, set)
-	if dgamma != nil || dbeta != nil {
-		dg, db := buf(part), buf(part) // placeholders for an unwanted output
-		if dgamma != nil {
-			dg = buf(dgamma)
-		}
-		if dbeta != nil {
-			db = buf(dbeta)
-		}
-		b.dispatch("groupnorm_backward", def(5), elemGroups(c), []*buffer{dg, db, buf(part)}, set)
+		[]*buffer{buf(part2), xb, dyb, buf(stats), buf(part1), gb, betaBuf}, set)
+	// Placeholder bindings for unwanted outputs are never declared.
+	dg, db := buf(gsum), buf(gsum)
+	if dgamma != nil {
+		dg = buf(dgamma)
 	}
+	if dbeta != nil {
+		db = buf(dbeta)
+	}
+	threads := 0
 	if dx != nil {
-		gsum := b.scratch(ng * 2) // [N*G, 2] per group: (Σ gamma ga x̂, Σ gamma ga)
-		b.dispatch("groupnorm_backward", def(4), elemGroups(ng),
-			[]*buffer{buf(gsum), buf(part), xb, xb, xb, gb}, set)
+		threads += ng
+	}
+	if dgamma != nil || dbeta != nil {
+		threads += c
+	}
+	b.dispatch("groupnorm_backward", def(4), elemGroups(threads),
+		[]*buffer{buf(gsum), buf(part2), dg, db, xb, gb}, set)
+	if dx != nil {
 		b.dispatch("groupnorm_backward", def(6), elemGroups(x.Numel()),
 			[]*buffer{buf(dx), xb, dyb, buf(stats), buf(gsum), gb, betaBuf}, set)
-		b.release(gsum)
 	}
+	b.release(gsum)
 	b.release(stats)
-	b.release(part)
+	b.release(part2)
+	b.release(part1)
 }
 
 // LayerNormBackward: see engine.GradOps. Pass 1 of
