@@ -8,8 +8,8 @@
 // partials) adds up, in a fixed order, so results are deterministic.
 // Defines: MODE 0: one work group per (output, slice), its threads
 // striding over the terms (x's innermost axis is reduced, so the reads
-// are contiguous); partials [M, S]. MODE 1: one thread per output, 256
-// consecutive outputs per group (x's innermost axis is kept); partials
+// are contiguous); partials [M, S]. MODE 1: 32 consecutive outputs per
+// group, each summed by 8 threads (x's innermost axis is kept); partials
 // [S, M]. NK, NR: how many of the 4 kept and reduced axes are used.
 #include "common.glsl"
 #include "reduce.glsl"
@@ -70,20 +70,32 @@ void main() {
 	float acc = reduce_sum((a0 + a1) + (a2 + a3), 0u);
 	if (lid == 0u) y[o * u_S + s] = acc;
 #else
-	uint blocks = (u_M + 255u) / 256u;
-	uint o = (gid % blocks) * 256u + lid, s = gid / blocks;
-	if (o >= u_M) return;
-	uint base = kept_offset(o);
+	// 32 consecutive outputs per group (a warp's contiguous 128 bytes of
+	// a row), 8 lanes of threads taking every 8th term of the slice; the
+	// lanes' sums are added in shared memory in a fixed order.
+	uint col = lid % 32u, lane = lid / 32u;
+	uint blocks = (u_M + 31u) / 32u;
+	uint o = (gid % blocks) * 32u + col, s = gid / blocks;
+	uint base = kept_offset(min(o, u_M - 1u));
 	uint r0 = s * u_chunk, r1 = min(r0 + u_chunk, u_R);
 	float a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
-	uint r = r0;
-	for (; r + 3u < r1; r += 4u) {
-		a0 += x[base + reduced_offset(r)];
-		a1 += x[base + reduced_offset(r + 1u)];
-		a2 += x[base + reduced_offset(r + 2u)];
-		a3 += x[base + reduced_offset(r + 3u)];
+	uint r = r0 + lane;
+	if (o < u_M) {
+		for (; r + 24u < r1; r += 32u) {
+			a0 += x[base + reduced_offset(r)];
+			a1 += x[base + reduced_offset(r + 8u)];
+			a2 += x[base + reduced_offset(r + 16u)];
+			a3 += x[base + reduced_offset(r + 24u)];
+		}
+		for (; r < r1; r += 8u) a0 += x[base + reduced_offset(r)];
 	}
-	for (; r < r1; r++) a0 += x[base + reduced_offset(r)];
-	y[s * u_M + o] = (a0 + a1) + (a2 + a3);
+	red_buf[0][lid] = (a0 + a1) + (a2 + a3);
+	memoryBarrierShared();
+	barrier();
+	if (lane == 0u && o < u_M) {
+		float acc = 0.0;
+		for (uint l = 0u; l < 8u; l++) acc += red_buf[0][l * 32u + col];
+		y[s * u_M + o] = acc;
+	}
 #endif
 }

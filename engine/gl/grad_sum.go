@@ -102,21 +102,16 @@ func (b *Backend) sumBuf(dst, src *buffer, p sumPlan) {
 		return
 	}
 	var s, chunk, groups int
-	// Slices of at least 4096 terms (MODE 0) or 16 (MODE 1), and none
-	// when a thread's share stays short. MODE 1 splits down to 64 terms:
-	// a few work groups each adding hundreds of terms one after another
-	// took tens of microseconds on the H200, more than extra passes.
+	// Slices of at least 4096 terms (MODE 0) or 128 (MODE 1: 16 for each
+	// of a column's 8 threads).
 	if p.mode == 0 {
 		s = max(1, min(ceilDiv(sumTarget, p.M), ceilDiv(p.R, 4096)))
 		chunk = max(1, ceilDiv(p.R, s))
 		s = max(1, ceilDiv(p.R, chunk))
 		groups = p.M * s
 	} else {
-		blocks := ceilDiv(p.M, 256)
-		s = max(1, min(ceilDiv(sumTarget, blocks), ceilDiv(p.R, 16)))
-		if p.R <= 64 {
-			s = 1
-		}
+		blocks := ceilDiv(p.M, 32)
+		s = max(1, min(ceilDiv(sumTarget, blocks), ceilDiv(p.R, 128)))
 		chunk = max(1, ceilDiv(p.R, s))
 		s = max(1, ceilDiv(p.R, chunk))
 		groups = blocks * s
