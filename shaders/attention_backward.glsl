@@ -12,8 +12,8 @@
 // BR = 16*TR rows (queries, or keys in the dK/dV pass) and streams tiles
 // of BC = 64 rows of the other side; thread (ty, tx) computes the score
 // block of own rows ty + 16*i (i < TR) and streamed rows tx + 16*j
-// (j < 4), and accumulates the head dims tx + 16*ch (ch < NCH) of its own
-// rows' gradients. Head rows pass through shared memory 16 dims (a
+// (j < 4); for the gradients, thread lid accumulates own row lid / 4,
+// head dims 16*ch + 4*(lid % 4) + (0..3) (ch < NCH), as float4s. Head rows pass through shared memory 16 dims (a
 // chunk) at a time, as float4s with rows padded to 5 float4s so that
 // threads reading different rows hit different banks.
 //
@@ -104,14 +104,21 @@ void storeT(float x[TR][TC]) {
 		}
 }
 
-// acc[i] += Σ_c T[row i][c] · SA[c][dim tx of the chunk], over the tile.
-void tileProduct(inout float acc[TR]) {
+// acc += Σ_c T[row][c] · SA[c][dims 4g .. 4g+3 of the chunk] over the
+// tile, for this thread's gradient row g_row3 = lid / 4 and g = lid % 4:
+// whole float4s of SA, so no lane is picked at run time (a dynamic
+// float4 lane compiled to a branch chain on NVIDIA). Threads past BR
+// rows (TR < 4) idle here.
+uint g_row3;
+
+void tileProduct(inout vec4 acc) {
+	if (g_row3 >= BR) return;
+	uint g = g_lid % 4u;
 	for (uint c4 = 0u; c4 < BC / 4u; c4++) {
-		vec4 t[TR];
-		for (uint i = 0u; i < TR; i++) t[i] = sh[T + (g_ty + 16u * i) * TST + c4];
-		for (uint cc = 0u; cc < 4u; cc++) {
-			float v = sh[SA + (4u * c4 + cc) * CST + g_tx / 4u][g_tx % 4u];
-			for (uint i = 0u; i < TR; i++) acc[i] += t[i][cc] * v;
-		}
+		vec4 t = sh[T + g_row3 * TST + c4];
+		acc += t.x * sh[SA + (4u * c4) * CST + g];
+		acc += t.y * sh[SA + (4u * c4 + 1u) * CST + g];
+		acc += t.z * sh[SA + (4u * c4 + 2u) * CST + g];
+		acc += t.w * sh[SA + (4u * c4 + 3u) * CST + g];
 	}
 }

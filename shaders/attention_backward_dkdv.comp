@@ -26,6 +26,7 @@ void main() {
 	g_lid = gl_LocalInvocationIndex;
 	g_tx = g_lid % 16u;
 	g_ty = g_lid / 16u;
+	g_row3 = g_lid / 4u;
 	uint kblocks = (u_Nk + BR - 1u) / BR;
 	uint kb = gid % kblocks, rest = gid / kblocks;
 	uint bh = rest % (u_B * u_H), split = rest / (u_B * u_H);
@@ -37,12 +38,11 @@ void main() {
 	uint sbase = (b * u_H + h) * u_Nq * 2u;          // stats [B, H, Nq, 2]
 	float zscale = u_scale * LOG2E;
 
-	float ak[NCH][TR], av[NCH][TR];
-	for (uint ch = 0u; ch < NCH; ch++)
-		for (uint i = 0u; i < TR; i++) {
-			ak[ch][i] = 0.0;
-			av[ch][i] = 0.0;
-		}
+	vec4 ak[NCH], av[NCH]; // dK, dV row k0 + g_row3, dims 16*ch + 4*(lid%4) + (0..3)
+	for (uint ch = 0u; ch < NCH; ch++) {
+		ak[ch] = vec4(0.0);
+		av[ch] = vec4(0.0);
+	}
 	uint qstart = split * u_qchunk;
 	uint qend = min(u_Nq, qstart + u_qchunk);
 #if CAUSAL
@@ -102,14 +102,15 @@ void main() {
 	}
 
 	uint obase = split * u_B * u_Nk * g_width + kbase; // [splits, B, Nk, H*D]
-	for (uint i = 0u; i < TR; i++) {
-		uint key = k0 + g_ty + 16u * i;
-		if (key >= u_Nk) continue;
+	uint key = k0 + g_row3;
+	if (g_row3 < BR && key < u_Nk) {
 		for (uint ch = 0u; ch < NCH; ch++) {
-			uint d = 16u * ch + g_tx;
-			if (d < HEAD_DIM) {
-				dk[obase + key * g_width + d] = u_scale * ak[ch][i];
-				dv[obase + key * g_width + d] = av[ch][i];
+			for (uint c = 0u; c < 4u; c++) {
+				uint d = 16u * ch + 4u * (g_lid % 4u) + c;
+				if (d < HEAD_DIM) {
+					dk[obase + key * g_width + d] = u_scale * ak[ch][c];
+					dv[obase + key * g_width + d] = av[ch][c];
+				}
 			}
 		}
 	}

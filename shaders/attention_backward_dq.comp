@@ -19,6 +19,7 @@ void main() {
 	g_lid = gl_LocalInvocationIndex;
 	g_tx = g_lid % 16u;
 	g_ty = g_lid / 16u;
+	g_row3 = g_lid / 4u;
 	uint qblocks = (u_Nq + BR - 1u) / BR;
 	uint qb = gid % qblocks, bh = gid / qblocks;
 	uint h = bh % u_H, b = bh / u_H;
@@ -28,14 +29,15 @@ void main() {
 	uint kbase = b * u_Nk * g_width + h * HEAD_DIM; // k, v [B, Nk, H*D]
 	float zscale = u_scale * LOG2E;
 
-	float L[TR], D[TR], acc[NCH][TR];
+	float L[TR], D[TR];
 	for (uint i = 0u; i < TR; i++) {
 		uint qi = q0 + g_ty + 16u * i;
 		uint o = ((b * u_H + h) * u_Nq + min(qi, u_Nq - 1u)) * 2u;
 		L[i] = stats[o];
 		D[i] = stats[o + 1u];
-		for (uint ch = 0u; ch < NCH; ch++) acc[ch][i] = 0.0;
 	}
+	vec4 acc[NCH]; // dQ row q0 + g_row3, dims 16*ch + 4*(lid%4) + (0..3)
+	for (uint ch = 0u; ch < NCH; ch++) acc[ch] = vec4(0.0);
 	uint kend = u_Nk;
 #if CAUSAL
 	kend = min(u_Nk, q0 + BR); // no later key is seen by the group's queries
@@ -79,12 +81,13 @@ void main() {
 		}
 	}
 
-	for (uint i = 0u; i < TR; i++) {
-		uint qi = q0 + g_ty + 16u * i;
-		if (qi >= u_Nq) continue;
+	uint qi = q0 + g_row3;
+	if (g_row3 < BR && qi < u_Nq) {
 		for (uint ch = 0u; ch < NCH; ch++) {
-			uint d = 16u * ch + g_tx;
-			if (d < HEAD_DIM) dq[qbase + qi * g_width + d] = u_scale * acc[ch][i];
+			for (uint c = 0u; c < 4u; c++) {
+				uint d = 16u * ch + 4u * (g_lid % 4u) + c;
+				if (d < HEAD_DIM) dq[qbase + qi * g_width + d] = u_scale * acc[ch][c];
+			}
 		}
 	}
 }
