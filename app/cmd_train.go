@@ -116,8 +116,8 @@ func runTrain(env *Env, args []string) error {
 		if e.Rate > 0 {
 			eta = (time.Duration(float64(e.Steps-e.Step)/e.Rate) * time.Second).Round(time.Second).String()
 		}
-		fmt.Fprintf(env.Stderr, "\r%s %d/%d  loss %.4f (avg %.4f)  %.2f steps/s  ETA %s   ",
-			e.Stage, e.Step, e.Steps, e.Loss, e.Smoothed, e.Rate, eta)
+		fmt.Fprintf(env.Stderr, "\r%s %d/%d  loss %.4f (avg %.4f)  grad %.3g  %.2f steps/s  ETA %s   ",
+			e.Stage, e.Step, e.Steps, e.Loss, e.Smoothed, e.GradNorm, e.Rate, eta)
 		if e.Step == e.Steps {
 			fmt.Fprintln(env.Stderr)
 		}

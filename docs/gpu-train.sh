@@ -30,7 +30,7 @@ if [ "${TRAIN_SECONDS:-0}" -gt 0 ]; then
   [ -f .train/starter.tar ] && { tar -C /tmp -xf .train/starter.tar; RESUME=--resume; }
   start=$(date +%s)
   timeout -s INT "$TRAIN_SECONDS" $G train --mode full --data /tmp/shapes --out /tmp/starter \
-    --steps "${STEPS:-6000}" --vae-steps "${VAE_STEPS:-1500}" --batch 32 --seed 1 --save-every 500 --backend gl $RESUME 2>&1 | tr '\r' '\n' | grep -v '^$' | awk 'NR%50==1' | tail -40
+    --steps "${STEPS:-6000}" --vae-steps "${VAE_STEPS:-1500}" --batch "${BATCH:-32}" --seed 1 --save-every 500 --backend gl $RESUME 2>&1 | tr '\r' '\n' | grep -v '^$' | awk 'NR%50==1' | tail -40
   echo "trained for $(( $(date +%s) - start )) s"
   tar -C /tmp -cf - starter | split -b 15m - "$OUT/starter.tar.part-"
 fi

@@ -63,12 +63,13 @@ func (s *session) loop(ctx context.Context, stage string, steps int, opt *optimi
 			s.tp.Reset()
 			return err
 		}
-		if _, err := opt.apply(); err != nil {
+		norm, err := opt.apply()
+		if err != nil {
 			s.report(Event{Stage: stage, Step: s.step + 1, Steps: steps, Message: err.Error()})
 		}
 		s.tp.Reset()
 		s.step++
-		ev := Event{Stage: stage, Step: s.step, Steps: steps, Loss: loss,
+		ev := Event{Stage: stage, Step: s.step, Steps: steps, Loss: loss, GradNorm: norm,
 			Smoothed: s.smooth(loss, s.step == 1), Elapsed: time.Since(s.start)}
 		if stage == "diffusion" {
 			s.losses = append(s.losses, loss)

@@ -138,6 +138,7 @@ type Event struct {
 	Step, Steps int    // 1-based, within the stage
 	Loss        float64
 	Smoothed    float64 // exponential moving average of Loss (α = 0.05)
+	GradNorm    float64 // the gradient's global norm before clipping
 	Rate        float64 // steps per second over the last steps
 	Elapsed     time.Duration
 	Sample      image.Image
