@@ -39,6 +39,9 @@ func runBench(env *Env, args []string) error {
 	if err := g.validate(); err != nil {
 		return err
 	}
+	if g.model == "" {
+		return usagef("bench: --model is required")
+	}
 	if *runs < 1 {
 		return usagef("bench: --runs must be at least 1")
 	}

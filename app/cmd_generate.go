@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"glimmer/assets"
 	"glimmer/engine"
 	"glimmer/engine/device"
 	"glimmer/engine/model"
@@ -38,7 +40,7 @@ func runGenerate(env *Env, args []string) error {
 	fs := newFlags(env, "generate")
 	d := DefaultParams()
 	var g genFlags
-	fs.StringVar(&g.model, "model", "", "model: a .safetensors/.ckpt file or a diffusers folder")
+	fs.StringVar(&g.model, "model", "", "model: a .safetensors/.ckpt file or a diffusers folder; default: the built-in starter model")
 	fs.StringVar(&g.p.Prompt, "prompt", "", "what to draw; (word:1.2) raises a word's weight, [word] lowers it")
 	fs.StringVar(&g.p.Negative, "negative", "", "what to keep out of the image")
 	fs.IntVar(&g.p.Steps, "steps", d.Steps, "denoising steps")
@@ -57,7 +59,7 @@ func runGenerate(env *Env, args []string) error {
 	fs.Var(&g.loras, "lora", "apply a kohya/A1111 LoRA: FILE or FILE:WEIGHT (repeatable; weight 1 by default)")
 	fs.StringVar(&g.loraDir, "lora-dir", "", "folder of the LoRAs named by <lora:NAME:WEIGHT> prompt tags; default: loras beside the model")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: glimmer generate --model PATH --prompt TEXT [--lora FILE:WEIGHT ...] [flags]")
+		fmt.Fprintln(fs.Output(), "usage: glimmer generate [--model PATH] --prompt TEXT [--lora FILE:WEIGHT ...] [flags]")
 		fs.PrintDefaults()
 	}
 	pos, err := parseFlags(fs, args)
@@ -68,6 +70,22 @@ func runGenerate(env *Env, args []string) error {
 		return usagef("generate: unexpected argument %q (quote the prompt and pass it with --prompt)", pos[0])
 	}
 	g.p.CFG, g.p.Seed = g.cfg, g.seed
+	if g.model == "" {
+		// No model chosen: Glimmer's own starter model, at its size unless
+		// the command line set one.
+		if g.model, err = assets.StarterDir(); err != nil {
+			return err
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["width"] {
+			g.p.Width = assets.StarterSize
+		}
+		if !set["height"] {
+			g.p.Height = assets.StarterSize
+		}
+		fmt.Fprintln(env.Stderr, "note: no --model given: using the built-in starter model (64x64 coloured shapes)")
+	}
 	if err := g.validate(); err != nil {
 		return err
 	}
@@ -144,8 +162,6 @@ func runGenerate(env *Env, args []string) error {
 func (g *genFlags) validate() error {
 	p := g.p
 	switch {
-	case g.model == "":
-		return usagef("generate: --model is required")
 	case strings.TrimSpace(p.Prompt) == "":
 		return usagef("generate: --prompt is required")
 	case p.Steps < 1 || p.Steps > 1000:

@@ -98,7 +98,7 @@ func TestGenerateBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"--prompt", "x"}, 2, "--model is required"},
+		{[]string{"--prompt", "x", "--width", "60"}, 2, "multiples of 8"}, // the starter model, checked before it runs
 		{[]string{"--model", model}, 2, "--prompt is required"},
 		{[]string{"--model", model, "--prompt", "x", "--width", "60"}, 2, "multiples of 8"},
 		{[]string{"--model", model, "--prompt", "x", "--steps", "0"}, 2, "--steps"},
@@ -137,5 +137,28 @@ func TestBenchTable(t *testing.T) {
 	}
 	if code, _, _ := run(t, "bench", "--model", model, "--runs", "0"); code != 2 {
 		t.Errorf("--runs 0: exit %d, want 2", code)
+	}
+}
+
+// With no --model, generate uses the built-in starter model at its own
+// size: a fresh install makes a picture.
+func TestGenerateStarterByDefault(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "triangle.png")
+	code, _, stderr := run(t, "generate", "--prompt", "a green triangle on a white background",
+		"--backend", "cpu", "--steps", "10", "--seed", "7", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "starter model") {
+		t.Errorf("no note about the starter model: %q", stderr)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := png.DecodeConfig(f)
+	if err != nil || cfg.Width != 64 || cfg.Height != 64 {
+		t.Errorf("starter image %dx%d (%v), want 64x64", cfg.Width, cfg.Height, err)
 	}
 }

@@ -89,12 +89,16 @@ func TestFormValidation(t *testing.T) {
 		t.Errorf("bad form: job %d, %d dialogs: %s", tw.job, tw.overlays(), tw.topText())
 	}
 	tw.dismiss()
-	// Without a model: an error dialog too.
+	// Without a model: the built-in starter model makes the picture.
 	f.setDefaults(tw.set)
-	f.prompt.SetText("a red fox")
+	f.prompt.SetText("a red circle on a blue background")
 	test.Tap(f.generate)
-	if tw.job != 0 || !strings.Contains(tw.topText(), "pick a model first") {
-		t.Errorf("no model: job %d, dialog %s", tw.job, tw.topText())
+	if tw.job == 0 || !strings.Contains(tw.progress.text, "starter model") {
+		t.Errorf("no model: job %d, progress %q", tw.job, tw.progress.text)
+	}
+	tw.idle(t)
+	if !strings.Contains(tw.progress.status.Text, "Saved") {
+		t.Errorf("no model: the starter job ended with %q", tw.progress.status.Text)
 	}
 }
 
@@ -198,12 +202,13 @@ func TestShortcuts(t *testing.T) {
 	if generated != 2 || cancelled != 1 || e.Text != "\n" {
 		t.Errorf("generate %d, cancel %d, text %q", generated, cancelled, e.Text)
 	}
-	// The real prompt entry: Ctrl+Enter with no model shows the no-model
-	// error, which proves it reached Generate.
+	// The real prompt entry: Ctrl+Enter starts a job (on the starter
+	// model, as none is picked), which proves it reached Generate.
 	f.prompt.SetText("a red fox")
 	tw.win.Canvas().Focus(f.prompt)
 	f.prompt.TypedShortcut(generateShortcut)
-	if !strings.Contains(tw.topText(), "pick a model first") {
+	if tw.job == 0 {
 		t.Errorf("Ctrl+Enter in the prompt did not reach Generate: %s", tw.topText())
 	}
+	tw.idle(t)
 }

@@ -24,7 +24,7 @@ func newModelPicker(onPick func(path string), onOpenFile, onOpenFolder func()) *
 			onPick(path)
 		}
 	})
-	m.recent.PlaceHolder = "(pick a model: a .safetensors/.ckpt file or a diffusers folder)"
+	m.recent.PlaceHolder = "(none picked: the built-in starter model; or a .safetensors/.ckpt file or a diffusers folder)"
 	m.openFile = widget.NewButtonWithIcon("", theme.FileIcon(), onOpenFile)
 	m.openFolder = widget.NewButtonWithIcon("", theme.FolderOpenIcon(), onOpenFolder)
 	m.content = container.NewBorder(nil, nil, widget.NewLabel("Model"), container.NewHBox(m.openFile, m.openFolder), m.recent)

@@ -15,6 +15,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"glimmer/app"
+	"glimmer/assets"
 	"glimmer/engine/pipeline"
 	"glimmer/settings"
 )
@@ -154,15 +155,25 @@ func (w *Window) generate() {
 		w.showError(err)
 		return
 	}
-	if w.set.Model == "" {
-		w.showError(fmt.Errorf("pick a model first (the Model row, or drop a model file on the window)"))
-		return
+	model, status := w.set.Model, "starting…"
+	if model == "" {
+		// No model picked yet: Glimmer's own starter model, at its size
+		// when the form still has the default size.
+		dir, err := assets.StarterDir()
+		if err != nil {
+			w.showError(err)
+			return
+		}
+		model, status = dir, "no model picked: using the built-in starter model (coloured shapes, 64x64)…"
+		if d := app.DefaultParams(); p.Width == d.Width && p.Height == d.Height {
+			p.Width, p.Height = assets.StarterSize, assets.StarterSize
+		}
 	}
 	w.start(app.Job{
-		Model: w.set.Model, Tokenizer: w.set.Tokenizer, TAESD: w.set.TAESD, Backend: w.set.Backend,
+		Model: model, Tokenizer: w.set.Tokenizer, TAESD: w.set.TAESD, Backend: w.set.Backend,
 		Params: p, Count: count, Preview: previewMode(w.set.Preview),
 		OutputDir: w.set.OutputDir, NameTemplate: w.set.NameTemplate,
-	}, "starting…")
+	}, status)
 }
 
 func (w *Window) start(j app.Job, status string) {
