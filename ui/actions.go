@@ -34,7 +34,6 @@ func (w *Window) restore(path string) {
 	w.progress.setStatus(msg + ".")
 }
 
-
 func modelBase(path string) string {
 	base := filepath.Base(filepath.Clean(path))
 	return base[:len(base)-len(filepath.Ext(base))]

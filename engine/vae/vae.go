@@ -44,7 +44,7 @@ type VAE struct {
 	// encoder.conv_out without it). Inference never runs it; a trainer
 	// trains the halves and writes them back with JoinMoments.
 	Moments       *nn.Conv2d
-	PostQuantConv          *nn.Conv2d // post_quant_conv: [L, L, 1, 1], nil when absent
+	PostQuantConv *nn.Conv2d // post_quant_conv: [L, L, 1, 1], nil when absent
 
 	// MaxActivationBytes, when positive, is the activation memory Decode
 	// may use: a latent whose DecodeMemory estimate exceeds it is decoded
