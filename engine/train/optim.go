@@ -24,17 +24,16 @@ type optimizer struct {
 	params  []param
 	lr      float64
 	wd      float64
-	maxNorm float64 // < 0: no clipping
-	steps   int     // the schedule's length, for the learning-rate decay
-	t       int     // steps taken
-	sq      *engine.Tensor
+	maxNorm float64                // < 0: no clipping
+	steps   int                    // the schedule's length, for the learning-rate decay
+	t       int                    // steps taken
+	sq      map[int]*engine.Tensor // g⊙g scratch by element count
 }
 
 // newOptimizer marks ts as parameters of tp and zeroes their moments.
 func newOptimizer(tp *autograd.Tape, names []string, ts []*engine.Tensor, lr, wd, maxNorm float64, steps int) *optimizer {
-	o := &optimizer{tp: tp, lr: lr, wd: wd, maxNorm: maxNorm, steps: steps}
+	o := &optimizer{tp: tp, lr: lr, wd: wd, maxNorm: maxNorm, steps: steps, sq: map[int]*engine.Tensor{}}
 	b := tp.Backend()
-	biggest := 0
 	for i, t := range ts {
 		tp.Param(t)
 		p := param{name: names[i], t: t,
@@ -46,9 +45,10 @@ func newOptimizer(tp *autograd.Tape, names []string, ts []*engine.Tensor, lr, wd
 		b.Write(p.m, zero)
 		b.Write(p.v, zero)
 		o.params = append(o.params, p)
-		biggest = max(biggest, t.Numel())
+		if o.sq[t.Numel()] == nil {
+			o.sq[t.Numel()] = b.New(engine.F32, t.Numel()) // [numel]
+		}
 	}
-	o.sq = b.New(engine.F32, max(biggest, 1)) // [largest parameter]
 	return o
 }
 
@@ -83,11 +83,7 @@ func (o *optimizer) apply() (float64, error) {
 		if g == nil {
 			continue
 		}
-		sq := o.sq.Reshape(o.sq.Numel())
-		if sq.Numel() != g.Numel() {
-			sq = o.tp.Backend().New(engine.F32, g.Numel()) // [numel]
-			defer b.Free(sq)
-		}
+		sq := o.sq[g.Numel()]                // [numel]
 		flat := g.Reshape(g.Numel())         // [numel]
 		b.Binary(sq, flat, flat, engine.Mul) // [numel]
 		b.SumTo(p.norm, sq)                  // [1]
@@ -132,5 +128,7 @@ func (o *optimizer) free() {
 		b.Free(p.v)
 		b.Free(p.norm)
 	}
-	b.Free(o.sq)
+	for _, t := range o.sq {
+		b.Free(t)
+	}
 }

@@ -218,6 +218,11 @@ type session struct {
 }
 
 func (s *session) close() {
+	for _, o := range []*optimizer{s.opt, s.vaeOpt} {
+		if o != nil {
+			o.free()
+		}
+	}
 	s.tp.Close()
 	if s.closer != nil {
 		s.closer()
