@@ -10,6 +10,20 @@ func fail(op, format string, args ...any) {
 	panic(fmt.Sprintf("engine: %s: %s", op, fmt.Sprintf(format, args...)))
 }
 
+// Fail panics with a programmer-error message for op (a backend's own
+// operand checks use it, so every backend words them alike).
+func Fail(op, format string, args ...any) { fail(op, format, args...) }
+
+// CheckF32 panics unless every non-nil t is F32 (gradients always are).
+func CheckF32(op string, ts ...*Tensor) { wantF32(op, ts...) }
+
+// CheckShape panics unless a non-nil t has the shape want.
+func CheckShape(op, name string, t *Tensor, want Shape) {
+	if t != nil && !t.Shape().Equal(want) {
+		fail(op, "%s %v, want %v", name, t.Shape(), want)
+	}
+}
+
 func wantF32(op string, ts ...*Tensor) {
 	for _, t := range ts {
 		if t != nil && t.DType() != F32 {

@@ -14,27 +14,6 @@ import (
 
 var _ engine.TrainBackend = (*Backend)(nil)
 
-// gradFail panics for a programmer error in a backward op's operands.
-func gradFail(op, format string, args ...any) {
-	panic(fmt.Sprintf("cpu: %s: %s", op, fmt.Sprintf(format, args...)))
-}
-
-// gradF32 checks that every non-nil t is F32.
-func gradF32(op string, ts ...*engine.Tensor) {
-	for _, t := range ts {
-		if t != nil && t.DType() != engine.F32 {
-			gradFail(op, "%v must be F32", t)
-		}
-	}
-}
-
-// gradShape checks that a non-nil t has the given shape.
-func gradShape(op, name string, t *engine.Tensor, want engine.Shape) {
-	if t != nil && !t.Shape().Equal(want) {
-		gradFail(op, "%s %v, want %v", name, t.Shape(), want)
-	}
-}
-
 // sumAxis is one axis of a SumTo after merging neighbours of the same
 // kind: kept (dst has it) or summed (dst has 1 there).
 type sumAxis struct {
@@ -52,7 +31,7 @@ func sumToAxes(dst, x *engine.Tensor) []sumAxis {
 		ds = ds[1:]
 	}
 	if len(ds) > len(xs) {
-		gradFail(op, "dst %v has a higher rank than x %v", dst.Shape(), xs)
+		engine.Fail(op, "dst %v has a higher rank than x %v", dst.Shape(), xs)
 	}
 	off := len(xs) - len(ds)
 	var axes []sumAxis
@@ -62,7 +41,7 @@ func sumToAxes(dst, x *engine.Tensor) []sumAxis {
 			de = ds[i-off]
 		}
 		if de != xe && de != 1 {
-			gradFail(op, "dst %v does not broadcast to x %v", dst.Shape(), xs)
+			engine.Fail(op, "dst %v does not broadcast to x %v", dst.Shape(), xs)
 		}
 		if xe == 1 {
 			continue
@@ -113,7 +92,7 @@ func offsetOf(axes []sumAxis, i int) int {
 // column: rows of x are added as vectors) or summed (each dst element sums
 // contiguous runs). The sums run in float64.
 func (be *Backend) SumTo(dst, x *engine.Tensor) {
-	gradF32("SumTo", dst, x)
+	engine.CheckF32("SumTo", dst, x)
 	axes := sumToAxes(dst, x)
 	xs, ys := buf(x), buf(dst)
 	if len(ys) == 0 {
@@ -181,9 +160,9 @@ func (be *Backend) SumTo(dst, x *engine.Tensor) {
 // b [N, Cb, ...]; either may be nil.
 func (be *Backend) Split(a, b, x *engine.Tensor) {
 	const op = "Split"
-	gradF32(op, a, b, x)
+	engine.CheckF32(op, a, b, x)
 	if x.Rank() < 2 {
-		gradFail(op, "x %v needs rank >= 2", x.Shape())
+		engine.Fail(op, "x %v needs rank >= 2", x.Shape())
 	}
 	n := x.Dim(0)
 	rest := x.Numel() / max(n*x.Dim(1), 1) // elements per channel
@@ -203,7 +182,7 @@ func (be *Backend) Split(a, b, x *engine.Tensor) {
 		cb = x.Dim(1) - ca
 	}
 	if ca < 0 || cb < 0 || ca+cb != x.Dim(1) {
-		gradFail(op, "a %v and b %v do not split x %v along axis 1", shapeOf(a), shapeOf(b), x.Shape())
+		engine.Fail(op, "a %v and b %v do not split x %v along axis 1", shapeOf(a), shapeOf(b), x.Shape())
 	}
 	for _, part := range []struct {
 		t *engine.Tensor
@@ -211,7 +190,7 @@ func (be *Backend) Split(a, b, x *engine.Tensor) {
 	}{{a, ca}, {b, cb}} {
 		want := x.Shape().Clone()
 		want[1] = part.c
-		gradShape(op, "part", part.t, want)
+		engine.CheckShape(op, "part", part.t, want)
 	}
 	xs := buf(x) // [N, Ca+Cb, rest]
 	na, nb := ca*rest, cb*rest
@@ -259,8 +238,8 @@ func (be *Backend) Upsample2xBackward(dx, dy *engine.Tensor) {
 // UnaryBackward: dx = dy ⊙ f'(x), each derivative evaluated in float64.
 func (be *Backend) UnaryBackward(dx, dy, x *engine.Tensor, op engine.UnaryOp) {
 	n := engine.CheckUnary(dx, x)
-	gradF32("UnaryBackward", dy)
-	gradShape("UnaryBackward", "dy", dy, x.Shape())
+	engine.CheckF32("UnaryBackward", dy)
+	engine.CheckShape("UnaryBackward", "dy", dy, x.Shape())
 	var f func(v float64) float64
 	switch op {
 	case engine.SiLU:
@@ -316,8 +295,8 @@ func geluDeriv(x float64) float64 {
 // d value = dy·gelu(gate), d gate = dy·value·gelu'(gate).
 func (be *Backend) GEGLUBackward(dx, dy, x *engine.Tensor) {
 	rows, f := engine.CheckGEGLU(dy, x)
-	gradF32("GEGLUBackward", dx)
-	gradShape("GEGLUBackward", "dx", dx, x.Shape())
+	engine.CheckF32("GEGLUBackward", dx)
+	engine.CheckShape("GEGLUBackward", "dx", dx, x.Shape())
 	xs, gs, ds := buf(x), buf(dy), buf(dx)
 	be.each(rows, 40*f, func(r int) {
 		value := xs[2*r*f : 2*r*f+f]
@@ -336,8 +315,8 @@ func (be *Backend) GEGLUBackward(dx, dy, x *engine.Tensor) {
 // SoftmaxBackward: dx = y ⊙ (dy - Σ_row dy ⊙ y), the row sum in float64.
 func (be *Backend) SoftmaxBackward(dx, dy, y *engine.Tensor) {
 	d := engine.CheckSoftmax(dy, y)
-	gradF32("SoftmaxBackward", dx)
-	gradShape("SoftmaxBackward", "dx", dx, y.Shape())
+	engine.CheckF32("SoftmaxBackward", dx)
+	engine.CheckShape("SoftmaxBackward", "dx", dx, y.Shape())
 	ys, gs, ds := buf(y), buf(dy), buf(dx)
 	be.each(d.Rows, 6*d.Cols, func(r int) {
 		yr := ys[r*d.Cols : (r+1)*d.Cols]
@@ -358,12 +337,12 @@ func (be *Backend) SoftmaxBackward(dx, dy, y *engine.Tensor) {
 // step is computed in float64 and rounded once.
 func (be *Backend) AdamW(param, grad, m, v *engine.Tensor, p engine.AdamWParams) {
 	const op = "AdamW"
-	gradF32(op, param, grad, m, v)
+	engine.CheckF32(op, param, grad, m, v)
 	for _, t := range []*engine.Tensor{grad, m, v} {
-		gradShape(op, "state", t, param.Shape())
+		engine.CheckShape(op, "state", t, param.Shape())
 	}
 	if p.Step < 1 {
-		gradFail(op, "step %d, want >= 1", p.Step)
+		engine.Fail(op, "step %d, want >= 1", p.Step)
 	}
 	scale := float64(p.GradScale)
 	if scale == 0 {

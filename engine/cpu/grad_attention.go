@@ -27,10 +27,10 @@ const attnGradKeyBlock = 8 // keys whose dk, dv one pass-2 task accumulates
 func (be *Backend) AttentionBackward(dq, dk, dv, dy, q, k, v *engine.Tensor, p engine.AttentionParams) {
 	const op = "AttentionBackward"
 	d := engine.CheckAttention(dy, q, k, v, p)
-	gradF32(op, dq, dk, dv)
-	gradShape(op, "dq", dq, q.Shape())
-	gradShape(op, "dk", dk, k.Shape())
-	gradShape(op, "dv", dv, v.Shape())
+	engine.CheckF32(op, dq, dk, dv)
+	engine.CheckShape(op, "dq", dq, q.Shape())
+	engine.CheckShape(op, "dk", dk, k.Shape())
+	engine.CheckShape(op, "dv", dv, v.Shape())
 	a := attnGrad{d: &d, q: buf(q), k: buf(k), v: buf(v), dy: buf(dy),
 		dq: buf(dq), dk: buf(dk), dv: buf(dv)}
 	rows := d.B * d.Heads * d.Nq

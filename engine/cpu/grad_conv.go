@@ -109,7 +109,7 @@ var gatherPool = sync.Pool{New: func() any {
 // the images' products then summed.
 func (be *Backend) Conv2DBackwardWeight(dw, x, dy *engine.Tensor, p engine.Conv2DParams) {
 	d := engine.CheckConv2D(dy, x, dw, nil, p)
-	gradF32("Conv2DBackwardWeight", dw)
+	engine.CheckF32("Conv2DBackwardWeight", dw)
 	pix := d.OH * d.OW
 	kdim := d.C * d.KH * d.KW
 	xs, dys, dws := buf(x), buf(dy), buf(dw)

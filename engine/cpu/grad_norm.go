@@ -19,10 +19,10 @@ import (
 func (be *Backend) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma, beta *engine.Tensor, p engine.GroupNormParams) {
 	const op = "GroupNormBackward"
 	d := engine.CheckGroupNorm(dy, x, gamma, beta, p)
-	gradF32(op, dx, dgamma, dbeta)
-	gradShape(op, "dx", dx, x.Shape())
-	gradShape(op, "dgamma", dgamma, engine.Shape{d.C})
-	gradShape(op, "dbeta", dbeta, engine.Shape{d.C})
+	engine.CheckF32(op, dx, dgamma, dbeta)
+	engine.CheckShape(op, "dx", dx, x.Shape())
+	engine.CheckShape(op, "dgamma", dgamma, engine.Shape{d.C})
+	engine.CheckShape(op, "dbeta", dbeta, engine.Shape{d.C})
 	if dx == nil && dgamma == nil && dbeta == nil {
 		return
 	}
@@ -130,10 +130,10 @@ func reduceImages(be *Backend, dst *engine.Tensor, parts []float64, n, c int) {
 func (be *Backend) LayerNormBackward(dx, dgamma, dbeta, dy, x, gamma *engine.Tensor, eps float32) {
 	const op = "LayerNormBackward"
 	d := engine.CheckLayerNorm(dy, x, gamma, gamma)
-	gradF32(op, dx, dgamma, dbeta)
-	gradShape(op, "dx", dx, x.Shape())
-	gradShape(op, "dgamma", dgamma, engine.Shape{d.Cols})
-	gradShape(op, "dbeta", dbeta, engine.Shape{d.Cols})
+	engine.CheckF32(op, dx, dgamma, dbeta)
+	engine.CheckShape(op, "dx", dx, x.Shape())
+	engine.CheckShape(op, "dgamma", dgamma, engine.Shape{d.Cols})
+	engine.CheckShape(op, "dbeta", dbeta, engine.Shape{d.Cols})
 	if dx == nil && dgamma == nil && dbeta == nil {
 		return
 	}

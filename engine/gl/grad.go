@@ -1,7 +1,6 @@
 package gl
 
 import (
-	"fmt"
 	"math"
 
 	"glimmer/engine"
@@ -9,53 +8,34 @@ import (
 
 var _ engine.TrainBackend = (*Backend)(nil)
 
-// gradPanic reports a programmer error in a backward op's operands.
-func gradPanic(op, format string, args ...any) {
-	panic(fmt.Sprintf("gl: %s: %s", op, fmt.Sprintf(format, args...)))
-}
-
-func wantF32(op string, ts ...*engine.Tensor) {
-	for _, t := range ts {
-		if t != nil && t.DType() != engine.F32 {
-			gradPanic(op, "%v must be F32", t)
-		}
-	}
-}
-
-func wantShape(op, name string, t *engine.Tensor, s engine.Shape) {
-	if t != nil && !t.Shape().Equal(s) {
-		gradPanic(op, "%s %v, want %v", name, t.Shape(), s)
-	}
-}
-
 // GroupNormBackward: see engine.GradOps. Four dispatches of
 // groupnorm_backward.comp (its comment explains the passes), so groups of
 // any size spread over many work groups.
 func (b *Backend) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma, beta *engine.Tensor, p engine.GroupNormParams) {
 	const op = "GroupNormBackward"
-	wantF32(op, dx, dgamma, dbeta, dy, x)
+	engine.CheckF32(op, dx, dgamma, dbeta, dy, x)
 	if x.Rank() < 2 {
-		gradPanic(op, "x %v needs rank >= 2", x.Shape())
+		engine.Fail(op, "x %v needs rank >= 2", x.Shape())
 	}
 	n, c := x.Dim(0), x.Dim(1)
 	if p.Groups <= 0 || c%p.Groups != 0 {
-		gradPanic(op, "%d channels do not split into %d groups", c, p.Groups)
+		engine.Fail(op, "%d channels do not split into %d groups", c, p.Groups)
 	}
-	wantShape(op, "dy", dy, x.Shape())
-	wantShape(op, "dx", dx, x.Shape())
-	wantShape(op, "gamma", gamma, engine.Shape{c})
-	wantShape(op, "dgamma", dgamma, engine.Shape{c})
-	wantShape(op, "dbeta", dbeta, engine.Shape{c})
+	engine.CheckShape(op, "dy", dy, x.Shape())
+	engine.CheckShape(op, "dx", dx, x.Shape())
+	engine.CheckShape(op, "gamma", gamma, engine.Shape{c})
+	engine.CheckShape(op, "dgamma", dgamma, engine.Shape{c})
+	engine.CheckShape(op, "dbeta", dbeta, engine.Shape{c})
 	if gamma == nil || (p.SiLU && beta == nil) {
-		gradPanic(op, "gamma (and beta with SiLU) are needed")
+		engine.Fail(op, "gamma (and beta with SiLU) are needed")
 	}
-	wantShape(op, "beta", beta, engine.Shape{c})
+	engine.CheckShape(op, "beta", beta, engine.Shape{c})
 	if dx == nil && dgamma == nil && dbeta == nil {
 		return
 	}
 	sp := x.Numel() / max(n*c, 1)
 	if n*c == 0 || sp == 0 {
-		gradPanic(op, "x %v is empty", x.Shape())
+		engine.Fail(op, "x %v is empty", x.Shape())
 	}
 	// Pieces: enough work groups to fill the GPU, each at least ~4096
 	// elements when the channel has them (1024 ran 10% slower on the
@@ -123,20 +103,20 @@ func (b *Backend) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma, beta *engin
 // slices, which SumTo's reduction adds up when there are several.
 func (b *Backend) LayerNormBackward(dx, dgamma, dbeta, dy, x, gamma *engine.Tensor, eps float32) {
 	const op = "LayerNormBackward"
-	wantF32(op, dx, dgamma, dbeta, dy, x)
+	engine.CheckF32(op, dx, dgamma, dbeta, dy, x)
 	cols := x.Shape().Last()
 	if x.Rank() < 1 || cols == 0 {
-		gradPanic(op, "x %v is empty", x.Shape())
+		engine.Fail(op, "x %v is empty", x.Shape())
 	}
 	rows := x.Numel() / cols
-	wantShape(op, "dy", dy, x.Shape())
-	wantShape(op, "dx", dx, x.Shape())
+	engine.CheckShape(op, "dy", dy, x.Shape())
+	engine.CheckShape(op, "dx", dx, x.Shape())
 	if gamma == nil {
-		gradPanic(op, "gamma is needed")
+		engine.Fail(op, "gamma is needed")
 	}
-	wantShape(op, "gamma", gamma, engine.Shape{cols})
-	wantShape(op, "dgamma", dgamma, engine.Shape{cols})
-	wantShape(op, "dbeta", dbeta, engine.Shape{cols})
+	engine.CheckShape(op, "gamma", gamma, engine.Shape{cols})
+	engine.CheckShape(op, "dgamma", dgamma, engine.Shape{cols})
+	engine.CheckShape(op, "dbeta", dbeta, engine.Shape{cols})
 	if dx == nil && dgamma == nil && dbeta == nil || rows == 0 {
 		return
 	}
@@ -189,9 +169,9 @@ func (b *Backend) LayerNormBackward(dx, dgamma, dbeta, dy, x, gamma *engine.Tens
 // SoftmaxBackward: dx = y ⊙ (dy − Σ_last(dy ⊙ y)), a work group per row.
 func (b *Backend) SoftmaxBackward(dx, dy, y *engine.Tensor) {
 	const op = "SoftmaxBackward"
-	wantF32(op, dx, dy, y)
-	wantShape(op, "dy", dy, y.Shape())
-	wantShape(op, "dx", dx, y.Shape())
+	engine.CheckF32(op, dx, dy, y)
+	engine.CheckShape(op, "dy", dy, y.Shape())
+	engine.CheckShape(op, "dx", dx, y.Shape())
 	cols := y.Shape().Last()
 	if cols == 0 {
 		return
@@ -203,11 +183,11 @@ func (b *Backend) SoftmaxBackward(dx, dy, y *engine.Tensor) {
 
 // UnaryBackward: dx = dy ⊙ f'(x), elementwise.
 func (b *Backend) UnaryBackward(dx, dy, x *engine.Tensor, op engine.UnaryOp) {
-	wantF32("UnaryBackward", dx, dy, x)
-	wantShape("UnaryBackward", "dy", dy, x.Shape())
-	wantShape("UnaryBackward", "dx", dx, x.Shape())
+	engine.CheckF32("UnaryBackward", dx, dy, x)
+	engine.CheckShape("UnaryBackward", "dy", dy, x.Shape())
+	engine.CheckShape("UnaryBackward", "dx", dx, x.Shape())
 	if op > engine.Exp {
-		gradPanic("UnaryBackward", "unknown activation %d", op)
+		engine.Fail("UnaryBackward", "unknown activation %d", op)
 	}
 	n := x.Numel()
 	b.dispatch("unary_backward", defines{"OP": int(op)}, elemGroups(n), []*buffer{buf(dx), buf(dy), buf(x)},
@@ -217,14 +197,14 @@ func (b *Backend) UnaryBackward(dx, dy, x *engine.Tensor, op engine.UnaryOp) {
 // GEGLUBackward: dx [..., 2F] from dy [..., F] and x [..., 2F].
 func (b *Backend) GEGLUBackward(dx, dy, x *engine.Tensor) {
 	const op = "GEGLUBackward"
-	wantF32(op, dx, dy, x)
+	engine.CheckF32(op, dx, dy, x)
 	two := x.Shape().Last()
 	if x.Rank() < 1 || two%2 != 0 {
-		gradPanic(op, "last axis of x %v is odd", x.Shape())
+		engine.Fail(op, "last axis of x %v is odd", x.Shape())
 	}
-	wantShape(op, "dx", dx, x.Shape())
+	engine.CheckShape(op, "dx", dx, x.Shape())
 	want := append(x.Shape()[:x.Rank()-1].Clone(), two/2)
-	wantShape(op, "dy", dy, want)
+	engine.CheckShape(op, "dy", dy, want)
 	n := dy.Numel()
 	b.dispatch("geglu_backward", nil, elemGroups(n), []*buffer{buf(dx), buf(dy), buf(x)}, func(u uniforms) {
 		u.u("u_n", uint32(n))
@@ -235,11 +215,11 @@ func (b *Backend) GEGLUBackward(dx, dy, x *engine.Tensor) {
 // Upsample2xBackward: dx [N, C, H, W] sums dy [N, C, 2H, 2W]'s 2x2 blocks.
 func (b *Backend) Upsample2xBackward(dx, dy *engine.Tensor) {
 	const op = "Upsample2xBackward"
-	wantF32(op, dx, dy)
+	engine.CheckF32(op, dx, dy)
 	if dx.Rank() != 4 {
-		gradPanic(op, "dx %v must be [N, C, H, W]", dx.Shape())
+		engine.Fail(op, "dx %v must be [N, C, H, W]", dx.Shape())
 	}
-	wantShape(op, "dy", dy, engine.Shape{dx.Dim(0), dx.Dim(1), 2 * dx.Dim(2), 2 * dx.Dim(3)})
+	engine.CheckShape(op, "dy", dy, engine.Shape{dx.Dim(0), dx.Dim(1), 2 * dx.Dim(2), 2 * dx.Dim(3)})
 	n := dx.Numel()
 	b.dispatch("upsample2x_backward", nil, elemGroups(n), []*buffer{buf(dx), buf(dy)}, func(u uniforms) {
 		u.u("u_n", uint32(n))
@@ -252,9 +232,9 @@ func (b *Backend) Upsample2xBackward(dx, dy *engine.Tensor) {
 // dispatch per wanted output.
 func (b *Backend) Split(a, c, x *engine.Tensor) {
 	const op = "Split"
-	wantF32(op, a, c, x)
+	engine.CheckF32(op, a, c, x)
 	if x.Rank() < 2 {
-		gradPanic(op, "x %v needs rank >= 2", x.Shape())
+		engine.Fail(op, "x %v needs rank >= 2", x.Shape())
 	}
 	n := x.Dim(0)
 	if n == 0 || x.Numel() == 0 {
@@ -279,7 +259,7 @@ func (b *Backend) Split(a, c, x *engine.Tensor) {
 		cb = x.Dim(1) - ca
 	}
 	if ca < 0 || cb < 0 || ca+cb != x.Dim(1) {
-		gradPanic(op, "a %v and b %v do not split x %v", shapeOf(a), shapeOf(c), x.Shape())
+		engine.Fail(op, "a %v and b %v do not split x %v", shapeOf(a), shapeOf(c), x.Shape())
 	}
 	off := 0
 	for _, t := range []struct {
@@ -289,7 +269,7 @@ func (b *Backend) Split(a, c, x *engine.Tensor) {
 		if t.dst != nil {
 			want := x.Shape().Clone()
 			want[1] = t.ch
-			wantShape(op, "output", t.dst, want)
+			engine.CheckShape(op, "output", t.dst, want)
 			total, per, o := t.dst.Numel(), t.ch*inner, off
 			b.dispatch("split", nil, elemGroups(total), []*buffer{buf(t.dst), buf(x)}, func(u uniforms) {
 				u.u("u_n", uint32(total))
@@ -313,12 +293,12 @@ func shapeOf(t *engine.Tensor) any {
 // computed on the host in float64 and passed rounded to float32.
 func (b *Backend) AdamW(param, grad, m, v *engine.Tensor, p engine.AdamWParams) {
 	const op = "AdamW"
-	wantF32(op, param, grad, m, v)
-	wantShape(op, "grad", grad, param.Shape())
-	wantShape(op, "m", m, param.Shape())
-	wantShape(op, "v", v, param.Shape())
+	engine.CheckF32(op, param, grad, m, v)
+	engine.CheckShape(op, "grad", grad, param.Shape())
+	engine.CheckShape(op, "m", m, param.Shape())
+	engine.CheckShape(op, "v", v, param.Shape())
 	if p.Step < 1 {
-		gradPanic(op, "step %d, want >= 1", p.Step)
+		engine.Fail(op, "step %d, want >= 1", p.Step)
 	}
 	scale := p.GradScale
 	if scale == 0 {
