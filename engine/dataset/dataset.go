@@ -79,6 +79,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"glimmer/engine/internal/splitmix"
 )
 
 // MinSize is the smallest image side Sample renders.
@@ -246,16 +248,10 @@ func Pairs(split Split) [][2]string {
 	return out
 }
 
-// rng is splitmix64: tiny, fast and fixed forever.
-type rng struct{ s uint64 }
+// rng is a splitmix64 stream with the draws the sampler needs.
+type rng struct{ splitmix.Source }
 
-func (r *rng) next() uint64 {
-	r.s += 0x9e3779b97f4a7c15
-	z := r.s
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	return z ^ (z >> 31)
-}
+func (r *rng) next() uint64 { return r.Next() }
 
 func (r *rng) intn(n int) int { return int(r.next() % uint64(n)) }
 
@@ -265,7 +261,7 @@ func (r *rng) float() float64 { return float64(r.next()>>11) / (1 << 53) }
 // ItemSeed is the seed of item i of a dataset with the given seed (what
 // WriteFolder passes to SampleSplit for file i).
 func ItemSeed(seed uint64, i int) uint64 {
-	r := rng{seed ^ (uint64(i)+1)*0xd1b54a32d192ed03}
+	r := rng{splitmix.Source{State: seed ^ (uint64(i)+1)*0xd1b54a32d192ed03}}
 	return r.next()
 }
 
@@ -290,7 +286,7 @@ func NewSpec(seed uint64, size int, split Split) Spec {
 	if split < Train || split > All {
 		panic(fmt.Sprintf("dataset: unknown split %d", int(split)))
 	}
-	r := rng{seed}
+	r := rng{splitmix.Source{State: seed}}
 	pairs := Pairs(split)
 	pair := pairs[r.intn(len(pairs))]
 	s := Spec{

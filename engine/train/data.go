@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	_ "golang.org/x/image/webp" // registers WebP with image.Decode
+
+	"glimmer/engine/internal/splitmix"
 )
 
 // Item is one training example: an image file and its caption.
@@ -258,25 +260,14 @@ func Shuffle(n int, seed uint64, epoch int) []int {
 	for i := range order {
 		order[i] = i
 	}
-	r := splitmix{seed ^ (uint64(epoch)+1)*0xd1b54a32d192ed03}
-	r.next()
+	r := splitmix.Source{State: seed ^ (uint64(epoch)+1)*0xd1b54a32d192ed03}
+	r.Next()
 	for i := n - 1; i > 0; i-- {
-		hi, _ := bits.Mul64(r.next(), uint64(i+1)) // uniform in [0, i]
+		hi, _ := bits.Mul64(r.Next(), uint64(i+1)) // uniform in [0, i]
 		j := int(hi)
 		order[i], order[j] = order[j], order[i]
 	}
 	return order
-}
-
-// splitmix is splitmix64: tiny and fixed forever.
-type splitmix struct{ s uint64 }
-
-func (r *splitmix) next() uint64 {
-	r.s += 0x9e3779b97f4a7c15
-	z := r.s
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	return z ^ (z >> 31)
 }
 
 // scaler holds the buffers reused from one image to the next.
