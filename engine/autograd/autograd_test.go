@@ -192,18 +192,9 @@ func TestUNetGradient(t *testing.T) {
 				t.Fatal(err)
 			}
 			rnd := rand.New(rand.NewPCG(3, 4))
-			x := tp.New(engine.F32, 2, 4, 8, 8)                               // [B, 4, h, w]
-			ctx := tp.New(engine.F32, 2, 77, m.Config.UNet.CrossAttentionDim) // [B, 77, C]
-			out := tp.New(engine.F32, 2, 4, 8, 8)                             // [B, 4, h, w]
-			fill := func(t *engine.Tensor) {
-				v := make([]float32, t.Numel())
-				for i := range v {
-					v[i] = float32(rnd.NormFloat64())
-				}
-				tp.Write(t, v)
-			}
-			fill(x)
-			fill(ctx)
+			x := randn(tp, rnd, 2, 4, 8, 8)                               // [B, 4, h, w]
+			ctx := randn(tp, rnd, 2, 77, m.Config.UNet.CrossAttentionDim) // [B, 77, C]
+			out := tp.New(engine.F32, 2, 4, 8, 8)                         // [B, 4, h, w]
 			// The input and the text are parameters too, so gradients
 			// through the data path (skips, cross-attention keys) count.
 			return network{

@@ -158,16 +158,6 @@ func (tp *Tape) New(dtype engine.DType, shape ...int) *engine.Tensor {
 	return engine.NewTensor(shape, dtype, s)
 }
 
-// Import wraps a tensor of the real backend as a constant tape tensor
-// (no gradient); the tape frees it at Close.
-func (tp *Tape) Import(t *engine.Tensor) *engine.Tensor {
-	n := &node{t: t.Reshape(t.Numel())} // [numel]
-	tp.nodes = append(tp.nodes, n)
-	s := &vstore{cur: n, bytes: t.Numel() * t.DType().Size()}
-	tp.stores = append(tp.stores, s)
-	return engine.NewTensor(t.Shape(), t.DType(), s)
-}
-
 // Phys returns t's current value on the real backend, shaped as t: the
 // optimiser updates parameters through it.
 func (tp *Tape) Phys(t *engine.Tensor) *engine.Tensor { return phys(t) }
@@ -258,6 +248,3 @@ func (tp *Tape) Reset() {
 	clear(tp.nodes[len(kept):])
 	tp.nodes = kept
 }
-
-// Records is the number of ops recorded since the last Reset.
-func (tp *Tape) Records() int { return len(tp.records) }
