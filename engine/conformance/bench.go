@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"math/rand/v2"
 	"os"
 	"testing"
 
@@ -17,56 +16,9 @@ import (
 func Bench(b *testing.B, newBackend func() engine.Backend) {
 	be := newBackend()
 	defer be.Close()
-	b.Logf("backend: %s", be.Name())
-	rng := rand.New(rand.NewPCG(1, 2))
-	var all []*engine.Tensor
-	defer func() {
-		for _, t := range all {
-			be.Free(t)
-		}
-	}()
-	// tensor makes an input of N(0,1) values, empty makes an output.
-	empty := func(dtype engine.DType, shape ...int) *engine.Tensor {
-		x := be.New(dtype, shape...)
-		all = append(all, x)
-		return x
-	}
-	tensor := func(dtype engine.DType, shape ...int) *engine.Tensor {
-		x := empty(dtype, shape...)
-		vals := make([]float32, x.Numel())
-		for i := range vals {
-			vals[i] = float32(rng.NormFloat64())
-		}
-		be.Write(x, vals)
-		return x
-	}
-	// bench times op, which does flops arithmetic and moves the given
-	// tensors' bytes.
-	bench := func(name string, flops float64, op func(), ts ...*engine.Tensor) {
-		var bytes float64
-		for _, t := range ts {
-			bytes += float64(t.Numel() * t.DType().Size())
-		}
-		b.Run(name, func(b *testing.B) {
-			op() // warm up: shader compilation, first allocations
-			if err := be.Sync(); err != nil {
-				b.Fatal(err)
-			}
-			n := 0
-			for b.Loop() {
-				op()
-				if err := be.Sync(); err != nil {
-					b.Fatal(err)
-				}
-				n++
-			}
-			sec := b.Elapsed().Seconds() / float64(n)
-			if flops > 0 {
-				b.ReportMetric(flops/sec/1e9, "GFLOP/s")
-			}
-			b.ReportMetric(bytes/sec/1e9, "GB/s")
-		})
-	}
+	k := newBenchKit(b, be, 1, 2)
+	defer k.free()
+	empty, tensor, bench := k.empty, k.tensor, k.bench
 
 	matmul := func(name string, batch, m, n, k int, wtype engine.DType) {
 		// A linear layer: x [batch, m, k] · wᵀ, w [n, k] + bias [n].

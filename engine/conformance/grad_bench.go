@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"math/rand/v2"
 	"testing"
 
 	"glimmer/engine"
@@ -14,55 +13,9 @@ import (
 func BenchGrad(b *testing.B, newBackend func() engine.TrainBackend) {
 	be := newBackend()
 	defer be.Close()
-	b.Logf("backend: %s", be.Name())
-	rng := rand.New(rand.NewPCG(3, 4))
-	var all []*engine.Tensor
-	defer func() {
-		for _, t := range all {
-			be.Free(t)
-		}
-	}()
-	empty := func(dtype engine.DType, shape ...int) *engine.Tensor {
-		x := be.New(dtype, shape...)
-		all = append(all, x)
-		return x
-	}
-	tensor := func(dtype engine.DType, shape ...int) *engine.Tensor {
-		x := empty(dtype, shape...)
-		vals := make([]float32, x.Numel())
-		for i := range vals {
-			vals[i] = float32(rng.NormFloat64())
-		}
-		be.Write(x, vals)
-		return x
-	}
-	bench := func(name string, flops float64, op func(), ts ...*engine.Tensor) {
-		var bytes float64
-		for _, t := range ts {
-			if t != nil {
-				bytes += float64(t.Numel() * t.DType().Size())
-			}
-		}
-		b.Run(name, func(b *testing.B) {
-			op()
-			if err := be.Sync(); err != nil {
-				b.Fatal(err)
-			}
-			n := 0
-			for b.Loop() {
-				op()
-				if err := be.Sync(); err != nil {
-					b.Fatal(err)
-				}
-				n++
-			}
-			sec := b.Elapsed().Seconds() / float64(n)
-			if flops > 0 {
-				b.ReportMetric(flops/sec/1e9, "GFLOP/s")
-			}
-			b.ReportMetric(bytes/sec/1e9, "GB/s")
-		})
-	}
+	k := newBenchKit(b, be, 3, 4)
+	defer k.free()
+	empty, tensor, bench := k.empty, k.tensor, k.bench
 
 	conv := func(name string, c, oc, h, stride int) {
 		// A 3x3 convolution with padding 1: 2·OC·C·9·OH·OW flops, as the
