@@ -31,64 +31,16 @@ func refSumTo(x []float64, xShape, dstShape []int) []float64 {
 // w[o, c, i, j] · x[n, c, iy, ix] of the forward sum sends dy[n, o, y, x]·w
 // back to dx[n, c, iy, ix].
 func refConv2DBackwardData(dy, w []float64, s convShape) []float64 {
-	oh, ow := s.outH(), s.outW()
 	dx := make([]float64, s.n*s.c*s.h*s.w)
-	for n := range s.n {
-		for o := range s.oc {
-			for y := range oh {
-				for xo := range ow {
-					g := dy[((n*s.oc+o)*oh+y)*ow+xo]
-					for c := range s.c {
-						for i := range s.kh {
-							iy := y*s.sh - s.ph + i
-							if iy < 0 || iy >= s.h {
-								continue
-							}
-							for j := range s.kw {
-								ix := xo*s.sw - s.pw + j
-								if ix < 0 || ix >= s.w {
-									continue
-								}
-								dx[((n*s.c+c)*s.h+iy)*s.w+ix] += g * w[((o*s.c+c)*s.kh+i)*s.kw+j]
-							}
-						}
-					}
-				}
-			}
-		}
-	}
+	s.terms(func(o, xi, wi int) { dx[xi] += dy[o] * w[wi] })
 	return dx
 }
 
 // refConv2DBackwardWeight is the adjoint of refConv2D in w:
 // dw[o, c, i, j] = Σ_{n, y, x} dy[n, o, y, x] · x[n, c, y·sh-ph+i, x·sw-pw+j].
 func refConv2DBackwardWeight(x, dy []float64, s convShape) []float64 {
-	oh, ow := s.outH(), s.outW()
 	dw := make([]float64, s.oc*s.c*s.kh*s.kw)
-	for n := range s.n {
-		for o := range s.oc {
-			for y := range oh {
-				for xo := range ow {
-					g := dy[((n*s.oc+o)*oh+y)*ow+xo]
-					for c := range s.c {
-						for i := range s.kh {
-							iy := y*s.sh - s.ph + i
-							if iy < 0 || iy >= s.h {
-								continue
-							}
-							for j := range s.kw {
-								ix := xo*s.sw - s.pw + j
-								if ix < 0 || ix >= s.w {
-									continue
-								}
-								dw[((o*s.c+c)*s.kh+i)*s.kw+j] += g * x[((n*s.c+c)*s.h+iy)*s.w+ix]
-							}
-						}
-					}
-				}
-			}
-		}
-	}
+	s.terms(func(o, xi, wi int) { dw[wi] += dy[o] * x[xi] })
 	return dw
 }
 

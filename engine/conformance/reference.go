@@ -56,14 +56,26 @@ func (s convShape) outW() int { return (s.w+2*s.pw-s.kw)/s.sw + 1 }
 func refConv2D(x, w, bias []float64, s convShape) []float64 {
 	oh, ow := s.outH(), s.outW()
 	out := make([]float64, s.n*s.oc*oh*ow)
+	if bias != nil {
+		for i := range out {
+			out[i] = bias[i/(oh*ow)%s.oc]
+		}
+	}
+	s.terms(func(o, xi, wi int) { out[o] += w[wi] * x[xi] })
+	return out
+}
+
+// terms calls f for every product w[wi]·x[xi] that the convolution adds
+// to output element o, in the order the forward sums them (per output:
+// input channel, kernel row, kernel column; padding skipped). The forward
+// and both adjoints are this one walk.
+func (s convShape) terms(f func(o, xi, wi int)) {
+	oh, ow := s.outH(), s.outW()
 	for n := range s.n {
-		for o := range s.oc {
+		for oc := range s.oc {
 			for y := range oh {
 				for xo := range ow {
-					var sum float64
-					if bias != nil {
-						sum = bias[o]
-					}
+					o := ((n*s.oc+oc)*oh+y)*ow + xo
 					for c := range s.c {
 						for i := range s.kh {
 							iy := y*s.sh - s.ph + i
@@ -75,16 +87,14 @@ func refConv2D(x, w, bias []float64, s convShape) []float64 {
 								if ix < 0 || ix >= s.w {
 									continue
 								}
-								sum += w[((o*s.c+c)*s.kh+i)*s.kw+j] * x[((n*s.c+c)*s.h+iy)*s.w+ix]
+								f(o, ((n*s.c+c)*s.h+iy)*s.w+ix, ((oc*s.c+c)*s.kh+i)*s.kw+j)
 							}
 						}
 					}
-					out[((n*s.oc+o)*oh+y)*ow+xo] = sum
 				}
 			}
 		}
 	}
-	return out
 }
 
 func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
