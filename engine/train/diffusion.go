@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"glimmer/engine"
@@ -35,7 +38,11 @@ func (s *session) loop(ctx context.Context, stage string, steps int, opt *optimi
 	defer cancel()
 	// A resumed run starts a fresh shuffle from its step: the data order
 	// differs from an uninterrupted run's, the optimiser state does not.
-	batches := s.data.Batches(dctx, s.cfg.BatchSize, s.cfg.Size, s.cfg.Seed+uint64(s.step))
+	bsz := s.cfg.BatchSize
+	if stage == "vae" {
+		bsz = s.cfg.VAEBatchSize
+	}
+	batches := s.data.Batches(dctx, bsz, s.cfg.Size, s.cfg.Seed+uint64(s.step))
 	last, lastStep := time.Now(), s.step
 	rate := 0.0
 	for s.step < steps {
@@ -118,23 +125,21 @@ func (s *session) diffusionStep(b Batch, gen *rng.Generator) (float64, error) {
 	n := lc * h * h
 	sf := float32(s.mc.VAE.ScalingFactor)
 
-	ids := make([][clip.Context]int, bsz)
-	for i, c := range b.Captions {
-		if float64(gen.Uint32())/(1<<32) < s.cfg.CaptionDropout {
-			c = ""
-		}
-		ids[i] = s.tok.Window(c)
-	}
+	// Each item draws its random numbers from its own generator, seeded in
+	// turn from the step's: the draws depend only on (seed, step, item),
+	// and the items' 2·L·h·w normals are drawn on all cores at once.
+	dropped := make([]bool, bsz)
 	ts := make([]float32, bsz)
 	zt := make([]float32, bsz*n)     // [B, L, h, w]
 	target := make([]float32, bsz*n) // [B, L, h, w]
-	for i := range bsz {
-		t := int(gen.Uint32() % uint32(len(s.alphas)))
+	forEachItem(gen, bsz, func(i int, g *rng.Generator) {
+		dropped[i] = float64(g.Uint32())/(1<<32) < s.cfg.CaptionDropout
+		t := int(g.Uint32() % uint32(len(s.alphas)))
 		ts[i] = float32(t)
 		a := float64(s.alphas[t])
 		sa, sb := float32(math.Sqrt(a)), float32(math.Sqrt(1-a))
-		noise := gen.Randn(n)
-		eps := gen.Randn(n)
+		noise := g.Randn(n)
+		eps := g.Randn(n)
 		p := post[i]
 		for j := range n {
 			std := float32(math.Exp(0.5 * float64(clampLogvar(p.logvar[j]))))
@@ -147,6 +152,13 @@ func (s *session) diffusionStep(b Batch, gen *rng.Generator) (float64, error) {
 				target[k] = eps[j]
 			}
 		}
+	})
+	ids := make([][clip.Context]int, bsz)
+	for i, c := range b.Captions {
+		if dropped[i] {
+			c = ""
+		}
+		ids[i] = s.tok.Window(c)
 	}
 
 	tp := s.tp
@@ -191,6 +203,28 @@ func (s *session) mseBackward(out *engine.Tensor, target []float32, extra ...aut
 	b.Write(g, grad)
 	s.tp.Backward(append([]autograd.Seed{{T: out, Grad: g}}, extra...)...)
 	return loss, nil
+}
+
+// forEachItem calls f for items 0..n-1 on all cores, item i with a
+// generator seeded by the i-th value drawn from gen (drawn in order before
+// any f runs, so the results do not depend on scheduling).
+func forEachItem(gen *rng.Generator, n int, f func(i int, g *rng.Generator)) {
+	seeds := make([]uint64, n)
+	for i := range seeds {
+		seeds[i] = gen.Uint64()
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(1, min(runtime.GOMAXPROCS(0), n)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i, rng.New(seeds[i]))
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // clampLogvar is diffusers' DiagonalGaussianDistribution clamp.

@@ -229,7 +229,10 @@ func (s *session) vaeStep(b Batch, gen *rng.Generator) (float64, error) {
 	}
 	tp.Scale(std, logvar, 0.5, 0)  // [B, L, h, w]: log σ
 	tp.Unary(std, std, engine.Exp) // [B, L, h, w]: σ
-	tp.Write(noise, gen.Randn(z.Numel()))
+	draws := make([]float32, z.Numel()) // [B, L, h, w]
+	per := z.Numel() / bsz
+	forEachItem(gen, bsz, func(i int, g *rng.Generator) { g.RandnInto(draws[i*per : (i+1)*per]) })
+	tp.Write(noise, draws)
 	tp.Binary(z, std, noise, engine.Mul) // [B, L, h, w]
 	tp.Binary(z, z, mean, engine.Add)    // [B, L, h, w]
 	if err := s.vae.Decode(rec, z); err != nil {

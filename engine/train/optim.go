@@ -28,12 +28,14 @@ type optimizer struct {
 	steps   int                    // the schedule's length, for the learning-rate decay
 	t       int                    // steps taken
 	sq      map[int]*engine.Tensor // g⊙g scratch by element count
+	total   *engine.Tensor         // [1]: Σ g² over every parameter
 }
 
 // newOptimizer marks ts as parameters of tp and zeroes their moments.
 func newOptimizer(tp *autograd.Tape, names []string, ts []*engine.Tensor, lr, wd, maxNorm float64, steps int) *optimizer {
 	o := &optimizer{tp: tp, lr: lr, wd: wd, maxNorm: maxNorm, steps: steps, sq: map[int]*engine.Tensor{}}
 	b := tp.Backend()
+	o.total = b.New(engine.F32, 1) // [1]
 	for i, t := range ts {
 		tp.Param(t)
 		p := param{name: names[i], t: t,
@@ -77,7 +79,9 @@ func (o *optimizer) rate(t int) float64 {
 // (the parameters are left as they were) and is reported as an error.
 func (o *optimizer) apply() (float64, error) {
 	b := o.tp.Backend()
-	var sum float64
+	// Σ g² of every parameter is summed on the device into one value, so
+	// the step waits for the device once instead of once per parameter.
+	first := true
 	for _, p := range o.params {
 		g := o.tp.Grad(p.t)
 		if g == nil {
@@ -87,16 +91,20 @@ func (o *optimizer) apply() (float64, error) {
 		flat := g.Reshape(g.Numel())         // [numel]
 		b.Binary(sq, flat, flat, engine.Mul) // [numel]
 		b.SumTo(p.norm, sq)                  // [1]
-	}
-	for _, p := range o.params {
-		if o.tp.Grad(p.t) == nil {
-			continue
+		if first {
+			b.Scale(o.total, p.norm, 1, 0) // [1]
+			first = false
+		} else {
+			b.Binary(o.total, o.total, p.norm, engine.Add) // [1]
 		}
-		v, err := b.Read(p.norm)
+	}
+	var sum float64
+	if !first {
+		v, err := b.Read(o.total)
 		if err != nil {
 			return 0, fmt.Errorf("train: %w", err)
 		}
-		sum += float64(v[0])
+		sum = float64(v[0])
 	}
 	norm := math.Sqrt(sum)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
@@ -131,4 +139,5 @@ func (o *optimizer) free() {
 	for _, t := range o.sq {
 		b.Free(t)
 	}
+	b.Free(o.total)
 }

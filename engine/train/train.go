@@ -60,10 +60,11 @@ type Config struct {
 	SamplePrompt string // the sample's prompt (default: the first caption)
 	Resume       bool   // continue from the state saved beside Out
 
-	// Full only: autoencoder steps before the diffusion steps, and the
-	// architecture (zero: Starter).
-	VAESteps int
-	Arch     Arch
+	// Full only: autoencoder steps before the diffusion steps, their batch
+	// size (zero: BatchSize), and the architecture (zero: Starter).
+	VAESteps     int
+	VAEBatchSize int
+	Arch         Arch
 }
 
 // Defaults fills c's zero fields for its mode.
@@ -92,6 +93,7 @@ func (c Config) Defaults() Config {
 		deff(&c.LR, 5e-4)
 		def(&c.Size, 64)
 		def(&c.VAESteps, 1500)
+		def(&c.VAEBatchSize, c.BatchSize)
 		if c.Arch.UNet.BlockOutChannels == nil {
 			c.Arch = Starter()
 		}
@@ -120,7 +122,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("train: caption dropout %g outside [0, 1]", c.CaptionDropout)
 	case c.Mode == LoRA && (c.Rank < 1 || c.Alpha <= 0):
 		return fmt.Errorf("train: LoRA rank %d and alpha %g must be positive", c.Rank, c.Alpha)
-	case c.VAESteps < 0 || c.SaveEvery < 0 || c.SampleEvery < 0:
+	case c.VAESteps < 0 || c.VAEBatchSize < 0 || c.SaveEvery < 0 || c.SampleEvery < 0:
 		return errors.New("train: negative step counts")
 	}
 	if !c.Resume {
