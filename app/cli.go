@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 )
@@ -74,6 +76,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "glimmer: unknown command %q\n", name)
 		usage(stderr)
 		return ExitUsage
+	}
+	// GLIMMER_CPUPROFILE=FILE writes a Go CPU profile of the command (for
+	// finding host-side costs, e.g. of a training step).
+	if path := os.Getenv("GLIMMER_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return finish(env, fmt.Errorf("GLIMMER_CPUPROFILE: %w", err))
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return finish(env, fmt.Errorf("GLIMMER_CPUPROFILE: %w", err))
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return finish(env, cmd.run(env, args[1:]))
 }

@@ -96,6 +96,7 @@ func (b *Backend) program(op string, d defines) (*program, error) {
 		return nil, fmt.Errorf("gl: %s on %q: %w", op, b.renderer, err)
 	}
 	b.programs[key] = p
+	b.dump(key, src, p)
 	return p, nil
 }
 

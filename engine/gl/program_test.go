@@ -2,6 +2,8 @@ package gl
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -64,5 +66,31 @@ func TestLargeDispatchWritesEverything(t *testing.T) {
 		if v != 2*xs[i]+1 {
 			t.Fatalf("element %d = %v, want %v", i, v, 2*xs[i]+1)
 		}
+	}
+}
+
+// GLIMMER_GL_DUMP writes each program's source and the driver's binary
+// when it is compiled.
+func TestDumpWritesSourceAndBinary(t *testing.T) {
+	b := openGL(t)
+	dir := t.TempDir()
+	dumpDir = dir
+	defer func() { dumpDir = "" }()
+	x := b.New(engine.F32, 3)
+	defer b.Free(x)
+	b.Write(x, []float32{1, 2, 3})
+	b.Scale(x, x, 2, 0) // compiles scale's program, first use in this backend
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(dir, "scale_.comp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(src), "#version 430 core") {
+		t.Errorf("dumped source begins %q", string(src[:min(len(src), 40)]))
+	}
+	if st, err := os.Stat(filepath.Join(dir, "scale_.bin")); err != nil || st.Size() == 0 {
+		t.Errorf("no program binary: %v", err)
 	}
 }
