@@ -34,12 +34,43 @@ mkdir -p "$OUT"
 # rate FILE STAGE: seconds per step of a stage in a train summary.
 rate() { awk -v s="$2" '$1 == s { for (i = 1; i <= NF; i++) if ($i == "s/step") print $(i-1) }' "$1"; }
 
+pack() { # the run as saved so far (model, state, log), in parts $OUT can take
+  tar -C $W --exclude ".*.tmp*" -cf - starter train.log | split -b 15m - $OUT/run.tar.part-
+}
+
 follow() { # follow PID for at most $1 seconds, printing progress
   local until=$(( $(date +%s) + $1 ))
   while kill -0 "$(cat $W/pid)" 2>/dev/null && [ "$(date +%s)" -lt "$until" ]; do
     sleep 30
     echo "$(date +%T) $(tr '\r' '\n' < $W/train.log | grep -v '^$' | tail -1)"
   done
+}
+
+# launch [--resume]: start the training run in its own process session,
+# with a snapshot of the saved model every SNAP seconds.
+launch() {
+  RESUME=${1:-}
+  cat > $W/run.sh <<EOF
+#!/usr/bin/env bash
+# Halve the learning rate and start again if a run diverges.
+lr=$LR
+for try in 1 2 3; do
+  [ -z "$RESUME" ] && rm -rf $W/starter
+  start=\$(date +%s)
+  $G train --mode full --data $W/shapes --out $W/starter --steps $STEPS --vae-steps $VAE_STEPS \\
+    --batch $BATCH --vae-batch $VAE_BATCH --lr \$lr --seed 1 --save-every 500 --backend $BACKEND $RESUME >> $W/train.log 2>&1
+  rc=\$?
+  echo "train exit \$rc after \$(( \$(date +%s) - start )) s at lr \$lr" >> $W/train.log
+  tail -3 $W/train.log | grep -q diverged && [ -z "$RESUME" ] || break
+  lr=\$(awk -v l=\$lr 'BEGIN { print l / 2 }')
+done
+echo done > $W/finished
+EOF
+  chmod +x $W/run.sh
+  setsid nohup $W/run.sh > /dev/null 2>&1 < /dev/null &
+  echo $! > $W/pid
+  # Snapshots of the saved model every 4 minutes, scored after the run.
+  setsid nohup bash -c "for i in 1 2 3 4; do sleep ${SNAP:-240}; [ -f $W/finished ] && break; mkdir -p $W/snap-\$i; cp -r $W/starter/* $W/snap-\$i/ 2>/dev/null; rm -f $W/snap-\$i/train_state.safetensors; grep -o 'diffusion [0-9]*/' $W/train.log | tail -1 > $W/snap-\$i/at.txt; done" > /dev/null 2>&1 < /dev/null &
 }
 
 case "${PHASE:-start}" in
@@ -57,30 +88,19 @@ start)
   # the budget (less a minute for encoding the latents and saving).
   STEPS=${STEPS:-$(awk -v b="$BUDGET" -v n="$VAE_STEPS" -v v="$vr" -v d="$dr" 'BEGIN { print int((b - 60 - n*v) / d / 100) * 100 }')}
   echo "== training: $VAE_STEPS autoencoder steps at ${vr}s, $STEPS diffusion steps at ${dr}s, lr $LR"
-  cat > $W/run.sh <<EOF
-#!/usr/bin/env bash
-# Halve the learning rate and start again if a run diverges.
-lr=$LR
-for try in 1 2 3; do
-  rm -rf $W/starter
-  start=\$(date +%s)
-  $G train --mode full --data $W/shapes --out $W/starter --steps $STEPS --vae-steps $VAE_STEPS \\
-    --batch $BATCH --vae-batch $VAE_BATCH --lr \$lr --seed 1 --save-every 500 --backend $BACKEND >> $W/train.log 2>&1
-  rc=\$?
-  echo "train exit \$rc after \$(( \$(date +%s) - start )) s at lr \$lr" >> $W/train.log
-  tail -3 $W/train.log | grep -q diverged || break
-  lr=\$(awk -v l=\$lr 'BEGIN { print l / 2 }')
-done
-echo done > $W/finished
-EOF
-  chmod +x $W/run.sh
-  setsid nohup $W/run.sh > /dev/null 2>&1 < /dev/null &
-  echo $! > $W/pid
-  # Snapshots of the saved model every 4 minutes, scored after the run.
-  setsid nohup bash -c "for i in 1 2 3 4; do sleep ${SNAP:-240}; [ -f $W/finished ] && break; mkdir -p $W/snap-\$i; cp -r $W/starter/* $W/snap-\$i/ 2>/dev/null; rm -f $W/snap-\$i/train_state.safetensors; grep -o 'diffusion [0-9]*/' $W/train.log | tail -1 > $W/snap-\$i/at.txt; done" > /dev/null 2>&1 < /dev/null &
+  echo "$STEPS" > $OUT/steps.txt
+  launch
   follow "$FOLLOW"
+  pack
   ;;
 finish)
+  if [ ! -f $W/pid ]; then # a fresh machine: resume the run packed by the last call
+    mkdir -p $W
+    $G dataset --out $W/shapes --count "${COUNT:-20000}" --size 64 --seed 1
+    cat .train/run.tar.part-* | tar -C $W -xf -
+    STEPS=$(cat .train/steps.txt)
+    launch --resume
+  fi
   end=$(( $(date +%s) + FOLLOW ))
   while [ ! -f $W/finished ] && [ "$(date +%s)" -lt $end ]; do follow 60; sleep 1; done
   if [ ! -f $W/finished ]; then # out of time: Ctrl-C saves the model as it is
