@@ -88,10 +88,12 @@ start)
   # the budget (less a minute for encoding the latents and saving).
   STEPS=${STEPS:-$(awk -v b="$BUDGET" -v n="$VAE_STEPS" -v v="$vr" -v d="$dr" 'BEGIN { print int((b - 60 - n*v) / d / 100) * 100 }')}
   echo "== training: $VAE_STEPS autoencoder steps at ${vr}s, $STEPS diffusion steps at ${dr}s, lr $LR"
-  echo "$STEPS" > $OUT/steps.txt
   launch
   follow "$FOLLOW"
-  pack
+  if [ "${PACK:-1}" = 1 ]; then # PACK=0 when PHASE=finish follows in the same call
+    echo "$STEPS" > $OUT/steps.txt
+    pack
+  fi
   ;;
 finish)
   if [ ! -f $W/pid ]; then # a fresh machine: resume the run packed by the last call
