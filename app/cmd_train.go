@@ -34,6 +34,7 @@ func runTrain(env *Env, args []string) error {
 	fs.Float64Var(&c.Alpha, "alpha", 0, "lora: alpha; the update is scaled by alpha/rank (default: rank)")
 	fs.IntVar(&c.VAESteps, "vae-steps", 0, "full: autoencoder steps before the diffusion steps (default 1500)")
 	fs.IntVar(&c.VAEBatchSize, "vae-batch", 0, "full: images per autoencoder step (default: --batch)")
+	fs.Float64Var(&c.NoiseOffset, "noise-offset", 0, "add this times N(0,1) per latent channel to each image's noise (offset noise; 0: SD's noise exactly)")
 	seed := fs.Int64("seed", 0, "random seed (initial weights, noise, data order)")
 	fs.IntVar(&c.SaveEvery, "save-every", 0, "write the output and a resumable state every N steps (default: steps/10)")
 	fs.IntVar(&c.SampleEvery, "sample-every", 0, "save a sample image every N steps (0: never)")

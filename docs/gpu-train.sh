@@ -26,6 +26,7 @@ BATCH=${BATCH:-256}         # diffusion images per step
 VAE_BATCH=${VAE_BATCH:-64}  # autoencoder images per step
 VAE_STEPS=${VAE_STEPS:-1000}
 LR=${LR:-1e-3}
+NOISE_OFFSET=${NOISE_OFFSET:-0} # offset noise (glimmer train --noise-offset)
 BUDGET=${BUDGET:-1000}      # seconds for the whole training run
 FOLLOW=${FOLLOW:-480}       # seconds this call follows the run (finish: then stops it)
 BACKEND=${BACKEND:-gl}
@@ -58,7 +59,7 @@ for try in 1 2 3; do
   [ -z "$RESUME" ] && rm -rf $W/starter
   start=\$(date +%s)
   $G train --mode full --data $W/shapes --out $W/starter --steps $STEPS --vae-steps $VAE_STEPS \\
-    --batch $BATCH --vae-batch $VAE_BATCH --lr \$lr --seed 1 --save-every 500 --backend $BACKEND $RESUME >> $W/train.log 2>&1
+    --batch $BATCH --vae-batch $VAE_BATCH --lr \$lr --noise-offset $NOISE_OFFSET --seed 1 --save-every 500 --backend $BACKEND $RESUME >> $W/train.log 2>&1
   rc=\$?
   echo "train exit \$rc after \$(( \$(date +%s) - start )) s at lr \$lr" >> $W/train.log
   tail -3 $W/train.log | grep -q diverged && [ -z "$RESUME" ] || break

@@ -111,7 +111,7 @@ func (s *session) loop(ctx context.Context, stage string, steps int, opt *optimi
 //
 //	z   = scaling · (μ + σ·n)          a latent from the VAE posterior
 //	y   = CLIP(caption), or CLIP("") with probability CaptionDropout
-//	t   ~ U{0, …, 999};  ε ~ N(0, I)
+//	t   ~ U{0, …, 999};  ε ~ N(0, I)  (+ offset·N(0, 1) per channel with NoiseOffset)
 //	z_t = √ᾱ_t·z + √(1−ᾱ_t)·ε
 //	L   = mean ‖target − U-Net(z_t, t, y)‖²,  target ε (or v = √ᾱ_t·ε − √(1−ᾱ_t)·z)
 func (s *session) diffusionStep(b Batch, gen *rng.Generator) (float64, error) {
@@ -122,37 +122,8 @@ func (s *session) diffusionStep(b Batch, gen *rng.Generator) (float64, error) {
 	}
 	lc := s.mc.VAE.LatentChannels
 	h := s.cfg.Size / s.mc.VAE.DownsampleFactor()
-	n := lc * h * h
-	sf := float32(s.mc.VAE.ScalingFactor)
-
-	// Each item draws its random numbers from its own generator, seeded in
-	// turn from the step's: the draws depend only on (seed, step, item),
-	// and the items' 2·L·h·w normals are drawn on all cores at once.
-	dropped := make([]bool, bsz)
-	ts := make([]float32, bsz)
-	zt := make([]float32, bsz*n)     // [B, L, h, w]
-	target := make([]float32, bsz*n) // [B, L, h, w]
-	forEachItem(gen, bsz, func(i int, g *rng.Generator) {
-		dropped[i] = float64(g.Uint32())/(1<<32) < s.cfg.CaptionDropout
-		t := int(g.Uint32() % uint32(len(s.alphas)))
-		ts[i] = float32(t)
-		a := float64(s.alphas[t])
-		sa, sb := float32(math.Sqrt(a)), float32(math.Sqrt(1-a))
-		noise := g.Randn(n)
-		eps := g.Randn(n)
-		p := post[i]
-		for j := range n {
-			std := float32(math.Exp(0.5 * float64(clampLogvar(p.logvar[j]))))
-			z := sf * (p.mean[j] + std*noise[j])
-			k := i*n + j
-			zt[k] = sa*z + sb*eps[j]
-			if s.mc.Prediction == model.VPrediction {
-				target[k] = sa*eps[j] - sb*z
-			} else {
-				target[k] = eps[j]
-			}
-		}
-	})
+	d := s.draw(post, gen)
+	dropped, ts, zt, target := d.dropped, d.ts, d.zt, d.target
 	ids := make([][clip.Context]int, bsz)
 	for i, c := range b.Captions {
 		if dropped[i] {
@@ -176,6 +147,57 @@ func (s *session) diffusionStep(b Batch, gen *rng.Generator) (float64, error) {
 		return 0, err
 	}
 	return s.mseBackward(pred, target)
+}
+
+// draws are one batch's random parts of the diffusion objective.
+type draws struct {
+	dropped    []bool    // [B]: the caption is replaced by ""
+	ts         []float32 // [B]: the timesteps
+	zt, target []float32 // [B, L, h, w]: the noised latents and what the U-Net must predict
+}
+
+// draw samples the objective's random parts for a batch of posteriors.
+// Each item draws its random numbers from its own generator, seeded in turn
+// from the step's: the draws depend only on (seed, step, item), and the
+// items' 2·L·h·w normals are drawn on all cores at once.
+func (s *session) draw(post []posterior, gen *rng.Generator) draws {
+	bsz := len(post)
+	lc := s.mc.VAE.LatentChannels
+	n := len(post[0].mean) // L·h·w
+	sf := float32(s.mc.VAE.ScalingFactor)
+	d := draws{dropped: make([]bool, bsz), ts: make([]float32, bsz),
+		zt: make([]float32, bsz*n), target: make([]float32, bsz*n)}
+	forEachItem(gen, bsz, func(i int, g *rng.Generator) {
+		d.dropped[i] = float64(g.Uint32())/(1<<32) < s.cfg.CaptionDropout
+		t := int(g.Uint32() % uint32(len(s.alphas)))
+		d.ts[i] = float32(t)
+		a := float64(s.alphas[t])
+		sa, sb := float32(math.Sqrt(a)), float32(math.Sqrt(1-a))
+		noise := g.Randn(n)
+		eps := g.Randn(n)
+		if s.cfg.NoiseOffset > 0 {
+			plane := n / lc
+			for c, o := range g.Randn(lc) {
+				off := float32(s.cfg.NoiseOffset) * o
+				for j := c * plane; j < (c+1)*plane; j++ {
+					eps[j] += off
+				}
+			}
+		}
+		p := post[i]
+		for j := range n {
+			std := float32(math.Exp(0.5 * float64(clampLogvar(p.logvar[j]))))
+			z := sf * (p.mean[j] + std*noise[j])
+			k := i*n + j
+			d.zt[k] = sa*z + sb*eps[j]
+			if s.mc.Prediction == model.VPrediction {
+				d.target[k] = sa*eps[j] - sb*z
+			} else {
+				d.target[k] = eps[j]
+			}
+		}
+	})
+	return d
 }
 
 // mseBackward reads out, returns mean((out − target)²) and runs the

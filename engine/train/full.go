@@ -227,12 +227,12 @@ func (s *session) vaeStep(b Batch, gen *rng.Generator) (float64, error) {
 	if err := s.vae.Encode(mean, logvar, img); err != nil {
 		return 0, err
 	}
-	tp.Scale(std, logvar, 0.5, 0)  // [B, L, h, w]: log σ
-	tp.Unary(std, std, engine.Exp) // [B, L, h, w]: σ
-	draws := make([]float32, z.Numel()) // [B, L, h, w]
+	tp.Scale(std, logvar, 0.5, 0)         // [B, L, h, w]: log σ
+	tp.Unary(std, std, engine.Exp)        // [B, L, h, w]: σ
+	normals := make([]float32, z.Numel()) // [B, L, h, w]
 	per := z.Numel() / bsz
-	forEachItem(gen, bsz, func(i int, g *rng.Generator) { g.RandnInto(draws[i*per : (i+1)*per]) })
-	tp.Write(noise, draws)
+	forEachItem(gen, bsz, func(i int, g *rng.Generator) { g.RandnInto(normals[i*per : (i+1)*per]) })
+	tp.Write(noise, normals)
 	tp.Binary(z, std, noise, engine.Mul) // [B, L, h, w]
 	tp.Binary(z, z, mean, engine.Add)    // [B, L, h, w]
 	if err := s.vae.Decode(rec, z); err != nil {

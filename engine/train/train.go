@@ -54,6 +54,10 @@ type Config struct {
 	CaptionDropout float64 // share of captions replaced by "" (for CFG)
 	WeightDecay    float64 // AdamW's decoupled weight decay
 	MaxGradNorm    float64 // global gradient norm clip; < 0 disables
+	// NoiseOffset adds NoiseOffset·N(0, 1) to each image's noise, one value
+	// per latent channel over the whole image ("offset noise", kohya's and
+	// diffusers' --noise_offset); 0 keeps SD's noise exactly.
+	NoiseOffset float64
 
 	SaveEvery    int    // write the output and a resumable state every N steps (0: at the end)
 	SampleEvery  int    // make a sample image every N steps (0: never)
@@ -120,6 +124,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("train: learning rate %g outside (0, 1]", c.LR)
 	case c.CaptionDropout < 0 || c.CaptionDropout > 1:
 		return fmt.Errorf("train: caption dropout %g outside [0, 1]", c.CaptionDropout)
+	case c.NoiseOffset < 0 || c.NoiseOffset > 1:
+		return fmt.Errorf("train: noise offset %g outside [0, 1]", c.NoiseOffset)
 	case c.Mode == LoRA && (c.Rank < 1 || c.Alpha <= 0):
 		return fmt.Errorf("train: LoRA rank %d and alpha %g must be positive", c.Rank, c.Alpha)
 	case c.VAESteps < 0 || c.VAEBatchSize < 0 || c.SaveEvery < 0 || c.SampleEvery < 0:
