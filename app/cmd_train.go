@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"image"
 	"os"
@@ -34,7 +35,7 @@ func runTrain(env *Env, args []string) error {
 	fs.Float64Var(&c.Alpha, "alpha", 0, "lora: alpha; the update is scaled by alpha/rank (default: rank)")
 	fs.IntVar(&c.VAESteps, "vae-steps", 0, "full: autoencoder steps before the diffusion steps (default 1500)")
 	fs.IntVar(&c.VAEBatchSize, "vae-batch", 0, "full: images per autoencoder step (default: --batch)")
-	fs.Float64Var(&c.NoiseOffset, "noise-offset", 0, "add this times N(0,1) per latent channel to each image's noise (offset noise; 0: SD's noise exactly)")
+	fs.Float64Var(&c.NoiseOffset, "noise-offset", 0, "add this times N(0,1) per latent channel to each image's noise (offset noise; default 0.2 full, none lora; 0: none)")
 	seed := fs.Int64("seed", 0, "random seed (initial weights, noise, data order)")
 	fs.IntVar(&c.SaveEvery, "save-every", 0, "write the output and a resumable state every N steps (default: steps/10)")
 	fs.IntVar(&c.SampleEvery, "sample-every", 0, "save a sample image every N steps (0: never)")
@@ -62,10 +63,17 @@ func runTrain(env *Env, args []string) error {
 		return usagef("train: --mode full trains from scratch; --model is only for lora")
 	case *seed < 0:
 		return usagef("train: --seed must be ≥ 0")
+	case c.NoiseOffset < 0 || c.NoiseOffset > 1:
+		return usagef("train: --noise-offset must be in 0..1")
 	case c.Steps < 0 || c.BatchSize < 0 || c.Size < 0 || c.Rank < 0 || c.VAESteps < 0 || c.VAEBatchSize < 0 || c.SaveEvery < 0 || c.SampleEvery < 0:
 		return usagef("train: step counts and sizes must not be negative")
 	}
 	c.Seed = uint64(*seed)
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "noise-offset" && c.NoiseOffset == 0 {
+			c.NoiseOffset = -1 // asked for none, not the mode's default
+		}
+	})
 	c = c.Defaults()
 	if c.SaveEvery == 0 {
 		c.SaveEvery = max(c.Steps/10, 1)

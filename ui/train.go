@@ -42,7 +42,7 @@ type trainTab struct {
 	outBtn                                 *widget.Button
 	mode                                   *widget.RadioGroup
 	steps, batch, lr, size, rank, vaeSteps *widget.Entry
-	sampleEvery, prompt                    *widget.Entry
+	sampleEvery, prompt, noiseOffset       *widget.Entry
 	start, stop, resume                    *widget.Button
 	formErr                                *widget.Label
 	chart, sample                          *canvas.Image
@@ -70,6 +70,7 @@ func newTrainTab(trainer *app.Trainer, files *fileAsker, backend func() string, 
 	t.outBtn = widget.NewButtonWithIcon("", theme.DocumentSaveIcon(), t.askOut)
 	t.steps, t.batch, t.lr, t.size = widget.NewEntry(), widget.NewEntry(), widget.NewEntry(), widget.NewEntry()
 	t.rank, t.vaeSteps, t.sampleEvery = widget.NewEntry(), widget.NewEntry(), widget.NewEntry()
+	t.noiseOffset = widget.NewEntry()
 	t.sampleEvery.SetText("100")
 	t.prompt = widget.NewEntry()
 	t.prompt.SetPlaceHolder("the sample's prompt (default: the first caption)")
@@ -111,6 +112,7 @@ func newTrainTab(trainer *app.Trainer, files *fileAsker, backend func() string, 
 		widget.NewFormItem("VAE steps", t.vaeSteps),
 		widget.NewFormItem("Batch size", t.batch),
 		widget.NewFormItem("Learning rate", t.lr),
+		widget.NewFormItem("Noise offset", t.noiseOffset),
 		widget.NewFormItem("Resolution", t.size),
 		widget.NewFormItem("LoRA rank", t.rank),
 		widget.NewFormItem("Sample every", t.sampleEvery),
@@ -141,6 +143,7 @@ func (t *trainTab) modeChanged() {
 	t.size.SetText(strconv.Itoa(d.Size))
 	t.rank.SetText(strconv.Itoa(max(d.Rank, 4)))
 	t.vaeSteps.SetText(strconv.Itoa(d.VAESteps))
+	t.noiseOffset.SetText(strconv.FormatFloat(max(d.NoiseOffset, 0), 'g', -1, 64))
 	t.enableFields()
 }
 
@@ -156,7 +159,7 @@ func (t *trainTab) modeValue() train.Mode {
 func (t *trainTab) enableFields() {
 	full := t.modeValue() == train.Full
 	for _, w := range []fyne.Disableable{t.data, t.dataBtn, t.mode, t.out, t.outBtn, t.steps, t.batch,
-		t.lr, t.size, t.sampleEvery, t.prompt} {
+		t.lr, t.noiseOffset, t.size, t.sampleEvery, t.prompt} {
 		enable(w, !t.running)
 	}
 	for _, w := range []fyne.Disableable{t.model, t.modelFileBtn, t.modelDirBtn, t.rank} {
@@ -217,6 +220,14 @@ func (t *trainTab) config() (train.Config, error) {
 		return cfg, fmt.Errorf("learning rate: %q is not a number", t.lr.Text)
 	}
 	cfg.LR = lr
+	off, err := strconv.ParseFloat(strings.TrimSpace(t.noiseOffset.Text), 64)
+	if err != nil || off < 0 || off > 1 {
+		return cfg, fmt.Errorf("noise offset: %q is not a number in 0..1", t.noiseOffset.Text)
+	}
+	cfg.NoiseOffset = off
+	if off == 0 {
+		cfg.NoiseOffset = -1 // none, not the mode's default
+	}
 	if cfg.Mode == train.Full && cfg.VAESteps == 0 {
 		// Defaults would turn 0 into 1500; a fresh VAE needs training.
 		return cfg, errors.New("VAE steps: a full model needs at least 1")

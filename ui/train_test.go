@@ -60,7 +60,7 @@ func TestTrainTabBuilds(t *testing.T) {
 	tab := tw.train
 	// The LoRA defaults, and the settings' model as the base model.
 	lora := train.Config{Mode: train.LoRA}.Defaults()
-	if tab.mode.Selected != modeLoRA || tab.steps.Text != "500" || tab.lr.Text != "0.0001" ||
+	if tab.mode.Selected != modeLoRA || tab.steps.Text != "500" || tab.lr.Text != "0.0001" || tab.noiseOffset.Text != "0" ||
 		tab.size.Text != "512" || tab.rank.Text != "4" || tab.batch.Text != "1" || lora.Steps != 500 {
 		t.Errorf("LoRA defaults: mode %s steps %s lr %s size %s rank %s batch %s",
 			tab.mode.Selected, tab.steps.Text, tab.lr.Text, tab.size.Text, tab.rank.Text, tab.batch.Text)
@@ -71,8 +71,10 @@ func TestTrainTabBuilds(t *testing.T) {
 	}
 	// Full: its defaults, the base model and rank off, VAE steps on.
 	tab.mode.SetSelected(modeFull)
-	if tab.steps.Text != "4000" || tab.batch.Text != "32" || tab.size.Text != "64" || tab.vaeSteps.Text != "1500" {
-		t.Errorf("Full defaults: steps %s batch %s size %s vae %s", tab.steps.Text, tab.batch.Text, tab.size.Text, tab.vaeSteps.Text)
+	if tab.steps.Text != "4000" || tab.batch.Text != "32" || tab.size.Text != "64" || tab.vaeSteps.Text != "1500" ||
+		tab.noiseOffset.Text != "0.2" {
+		t.Errorf("Full defaults: steps %s batch %s size %s vae %s noise offset %s",
+			tab.steps.Text, tab.batch.Text, tab.size.Text, tab.vaeSteps.Text, tab.noiseOffset.Text)
 	}
 	if !tab.model.Disabled() || !tab.rank.Disabled() || tab.vaeSteps.Disabled() {
 		t.Error("Full mode: base model or rank enabled, or VAE steps disabled")
@@ -105,11 +107,12 @@ func TestTrainTabValidation(t *testing.T) {
 		{"no output", func() { tab.out.SetText("") }, false, "output"},
 		{"steps not a number", func() { tab.steps.SetText("ten") }, false, "steps: \"ten\""},
 		{"learning rate", func() { tab.lr.SetText("fast") }, false, "learning rate"},
+		{"noise offset", func() { tab.noiseOffset.SetText("2") }, false, "noise offset"},
 		{"size not /4", func() { tab.size.SetText("30") }, false, "multiple of 4"},
 		{"nothing to resume", func() {}, true, "no saved training state"},
 		{"lora without model", func() { tab.mode.SetSelected(modeLoRA); tab.model.SetText("") }, false, "base model"},
 	} {
-		data, lr := tab.data.Text, tab.lr.Text
+		data, lr, off := tab.data.Text, tab.lr.Text, tab.noiseOffset.Text
 		c.edit()
 		if c.resume {
 			test.Tap(tab.resume)
@@ -131,6 +134,7 @@ func TestTrainTabValidation(t *testing.T) {
 		tinyFullForm(t, tab, "2")
 		tab.data.SetText(data)
 		tab.lr.SetText(lr)
+		tab.noiseOffset.SetText(off)
 		tab.out.SetText(out)
 	}
 }

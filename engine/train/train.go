@@ -56,7 +56,16 @@ type Config struct {
 	MaxGradNorm    float64 // global gradient norm clip; < 0 disables
 	// NoiseOffset adds NoiseOffset·N(0, 1) to each image's noise, one value
 	// per latent channel over the whole image ("offset noise", kohya's and
-	// diffusers' --noise_offset); 0 keeps SD's noise exactly.
+	// diffusers' --noise_offset). Zero takes the mode's default (Full 0.2,
+	// LoRA none); a negative value means none, SD's noise exactly.
+	//
+	// Full mode needs it: SD's schedule leaves √ᾱ_T = 0.068 of the image in
+	// the noisiest latent, and over the starter's 16x16 latents the noise's
+	// own per-channel mean is only ±1/16, so the image's mean colour shows
+	// through at t = T and a model learns to take its background from the
+	// noise instead of the caption (measured: the trained starter's
+	// background correlated 0.4–0.6 with its initial noise's channel means
+	// and did not change with the prompt's background word).
 	NoiseOffset float64
 
 	SaveEvery    int    // write the output and a resumable state every N steps (0: at the end)
@@ -98,6 +107,7 @@ func (c Config) Defaults() Config {
 		def(&c.Size, 64)
 		def(&c.VAESteps, 1500)
 		def(&c.VAEBatchSize, c.BatchSize)
+		deff(&c.NoiseOffset, 0.2)
 		if c.Arch.UNet.BlockOutChannels == nil {
 			c.Arch = Starter()
 		}
@@ -124,8 +134,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("train: learning rate %g outside (0, 1]", c.LR)
 	case c.CaptionDropout < 0 || c.CaptionDropout > 1:
 		return fmt.Errorf("train: caption dropout %g outside [0, 1]", c.CaptionDropout)
-	case c.NoiseOffset < 0 || c.NoiseOffset > 1:
-		return fmt.Errorf("train: noise offset %g outside [0, 1]", c.NoiseOffset)
+	case c.NoiseOffset > 1:
+		return fmt.Errorf("train: noise offset %g above 1", c.NoiseOffset)
 	case c.Mode == LoRA && (c.Rank < 1 || c.Alpha <= 0):
 		return fmt.Errorf("train: LoRA rank %d and alpha %g must be positive", c.Rank, c.Alpha)
 	case c.VAESteps < 0 || c.VAEBatchSize < 0 || c.SaveEvery < 0 || c.SampleEvery < 0:
