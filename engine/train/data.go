@@ -182,9 +182,10 @@ type Batch struct {
 
 // Batches streams batches of the dataset, decoded from disk by a goroutine
 // that works ahead of the reader (at most two batches wait in the
-// channel), each batch's images decoded in parallel. It runs epoch after epoch until ctx is done, then closes the
-// channel and exits; the reader must either read until the channel closes
-// or cancel ctx, and cancelling never leaves the goroutine behind.
+// channel), each batch's images decoded in parallel. It runs epoch after
+// epoch until ctx is done, then closes the channel and exits; the reader
+// must either read until the channel closes or cancel ctx, and cancelling
+// never leaves the goroutine behind.
 //
 // Each epoch visits every item once, in an order shuffled afresh from
 // (seed, epoch) with a generator owned by this package, so a seed gives the
@@ -254,8 +255,8 @@ func (d *Dataset) Batches(ctx context.Context, batchSize, size int, seed uint64)
 	return out
 }
 
-// decodeWorkers is how many images Batches decodes at once: a batch of
-// 256 small images is decoded in a few milliseconds, ahead of a GPU step.
+// decodeWorkers is how many images Batches decodes at once, so that
+// decoding large batches keeps ahead of the device's steps.
 func decodeWorkers() int { return max(1, min(runtime.GOMAXPROCS(0), 8)) }
 
 // decodeBatch decodes paths into images ([len(paths), 3, size, size]),

@@ -123,10 +123,9 @@ func (s *session) diffusionStep(b Batch, gen *rng.Generator) (float64, error) {
 	lc := s.mc.VAE.LatentChannels
 	h := s.cfg.Size / s.mc.VAE.DownsampleFactor()
 	d := s.draw(post, gen)
-	dropped, ts, zt, target := d.dropped, d.ts, d.zt, d.target
 	ids := make([][clip.Context]int, bsz)
 	for i, c := range b.Captions {
-		if dropped[i] {
+		if d.dropped[i] {
 			c = ""
 		}
 		ids[i] = s.tok.Window(c)
@@ -140,13 +139,13 @@ func (s *session) diffusionStep(b Batch, gen *rng.Generator) (float64, error) {
 	defer s.text.Release(text)
 	x := tp.New(engine.F32, bsz, lc, h, h) // [B, L, h, w]
 	defer tp.Free(x)
-	tp.Write(x, zt)
+	tp.Write(x, d.zt)
 	pred := tp.New(engine.F32, bsz, lc, h, h) // [B, L, h, w]
 	defer tp.Free(pred)
-	if err := s.unet.Forward(pred, x, ts, text); err != nil {
+	if err := s.unet.Forward(pred, x, d.ts, text); err != nil {
 		return 0, err
 	}
-	return s.mseBackward(pred, target)
+	return s.mseBackward(pred, d.target)
 }
 
 // draws are one batch's random parts of the diffusion objective.

@@ -13,7 +13,6 @@ type param struct {
 	name string
 	t    *engine.Tensor // the tape tensor (F32 master weights)
 	m, v *engine.Tensor // first and second moments on the real backend, t's shape
-	norm *engine.Tensor // [1] scratch: Σ grad²
 }
 
 // optimizer is AdamW over a set of parameters with global-norm gradient
@@ -28,6 +27,7 @@ type optimizer struct {
 	steps   int                    // the schedule's length, for the learning-rate decay
 	t       int                    // steps taken
 	sq      map[int]*engine.Tensor // g⊙g scratch by element count
+	norm    *engine.Tensor         // [1] scratch: one parameter's Σ g²
 	total   *engine.Tensor         // [1]: Σ g² over every parameter
 }
 
@@ -35,13 +35,13 @@ type optimizer struct {
 func newOptimizer(tp *autograd.Tape, names []string, ts []*engine.Tensor, lr, wd, maxNorm float64, steps int) *optimizer {
 	o := &optimizer{tp: tp, lr: lr, wd: wd, maxNorm: maxNorm, steps: steps, sq: map[int]*engine.Tensor{}}
 	b := tp.Backend()
+	o.norm = b.New(engine.F32, 1)  // [1]
 	o.total = b.New(engine.F32, 1) // [1]
 	for i, t := range ts {
 		tp.Param(t)
 		p := param{name: names[i], t: t,
-			m:    b.New(engine.F32, t.Shape()...), // t's shape
-			v:    b.New(engine.F32, t.Shape()...), // t's shape
-			norm: b.New(engine.F32, 1),            // [1]
+			m: b.New(engine.F32, t.Shape()...), // t's shape
+			v: b.New(engine.F32, t.Shape()...), // t's shape
 		}
 		zero := make([]float32, t.Numel())
 		b.Write(p.m, zero)
@@ -90,12 +90,12 @@ func (o *optimizer) apply() (float64, error) {
 		sq := o.sq[g.Numel()]                // [numel]
 		flat := g.Reshape(g.Numel())         // [numel]
 		b.Binary(sq, flat, flat, engine.Mul) // [numel]
-		b.SumTo(p.norm, sq)                  // [1]
+		b.SumTo(o.norm, sq)                  // [1]
 		if first {
-			b.Scale(o.total, p.norm, 1, 0) // [1]
+			b.Scale(o.total, o.norm, 1, 0) // [1]
 			first = false
 		} else {
-			b.Binary(o.total, o.total, p.norm, engine.Add) // [1]
+			b.Binary(o.total, o.total, o.norm, engine.Add) // [1]
 		}
 	}
 	var sum float64
@@ -134,10 +134,10 @@ func (o *optimizer) free() {
 	for _, p := range o.params {
 		b.Free(p.m)
 		b.Free(p.v)
-		b.Free(p.norm)
 	}
 	for _, t := range o.sq {
 		b.Free(t)
 	}
+	b.Free(o.norm)
 	b.Free(o.total)
 }
