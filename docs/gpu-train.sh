@@ -7,12 +7,20 @@
 #   PHASE=start   write the shapes dataset, time a few steps to size the run,
 #                 start `glimmer train` in the background and follow it for
 #                 FOLLOW seconds
-#   PHASE=finish  follow the run until it ends, score the saved snapshots and
-#                 the final model with `glimmer eval` on the GPU, and pack the
-#                 model, its log and a picture sheet into $OUT
+#   PHASE=finish  follow the run until it ends (or stop it after FOLLOW
+#                 seconds: Ctrl-C saves), score the saved snapshots and the
+#                 final model with `glimmer eval` on the GPU, and pack the
+#                 model, its state, its log and a picture sheet into $OUT
 #
-# Carry .gl/ (the GL loader debs, docs/gpu.md) and .train/glimmer
-# (go build -tags egl,headless -o .train/glimmer .).
+# Both phases in one call: PACK=0 PHASE=start ...; PHASE=finish .... If the
+# machine was given back between the calls, PHASE=finish resumes the run
+# that PHASE=start packed ($OUT/run.tar.part-* and steps.txt, carried back
+# in .train/). Carry .gl/ (the GL loader debs, docs/gpu.md) and
+# .train/glimmer (go build -tags egl,headless -o .train/glimmer .).
+#
+# The starter's runs (README) were, in order: PACK=0 PHASE=start BUDGET=440
+# FOLLOW=450 VAE_STEPS=600 NOISE_OFFSET=0, then PHASE=finish; and, from
+# the state the CPU continued, PHASE=finish NOISE_OFFSET=0.2 FOLLOW=110.
 set -u
 if [ "${SETUP:-1}" = 1 ]; then # SETUP=0 (and BACKEND=cpu) tries the script out here
   for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -26,7 +34,7 @@ BATCH=${BATCH:-256}         # diffusion images per step
 VAE_BATCH=${VAE_BATCH:-64}  # autoencoder images per step
 VAE_STEPS=${VAE_STEPS:-1000}
 LR=${LR:-1e-3}
-NOISE_OFFSET=${NOISE_OFFSET:-0} # offset noise (glimmer train --noise-offset)
+NOISE_OFFSET=${NOISE_OFFSET:-0.2} # offset noise (glimmer train --noise-offset; 0: none)
 BUDGET=${BUDGET:-1000}      # seconds for the whole training run
 FOLLOW=${FOLLOW:-480}       # seconds this call follows the run (finish: then stops it)
 BACKEND=${BACKEND:-gl}
