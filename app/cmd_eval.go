@@ -77,15 +77,15 @@ func runEval(env *Env, args []string) error {
 	var pictures [][]image.Image // per split, for the sheet
 	for _, split := range []dataset.Split{dataset.Train, dataset.HeldOutSplit} {
 		var row []image.Image
-		total := len(dataset.Probes(split, *seeds))
-		score, err := dataset.Evaluate(split, *seeds, func(pr dataset.Probe) (image.Image, error) {
+		probes := dataset.Probes(split, *seeds)
+		score, err := dataset.Evaluate(probes, func(pr dataset.Probe) (image.Image, error) {
 			res, err := p.Generate(ctx, pipeline.Request{Prompt: pr.Prompt, Steps: *steps, CFG: float32(*cfg),
 				Seed: pr.Seed, Sampler: *sampler, Schedule: "default", Width: *size, Height: *size}, nil)
 			if err != nil {
 				return nil, err
 			}
 			row = append(row, res.Image)
-			fmt.Fprintf(env.Stderr, "\r%s pairs: %d/%d pictures", split, len(row), total)
+			fmt.Fprintf(env.Stderr, "\r%s pairs: %d/%d pictures", split, len(row), len(probes))
 			return res.Image, nil
 		})
 		fmt.Fprint(env.Stderr, "\r\033[K")

@@ -49,11 +49,11 @@ func TestStarterFollowsPrompts(t *testing.T) {
 		}
 		return res.Image, nil
 	}
-	trained, err := dataset.Evaluate(dataset.Train, 3, generate)
+	trained, err := dataset.Evaluate(dataset.Probes(dataset.Train, 3), generate)
 	if err != nil {
 		t.Fatal(err)
 	}
-	held, err := dataset.Evaluate(dataset.HeldOutSplit, 3, generate)
+	held, err := dataset.Evaluate(dataset.Probes(dataset.HeldOutSplit, 3), generate)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,11 +59,11 @@ func (s Score) String() string {
 	return fmt.Sprintf("%d/%d (%.1f%%)", s.Hits, s.Total, s.Percent())
 }
 
-// Evaluate asks generate for every probe of split and scores each picture
-// with Detect. It stops at generate's first error.
-func Evaluate(split Split, seeds int, generate func(p Probe) (image.Image, error)) (Score, error) {
+// Evaluate asks generate for every probe (see Probes) and scores each
+// picture with Detect. It stops at generate's first error.
+func Evaluate(probes []Probe, generate func(p Probe) (image.Image, error)) (Score, error) {
 	var s Score
-	for _, p := range Probes(split, seeds) {
+	for _, p := range probes {
 		img, err := generate(p)
 		if err != nil {
 			return s, err

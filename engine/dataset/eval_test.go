@@ -51,11 +51,11 @@ func TestProbes(t *testing.T) {
 
 func TestEvaluate(t *testing.T) {
 	// Faithful pictures all score; pictures with the colours swapped none.
-	s, err := Evaluate(All, 2, func(p Probe) (image.Image, error) { return render(p), nil })
+	s, err := Evaluate(Probes(All, 2), func(p Probe) (image.Image, error) { return render(p), nil })
 	if err != nil || s.Hits != 112 || s.Total != 112 || len(s.Misses) != 0 {
 		t.Fatalf("faithful pictures: %v, %v", s, err)
 	}
-	s, err = Evaluate(Train, 1, func(p Probe) (image.Image, error) {
+	s, err = Evaluate(Probes(Train, 1), func(p Probe) (image.Image, error) {
 		p.Spec.Colour, p.Spec.Background = p.Spec.Background, p.Spec.Colour
 		return render(p), nil
 	})
@@ -70,7 +70,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	boom := errors.New("boom")
 	calls := 0
-	if _, err := Evaluate(Train, 1, func(Probe) (image.Image, error) { calls++; return nil, boom }); !errors.Is(err, boom) || calls != 1 {
+	if _, err := Evaluate(Probes(Train, 1), func(Probe) (image.Image, error) { calls++; return nil, boom }); !errors.Is(err, boom) || calls != 1 {
 		t.Errorf("a failing generator: err %v after %d calls, want boom after 1", err, calls)
 	}
 }
