@@ -20,7 +20,9 @@
 #
 # The starter's runs (README) were, in order: PACK=0 PHASE=start BUDGET=440
 # FOLLOW=450 VAE_STEPS=600 NOISE_OFFSET=0, then PHASE=finish; and, from
-# the state the CPU continued, PHASE=finish NOISE_OFFSET=0.2 FOLLOW=110.
+# the state the CPU continued, PHASE=finish NOISE_OFFSET=0.2 FOLLOW=110;
+# then, from that state packed into .train/ with 5764 in steps.txt,
+# PHASE=finish FOLLOW=430 LR=6e-4 (3,000 more steps on a new schedule).
 set -u
 if [ "${SETUP:-1}" = 1 ]; then # SETUP=0 (and BACKEND=cpu) tries the script out here
   for f in .gl/*.deb; do dpkg -x "$f" /; done
