@@ -2,7 +2,8 @@
 // C[oc, oy*OW+ox] = sum over k = (c, ky, kx) of W[oc, k] * X[c, iy, ix],
 // iy = oy*SH - PH + ky, ix = ox*SW - PW + kx (zero outside the image).
 // Defines: W_F16, HAS_BIAS, BIAS_F16, CONV1X1 (a 1x1 kernel, stride 1, no
-// padding: B is the input itself, [C, H*W]), and the core's tile (TILE
+// padding: B is the input itself, [C, H*W]), KSQ and OWC (below), and the
+// core's tile (TILE
 // or BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is the scratch buffer
 // [SPLITK, N, OC, OH*OW] of raw partial sums; gemm_splitk.comp adds them
 // and the bias.
@@ -31,6 +32,26 @@ uniform uint u_M, u_N, u_K;   // OC, OH*OW, C*KH*KW
 uniform int u_C, u_H, u_W;    // input channels and extent
 uniform int u_KH, u_KW, u_OW; // kernel extent, output width
 uniform int u_SH, u_SW, u_PH, u_PW;
+// KSQ > 0: a square KSQ x KSQ kernel and OWC > 0: the output width, as
+// constants, so the gather's divisions by them compile to multiplications.
+#ifndef KSQ
+#define KSQ 0
+#endif
+#ifndef OWC
+#define OWC 0
+#endif
+#if KSQ > 0
+#define KH_ KSQ
+#define KW_ KSQ
+#else
+#define KH_ u_KH
+#define KW_ u_KW
+#endif
+#if OWC > 0
+#define OW_ OWC
+#else
+#define OW_ u_OW
+#endif
 
 #define A_KCONTIG 1
 #define B_NCONTIG 1
@@ -88,21 +109,21 @@ vec4 loadB4(uint k, uint n) {
 	vec4 v = vec4(0.0);
 	if (k >= u_K) return v;
 	int kk = int(k);
-	int khw = u_KH * u_KW;
+	int khw = KH_ * KW_;
 	int c = kk / khw;
 	int r = kk - c * khw;
-	int ky = r / u_KW;
-	int kx = r - ky * u_KW;
+	int ky = r / KW_;
+	int kx = r - ky * KW_;
 	int nn = int(n);
-	int oy = nn / u_OW;
-	int ox = nn - oy * u_OW;
+	int oy = nn / OW_;
+	int ox = nn - oy * OW_;
 	int plane = (int(g_batch) * u_C + c) * u_H;
 	for (int j = 0; j < 4; j++) {
 		if (nn + j >= int(u_N)) break;
 		int iy = oy * u_SH - u_PH + ky;
 		int ix = ox * u_SW - u_PW + kx;
 		if (iy >= 0 && iy < u_H && ix >= 0 && ix < u_W) v[j] = x[(plane + iy) * u_W + ix];
-		if (++ox == u_OW) {
+		if (++ox == OW_) {
 			ox = 0;
 			oy++;
 		}
@@ -112,13 +133,13 @@ vec4 loadB4(uint k, uint n) {
 
 float loadB(uint k, uint n) {
 	int kk = int(k), nn = int(n);
-	int khw = u_KH * u_KW;
+	int khw = KH_ * KW_;
 	int c = kk / khw;
 	int r = kk - c * khw;
-	int ky = r / u_KW;
-	int kx = r - ky * u_KW;
-	int oy = nn / u_OW;
-	int ox = nn - oy * u_OW;
+	int ky = r / KW_;
+	int kx = r - ky * KW_;
+	int oy = nn / OW_;
+	int ox = nn - oy * OW_;
 	int iy = oy * u_SH - u_PH + ky;
 	int ix = ox * u_SW - u_PW + kx;
 	if (iy < 0 || iy >= u_H || ix < 0 || ix >= u_W) return 0.0;

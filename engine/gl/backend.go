@@ -58,6 +58,8 @@ type Backend struct {
 	gemmBK                      int // K slice depth of the 128-wide GEMM tiles
 	fullGrid                    int // fewer 128-wide GEMM tiles than this take 64-wide ones
 	splitTarget, splitMinK      int // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
+	gnChunks                    int // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
+	convConst                   int // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
@@ -157,6 +159,13 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_FULLGRID")); err == nil {
 		b.fullGrid = v
+	}
+	b.convConst = 1
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVCONST")); err == nil {
+		b.convConst = v
+	}
+	if os.Getenv("GLIMMER_GL_GROUPNORM") == "single" {
+		b.gnChunks = -1
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_SPLIT")); err == nil {
 		b.splitTarget = v // 0: never split K

@@ -314,6 +314,17 @@ func TestGEMMPlans(t *testing.T) {
 		}
 	}
 	b.gemmForce = nil
+	// The convolution's gather with its kernel size and output width as
+	// uniforms, as constants, and the kernel size alone a constant.
+	for _, cc := range []int{0, 2, 1} {
+		b.convConst = cc
+		for i, c := range cases {
+			if strings.HasPrefix(names[i], "conv") {
+				c.name = fmt.Sprintf("%s convConst %d", names[i], cc)
+				c.check(t, b, r, 0)
+			}
+		}
+	}
 	for _, c := range cases {
 		c.free()
 	}

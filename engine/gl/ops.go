@@ -196,6 +196,12 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 	pointwise := d.KH == 1 && d.KW == 1 && d.P.StrideH == 1 && d.P.StrideW == 1 && d.P.PadH == 0 && d.P.PadW == 0
 	def := plan.defines(defines{"W_F16": isF16(w), "HAS_BIAS": b2i(bias != nil && plan.Split == 1),
 		"BIAS_F16": isF16(bias), "CONV1X1": b2i(pointwise)})
+	if !pointwise && d.KH == d.KW && b.convConst >= 1 {
+		def["KSQ"] = d.KH
+	}
+	if !pointwise && b.convConst >= 2 {
+		def["OWC"] = d.OW
+	}
 	total := d.N * m * n
 	out := buf(dst)
 	if plan.Split > 1 {
@@ -235,12 +241,64 @@ func (b *Backend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupNo
 		panic("gl: GroupNorm gamma and beta must share a dtype")
 	}
 	def := defines{"AFFINE_F16": isF16(gamma), "SILU": b2i(p.SiLU)}
+	length := d.C / p.Groups * d.Spatial // elements of a row (image, group)
+	if chunks, chunk := b.groupNormChunks(d.Rows, length); chunks > 1 {
+		b.groupNormSplit(dst, x, gamma, beta, p, d, def, length, chunks, chunk)
+		return
+	}
 	b.dispatch("groupnorm", def, d.Rows, []*buffer{buf(dst), buf(x), buf(gamma), buf(beta)}, func(u uniforms) {
 		u.u("u_G", uint32(p.Groups))
 		u.u("u_C", uint32(d.C))
 		u.u("u_S", uint32(d.Spatial))
 		u.f("u_eps", p.Eps)
 	})
+}
+
+// groupNormChunks picks how many chunks of how many elements each of
+// GroupNorm's rows (image, group) is split into: one (groupnorm.comp, a
+// work group a row) when the rows alone fill the GPU or are short, else
+// enough chunks of at least 2048 elements that about gnTarget work groups
+// share the statistics (at most 256 a row). A row of SD 1.5's U-Net at
+// 64x64 (10 channels of 4096, 64 rows at batch 2) takes 16 chunks; a row
+// of its VAE decoder at 512x512 (4 channels of 262144, 32 rows) 32.
+// b.gnChunks, set by tests, forces a chunk count; below 0 (environment
+// GLIMMER_GL_GROUPNORM=single) it keeps one work group a row.
+func (b *Backend) groupNormChunks(rows, length int) (chunks, chunk int) {
+	const gnTarget, minChunk = 1024, 2048
+	switch {
+	case b.gnChunks > 0:
+		chunks = b.gnChunks
+	case b.gnChunks < 0 || rows >= gnTarget/2 || length < 4*minChunk:
+		return 1, length
+	default:
+		chunks = min(ceilDiv(gnTarget, rows), length/minChunk, 256)
+	}
+	chunk = ceilDiv(length, max(chunks, 1))
+	return ceilDiv(length, chunk), chunk // no empty chunk
+}
+
+// groupNormSplit runs GroupNorm as groupnorm_stats.comp (each chunk's mean
+// and squared deviations) then groupnorm_apply.comp (the chunks combined,
+// then every element normalised, 4096 a work group).
+func (b *Backend) groupNormSplit(dst, x, gamma, beta *engine.Tensor, p engine.GroupNormParams, d engine.NormDims, def defines, length, chunks, chunk int) {
+	part := b.scratch(2 * d.Rows * chunks) // [rows, chunks, 2]
+	b.dispatch("groupnorm_stats", nil, d.Rows*chunks, []*buffer{buf(part), buf(x)}, func(u uniforms) {
+		u.u("u_len", uint32(length))
+		u.u("u_chunk", uint32(chunk))
+		u.u("u_P", uint32(chunks))
+	})
+	wpr := ceilDiv(length, 4096)
+	b.dispatch("groupnorm_apply", def, d.Rows*wpr, []*buffer{buf(dst), buf(x), buf(gamma), buf(beta), buf(part)}, func(u uniforms) {
+		u.u("u_G", uint32(p.Groups))
+		u.u("u_C", uint32(d.C))
+		u.u("u_S", uint32(d.Spatial))
+		u.u("u_len", uint32(length))
+		u.u("u_chunk", uint32(chunk))
+		u.u("u_P", uint32(chunks))
+		u.u("u_wpr", uint32(wpr))
+		u.f("u_eps", p.Eps)
+	})
+	b.release(part)
 }
 
 func (b *Backend) LayerNorm(dst, x, gamma, beta *engine.Tensor, eps float32) {
