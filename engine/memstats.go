@@ -33,6 +33,10 @@ func (c *MemCounter) Alloc(n int64) {
 // Release records n bytes freed.
 func (c *MemCounter) Release(n int64) { c.cur.Add(-n) }
 
+// ResetPeak lowers the high-water mark to the bytes held now, so the next
+// MemoryStats' Peak is that of what ran since (one Generate, say).
+func (c *MemCounter) ResetPeak() { c.peak.Store(c.cur.Load()) }
+
 // MemoryStats reports current and peak bytes.
 func (c *MemCounter) MemoryStats() MemoryStats {
 	return MemoryStats{Current: c.cur.Load(), Peak: c.peak.Load()}

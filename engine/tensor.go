@@ -83,6 +83,11 @@ type Storage interface {
 
 // Tensor is a dense, contiguous n-d array owned by one backend.
 // The zero Tensor is not usable; backends create tensors with New.
+//
+// A tensor's elements are the first Numel elements of its storage. The
+// storage may hold more (a View onto a larger buffer, as activation pools
+// hand out): backends read and write only that prefix, and Free releases
+// the whole storage.
 type Tensor struct {
 	shape   Shape
 	dtype   DType
@@ -108,6 +113,27 @@ func (t *Tensor) Dim(i int) int        { return t.shape[i] }
 func (t *Tensor) Rank() int            { return len(t.shape) }
 func (t *Tensor) String() string       { return fmt.Sprintf("Tensor%v %v", t.shape, t.dtype) }
 func (t *Tensor) SetStorage(s Storage) { t.storage = s }
+
+// Cap is the number of elements t's storage can hold: Numel, or more when
+// t is a View onto a larger buffer.
+func (t *Tensor) Cap() int { return t.storage.Bytes() / t.dtype.Size() }
+
+// View returns a tensor of the given shape over the first elements of t's
+// storage, which must hold them all (Numel(shape) <= Cap). It shares
+// storage with t, as Reshape does, but may be smaller: a pool reuses a
+// buffer for any tensor that fits in it.
+func (t *Tensor) View(shape ...int) *Tensor {
+	s := Shape(shape)
+	for _, d := range s {
+		if d < 0 {
+			panic(fmt.Sprintf("engine: negative extent in shape %v", s))
+		}
+	}
+	if s.Numel() > t.Cap() {
+		panic(fmt.Sprintf("engine: a view %v does not fit the %d elements of %v's storage", s, t.Cap(), t.shape))
+	}
+	return &Tensor{shape: s.Clone(), dtype: t.dtype, storage: t.storage}
+}
 
 // Reshape returns a view of t with another shape of the same element count.
 // The view shares storage with t.

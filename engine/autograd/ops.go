@@ -22,14 +22,14 @@ func in(t *engine.Tensor) (*node, *engine.Tensor) {
 	}
 	s := store(t)
 	s.cur.used = true
-	return s.cur, s.cur.t.Reshape(t.Shape()...)
+	return s.cur, s.cur.t.View(t.Shape()...)
 }
 
 // out prepares an op's destination after its inputs were resolved (so an
 // in-place op reads the old node and writes a new one).
 func (tp *Tape) out(t *engine.Tensor) (*node, *engine.Tensor) {
 	n := tp.output(t)
-	return n, n.t.Reshape(t.Shape()...)
+	return n, n.t.View(t.Shape()...)
 }
 
 // rec records an op whose output is n (shaped as t) and whose inputs are

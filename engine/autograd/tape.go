@@ -10,8 +10,10 @@
 // tape tensor's storage points at its current physical tensor (a node),
 // and an op that writes a storage whose node a recorded op has already
 // read or written gets a fresh node instead — every recorded value stays
-// intact until Reset. Views made by Reshape share the storage, so they
-// follow the redirection.
+// intact until Reset. Views made by Reshape or View share the storage, so
+// they follow the redirection; a node may be larger than a view of it (a
+// pool's buffer reused for a smaller tensor), whose values are the node's
+// first elements.
 //
 // Gradients are kept per node. Parameters are marked with Param; only
 // records on a path from a parameter compute gradients, so frozen parts of
@@ -147,7 +149,7 @@ func store(t *engine.Tensor) *vstore {
 
 // phys is t's current value on the real backend, shaped as t.
 func phys(t *engine.Tensor) *engine.Tensor {
-	return store(t).cur.t.Reshape(t.Shape()...)
+	return store(t).cur.t.View(t.Shape()...)
 }
 
 // New allocates a tape tensor with undefined contents.
@@ -163,19 +165,24 @@ func (tp *Tape) New(dtype engine.DType, shape ...int) *engine.Tensor {
 func (tp *Tape) Phys(t *engine.Tensor) *engine.Tensor { return phys(t) }
 
 // output prepares t's storage to be written by an op: a recorded node is
-// never overwritten, so it gets a fresh one.
+// never overwritten, so it gets a fresh one, as does a node smaller than
+// t (written through a smaller view of the storage).
 func (tp *Tape) output(t *engine.Tensor) *node {
 	s := store(t)
-	if s.cur.used {
+	if s.cur.used || s.cur.t.Numel() < t.Numel() {
 		s.cur = tp.newNode(t.DType(), t.Numel())
 	}
 	s.cur.needGrad = s.param
 	return s.cur
 }
 
-func (tp *Tape) Write(t *engine.Tensor, src []float32) { tp.b.Write(tp.output(t).t, src) }
+func (tp *Tape) Write(t *engine.Tensor, src []float32) {
+	tp.b.Write(tp.output(t).t.View(t.Shape()...), src)
+}
 
-func (tp *Tape) WriteRaw(t *engine.Tensor, src []byte) { tp.b.WriteRaw(tp.output(t).t, src) }
+func (tp *Tape) WriteRaw(t *engine.Tensor, src []byte) {
+	tp.b.WriteRaw(tp.output(t).t.View(t.Shape()...), src)
+}
 
 func (tp *Tape) Read(t *engine.Tensor) ([]float32, error) { return tp.b.Read(phys(t)) }
 

@@ -43,11 +43,15 @@ type Options struct {
 	// LoRAs are merged into the text encoder's and U-Net's weights as they
 	// load (lora.Apply); a different set needs a new Load.
 	LoRAs []lora.Weighted
+	// VAEEncoder loads the VAE's encoder too, for code that encodes
+	// pictures into latents (VAE.Encode). Generate only decodes, so by
+	// default the encoder's weights are not loaded.
+	VAEEncoder bool
 }
 
-// DefaultVAEMemory lets SD's decoder run whole up to about 920x920 pixels
-// (1.21 GiB at 512x512, 4.84 GiB at 1024x1024) and tiles larger images,
-// so a card with 8 GiB holds an SD 1.5 model and any image size.
+// DefaultVAEMemory lets SD's decoder run whole up to about 1300x1300
+// pixels (0.62 GiB at 512x512, 2.5 GiB at 1024x1024) and tiles larger
+// images, so a card with 8 GiB holds an SD 1.5 model and any image size.
 const DefaultVAEMemory = 4 << 30
 
 // Pipeline holds one model's networks on one backend. Weights are loaded
@@ -113,7 +117,11 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 	}
 	say("VAE")
 	vl := nn.NewLoader(b, m.Component("vae"), o.F32Weights)
-	if p.VAE, err = vae.Load(vl, m.Config.VAE); err != nil {
+	loadVAE := vae.LoadDecoder
+	if o.VAEEncoder {
+		loadVAE = vae.Load
+	}
+	if p.VAE, err = loadVAE(vl, m.Config.VAE); err != nil {
 		return fail(fmt.Errorf("%s: VAE: %w", path, err))
 	}
 	switch {
@@ -257,7 +265,6 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 		return nil, err
 	}
 	defer p.Text.Release(text)
-	batch := text.Dim(0)
 	res.Timings.Text = time.Since(start)
 
 	gen := rng.New(r.Seed)
@@ -268,52 +275,10 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 	}
 	lc := p.Config.UNet.InChannels
 	h, w := r.Height/p.Config.VAE.DownsampleFactor(), r.Width/p.Config.VAE.DownsampleFactor()
-	n := lc * h * w
-	x := sample.InitLatents(s, gen, n) // [1, 4, h, w]
-	xin := make([]float32, n)
-	guidedOut := make([]float32, n)
-	xb := p.pool.Get(batch, lc, h, w)  // [B, 4, h, w]
-	eps := p.pool.Get(batch, lc, h, w) // [B, 4, h, w]
-	defer p.pool.Put(xb, eps)
-	ts := s.Timesteps()
-	tsBatch := make([]float32, batch)
-	upload := make([]float32, batch*n)
+	x := sample.InitLatents(s, gen, lc*h*w) // [1, 4, h, w]
 	denoise := time.Now()
-	for i, t := range ts {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		sample.ScaleInput(s, xin, x, i)
-		for j := range batch {
-			copy(upload[j*n:], xin)
-			tsBatch[j] = t
-		}
-		p.B.Write(xb, upload)
-		if err := p.UNet.Forward(eps, xb, tsBatch, text); err != nil {
-			return nil, err
-		}
-		out, err := p.B.Read(eps)
-		if err != nil {
-			return nil, err
-		}
-		modelOut := out[:n]
-		if guided {
-			sample.Guidance(guidedOut, out[:n], out[n:], r.CFG)
-			modelOut = guidedOut
-		}
-		if err := s.Step(i, modelOut, x); err != nil {
-			return nil, err
-		}
-		if r.AfterStep != nil {
-			r.AfterStep(i, x)
-		}
-		if onStep != nil {
-			st := Step{Index: i + 1, Total: len(ts), Elapsed: time.Since(start)}
-			if st.Preview, err = p.preview(r.Preview, x, lc, h, w); err != nil {
-				return nil, err
-			}
-			onStep(st)
-		}
+	if err := p.denoise(ctx, &r, s, x, text, guided, start, onStep); err != nil {
+		return nil, err
 	}
 	res.Timings.Denoise = time.Since(denoise)
 	res.Latent = x
@@ -326,6 +291,68 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 	res.Timings.Decode = time.Since(dec)
 	res.Timings.Total = time.Since(start)
 	return res, nil
+}
+
+// denoise runs the sampler's steps on the latents x [1, 4, h, w] in place,
+// conditioned on text [B, L, C] (negative prompt then prompt when guided).
+// The U-Net reuses its activation buffers from step to step, allocating
+// only in the first; they (and the TAESD previews' buffers) are freed at
+// the end, so they are not held while the VAE decodes.
+func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x []float32, text *engine.Tensor,
+	guided bool, start time.Time, onStep func(Step)) error {
+	defer p.UNet.FreeActivations()
+	if p.TAESD != nil {
+		defer p.TAESD.FreeActivations()
+	}
+	batch := text.Dim(0)
+	lc := p.Config.UNet.InChannels
+	h, w := r.Height/p.Config.VAE.DownsampleFactor(), r.Width/p.Config.VAE.DownsampleFactor()
+	n := lc * h * w
+	xin := make([]float32, n)
+	guidedOut := make([]float32, n)
+	xb := p.pool.Get(batch, lc, h, w)  // [B, 4, h, w]
+	eps := p.pool.Get(batch, lc, h, w) // [B, 4, h, w]
+	defer p.pool.Put(xb, eps)
+	ts := s.Timesteps()
+	tsBatch := make([]float32, batch)
+	upload := make([]float32, batch*n)
+	for i, t := range ts {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sample.ScaleInput(s, xin, x, i)
+		for j := range batch {
+			copy(upload[j*n:], xin)
+			tsBatch[j] = t
+		}
+		p.B.Write(xb, upload)
+		if err := p.UNet.Forward(eps, xb, tsBatch, text); err != nil {
+			return err
+		}
+		out, err := p.B.Read(eps)
+		if err != nil {
+			return err
+		}
+		modelOut := out[:n]
+		if guided {
+			sample.Guidance(guidedOut, out[:n], out[n:], r.CFG)
+			modelOut = guidedOut
+		}
+		if err := s.Step(i, modelOut, x); err != nil {
+			return err
+		}
+		if r.AfterStep != nil {
+			r.AfterStep(i, x)
+		}
+		if onStep != nil {
+			st := Step{Index: i + 1, Total: len(ts), Elapsed: time.Since(start)}
+			if st.Preview, err = p.preview(r.Preview, x, lc, h, w); err != nil {
+				return err
+			}
+			onStep(st)
+		}
+	}
+	return nil
 }
 
 // encodeText returns the text context: [1, L, C] for the prompt alone, or
@@ -342,8 +369,10 @@ func (p *Pipeline) encodeText(r Request, guided bool) (*engine.Tensor, error) {
 }
 
 // decode runs the VAE decoder on the final latents (divided by the scaling
-// factor first) and returns the image [3, H, W] in [-1, 1].
+// factor first) and returns the image [3, H, W] in [-1, 1]. The decoder's
+// activation buffers are freed when it is done.
 func (p *Pipeline) decode(x []float32, c, h, w int) ([]float32, error) {
+	defer p.VAE.FreeActivations()
 	inv := float32(1 / p.Config.VAE.ScalingFactor)
 	z := make([]float32, len(x))
 	for i, v := range x {

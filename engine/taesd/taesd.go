@@ -580,6 +580,11 @@ func bits(scale int) int {
 	return n
 }
 
+// FreeActivations frees the activation buffers Decode and Encode keep for
+// their next call (which allocates them again): a pipeline calls it after
+// the denoising loop's previews.
+func (m *Model) FreeActivations() { m.pool.Free() }
+
 // Close frees the weights and the activation buffers. The Model must not
 // be used afterwards.
 func (m *Model) Close() {

@@ -82,7 +82,7 @@ func TestLoRALearnsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The mean latent of the training pictures, as the U-Net sees them.
-	base, err := pipeline.Load(model, b, pipeline.Options{}, nil)
+	base, err := pipeline.Load(model, b, pipeline.Options{VAEEncoder: true}, nil) // meanLatent encodes
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -320,6 +320,11 @@ func (te *timeEmbedding) forward(b engine.Backend, p *nn.Pool, t []float32) *eng
 // ActivationBytes is the device memory the activation pool holds now.
 func (u *UNet) ActivationBytes() int64 { return u.pool.Bytes }
 
+// FreeActivations frees the activation buffers Forward keeps for its next
+// call (which allocates them again): a pipeline calls it after the
+// denoising loop, so they are not held while the VAE decodes.
+func (u *UNet) FreeActivations() { u.pool.Free() }
+
 // WeightBytes is the device memory the weights take.
 func (u *UNet) WeightBytes() int64 {
 	var n int64

@@ -124,11 +124,11 @@ func ramp(start, t, n, f, overlap int) []float32 {
 
 // DecodeMemory estimates the device memory, in bytes, of the activation
 // buffers a decode of a latent of shape [B, L, h, w] takes from a fresh
-// pool (z, dst and the weights not counted). It is exact for this
-// implementation: the decoder is run on a backend that only allocates,
-// so the pool sees the same requests as in a real decode. SD's decoder
-// takes 1.2 GiB at 512x512 (a 64x64 latent), 4.8 GiB at 1024x1024: the
-// estimate grows with h·w.
+// pool at its peak (z, dst and the weights not counted). It is exact for
+// this implementation: the decoder is run on a backend that only
+// allocates, so the pool sees the same requests as in a real decode.
+// SD's decoder takes 0.62 GiB at 512x512 (a 64x64 latent), 2.5 GiB at
+// 1024x1024: the estimate grows with h·w.
 func (v *VAE) DecodeMemory(z engine.Shape) int64 {
 	var so shapeOnly
 	p := nn.NewPool(so)
@@ -136,7 +136,7 @@ func (v *VAE) DecodeMemory(z engine.Shape) int64 {
 	zt := so.New(engine.F32, z...)                                        // [B, L, h, w]
 	dst := so.New(engine.F32, z[0], v.Config.OutChannels, f*z[2], f*z[3]) // [B, Out, H, W]
 	v.decode(run{so, p}, dst, zt)
-	return p.Bytes
+	return p.Peak
 }
 
 // fitTile is the largest square tile (a multiple of 8 latent pixels below
@@ -157,12 +157,14 @@ func (v *VAE) fitTile(bsz, side int, budget int64) int {
 // would be a nil call, a programmer error the tests catch.
 type shapeOnly struct{ engine.Backend }
 
-type sizeOnly int
+// sizeOnly is a pointer, so that every tensor has its own storage (the
+// pool tells its buffers apart by storage).
+type sizeOnly struct{ bytes int }
 
-func (s sizeOnly) Bytes() int { return int(s) }
+func (s *sizeOnly) Bytes() int { return s.bytes }
 
 func (shapeOnly) New(dt engine.DType, shape ...int) *engine.Tensor {
-	return engine.NewTensor(shape, dt, sizeOnly(engine.Shape(shape).Numel()*dt.Size()))
+	return engine.NewTensor(shape, dt, &sizeOnly{engine.Shape(shape).Numel() * dt.Size()})
 }
 func (shapeOnly) Write(*engine.Tensor, []float32)                               {}
 func (shapeOnly) Free(*engine.Tensor)                                           {}

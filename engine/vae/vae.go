@@ -20,6 +20,7 @@
 package vae
 
 import (
+	"errors"
 	"fmt"
 
 	"glimmer/engine"
@@ -32,13 +33,14 @@ import (
 type VAE struct {
 	Config model.VAEConfig
 
-	Encoder *Encoder
+	Encoder *Encoder // nil when loaded by LoadDecoder
 	Decoder *Decoder
 	// QuantMean and QuantLogvar are quant_conv [2L, 2L, 1, 1] split by
 	// output channel into its mean and log-variance halves [L, 2L, 1, 1];
 	// without quant_conv they are encoder.conv_out's halves [L, C, 3, 3].
 	// Splitting the weights makes the posterior's two halves separate,
-	// exact convolutions (the op set has no channel slice).
+	// exact convolutions (the op set has no channel slice). nil, as
+	// Moments, without the encoder.
 	QuantMean, QuantLogvar *nn.Conv2d
 	// Moments is the checkpoint's unsplit convolution (quant_conv, or
 	// encoder.conv_out without it). Inference never runs it; a trainer
@@ -126,7 +128,14 @@ type Attention struct {
 // the VAE's canonical ones ("encoder.conv_in.weight"): for a model.Model,
 // nn.NewLoader(b, m.Component(model.VAE), f32). The weights Load uploads
 // belong to the VAE and are freed by Close.
-func Load(l *nn.Loader, cfg model.VAEConfig) (*VAE, error) {
+func Load(l *nn.Loader, cfg model.VAEConfig) (*VAE, error) { return load(l, cfg, true) }
+
+// LoadDecoder is Load without the encoder and quant_conv, all that
+// text-to-image needs (SD 1.5's encoder is 65 MiB of F16 weights): Encode
+// fails on the VAE it returns.
+func LoadDecoder(l *nn.Loader, cfg model.VAEConfig) (*VAE, error) { return load(l, cfg, false) }
+
+func load(l *nn.Loader, cfg model.VAEConfig, encoder bool) (*VAE, error) {
 	if err := checkConfig(cfg); err != nil {
 		return nil, fmt.Errorf("vae: %w", err)
 	}
@@ -135,34 +144,9 @@ func Load(l *nn.Loader, cfg model.VAEConfig) (*VAE, error) {
 	n := len(cfg.BlockOutChannels)
 	c0, cl := cfg.BlockOutChannels[0], cfg.BlockOutChannels[n-1]
 	lat := cfg.LatentChannels
-
-	// Encoder.
-	el := l.Sub("encoder")
-	e := &Encoder{ConvIn: nn.NewConv2d(el, "conv_in", cfg.InChannels, c0, 3, 1, 1)}
-	prev := c0
-	for lvl, out := range cfg.BlockOutChannels {
-		bl := el.Subf("down_blocks.%d", lvl)
-		d := &DownBlock{}
-		for j := 0; j < cfg.LayersPerBlock; j++ {
-			in := out
-			if j == 0 {
-				in = prev
-			}
-			d.Resnets = append(d.Resnets, newResnet(bl.Subf("resnets.%d", j), &cfg, in, out))
-		}
-		if lvl < n-1 {
-			d.Downsampler = nn.NewConv2d(bl.Sub("downsamplers.0"), "conv", out, out, 3, 2, 0)
-		}
-		e.DownBlocks = append(e.DownBlocks, d)
-		prev = out
-	}
-	e.MidBlock = newMidBlock(el.Sub("mid_block"), &cfg, cl)
-	e.ConvNormOut = nn.NewGroupNorm(el, "conv_norm_out", cfg.NormGroups, cl, cfg.NormEps)
-	e.ConvOut = nn.NewConv2d(el, "conv_out", cl, 2*lat, 3, 1, 1)
-	v.Encoder = e
-	moments := e.ConvOut
-	if cfg.UseQuantConv {
-		moments = nn.NewConv2d(l, "quant_conv", 2*lat, 2*lat, 1, 1, 0)
+	var moments *nn.Conv2d
+	if encoder {
+		moments = v.loadEncoder(l)
 	}
 
 	// Decoder.
@@ -172,7 +156,7 @@ func Load(l *nn.Loader, cfg model.VAEConfig) (*VAE, error) {
 	dl := l.Sub("decoder")
 	d := &Decoder{ConvIn: nn.NewConv2d(dl, "conv_in", lat, cl, 3, 1, 1)}
 	d.MidBlock = newMidBlock(dl.Sub("mid_block"), &cfg, cl)
-	prev = cl
+	prev := cl
 	for i := range n {
 		out := cfg.BlockOutChannels[n-1-i]
 		bl := dl.Subf("up_blocks.%d", i)
@@ -199,6 +183,9 @@ func Load(l *nn.Loader, cfg model.VAEConfig) (*VAE, error) {
 		v.Close()
 		return nil, fmt.Errorf("vae: %w", err)
 	}
+	if !encoder {
+		return v, nil
+	}
 	var err error
 	v.Moments = moments
 	if v.QuantMean, v.QuantLogvar, err = v.splitConv(moments); err != nil {
@@ -206,10 +193,48 @@ func Load(l *nn.Loader, cfg model.VAEConfig) (*VAE, error) {
 		return nil, fmt.Errorf("vae: splitting the posterior convolution into mean and logvar: %w", err)
 	}
 	if !cfg.UseQuantConv {
-		e.ConvOut = nil // its halves are QuantMean and QuantLogvar
+		v.Encoder.ConvOut = nil // its halves are QuantMean and QuantLogvar
 	}
 	return v, nil
 }
+
+// loadEncoder binds the encoder into v.Encoder and returns the posterior's
+// unsplit convolution: quant_conv, or encoder.conv_out without it.
+func (v *VAE) loadEncoder(l *nn.Loader) *nn.Conv2d {
+	cfg := &v.Config
+	n := len(cfg.BlockOutChannels)
+	c0, cl := cfg.BlockOutChannels[0], cfg.BlockOutChannels[n-1]
+	lat := cfg.LatentChannels
+	el := l.Sub("encoder")
+	e := &Encoder{ConvIn: nn.NewConv2d(el, "conv_in", cfg.InChannels, c0, 3, 1, 1)}
+	prev := c0
+	for lvl, out := range cfg.BlockOutChannels {
+		bl := el.Subf("down_blocks.%d", lvl)
+		d := &DownBlock{}
+		for j := 0; j < cfg.LayersPerBlock; j++ {
+			in := out
+			if j == 0 {
+				in = prev
+			}
+			d.Resnets = append(d.Resnets, newResnet(bl.Subf("resnets.%d", j), cfg, in, out))
+		}
+		if lvl < n-1 {
+			d.Downsampler = nn.NewConv2d(bl.Sub("downsamplers.0"), "conv", out, out, 3, 2, 0)
+		}
+		e.DownBlocks = append(e.DownBlocks, d)
+		prev = out
+	}
+	e.MidBlock = newMidBlock(el.Sub("mid_block"), cfg, cl)
+	e.ConvNormOut = nn.NewGroupNorm(el, "conv_norm_out", cfg.NormGroups, cl, cfg.NormEps)
+	e.ConvOut = nn.NewConv2d(el, "conv_out", cl, 2*lat, 3, 1, 1)
+	v.Encoder = e
+	if cfg.UseQuantConv {
+		return nn.NewConv2d(l, "quant_conv", 2*lat, 2*lat, 1, 1, 0)
+	}
+	return e.ConvOut
+}
+
+var errNoEncoder = errors.New("the VAE was loaded without its encoder (LoadDecoder)")
 
 func checkConfig(c model.VAEConfig) error {
 	n := len(c.BlockOutChannels)
@@ -258,6 +283,9 @@ func (v *VAE) splitConv(c *nn.Conv2d) (lo, hi *nn.Conv2d, err error) {
 // JoinMoments writes QuantMean and QuantLogvar back into Moments (the
 // inverse of the split Load makes), so Moments holds what was trained.
 func (v *VAE) JoinMoments() error {
+	if v.Encoder == nil {
+		return fmt.Errorf("vae: JoinMoments: %w", errNoEncoder)
+	}
 	for _, pair := range [][3]*engine.Tensor{
 		{v.Moments.Weight, v.QuantMean.Weight, v.QuantLogvar.Weight},
 		{v.Moments.Bias, v.QuantMean.Bias, v.QuantLogvar.Bias},
@@ -480,6 +508,11 @@ func (v *VAE) decode(e run, dst, z *engine.Tensor) {
 			cur = next
 		}
 		if u.Upsampler != nil {
+			// The buffers of this resolution are idle now and too small for
+			// the next (4x the pixels): freeing them keeps the pool near
+			// what is live at once (SD's 512x512 decode: 0.62 GiB, 0.96
+			// without Trim).
+			p.Trim()
 			bsz, c, h, w := cur.Dim(0), cur.Dim(1), cur.Dim(2), cur.Dim(3)
 			up := p.Get(bsz, c, 2*h, 2*w) // [B, C, 2H, 2W]
 			b.Upsample2x(up, cur)
@@ -503,6 +536,9 @@ func (v *VAE) decode(e run, dst, z *engine.Tensor) {
 // sample from. Encode queues the work and returns; errors the device
 // reports come from the backend's next Read or Sync.
 func (v *VAE) Encode(mean, logvar, image *engine.Tensor) error {
+	if v.Encoder == nil {
+		return fmt.Errorf("vae: Encode: %w", errNoEncoder)
+	}
 	c := &v.Config
 	if image.Rank() != 4 || image.Dim(1) != c.InChannels || image.DType() != engine.F32 {
 		return fmt.Errorf("vae: Encode: image %v %v, want F32 [B, %d, H, W]", image.Shape(), image.DType(), c.InChannels)
@@ -562,6 +598,11 @@ func (v *VAE) checkDecode(dst, z *engine.Tensor) error {
 
 // ActivationBytes is the device memory the activation pool holds now.
 func (v *VAE) ActivationBytes() int64 { return v.pool.Bytes }
+
+// FreeActivations frees the activation buffers Encode and Decode keep for
+// their next call (the next call allocates them again): a pipeline calls
+// it once the image is decoded.
+func (v *VAE) FreeActivations() { v.pool.Free() }
 
 // WeightBytes is the device memory the weights take.
 func (v *VAE) WeightBytes() int64 {
