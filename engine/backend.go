@@ -55,7 +55,7 @@ type Ops interface {
 	Conv2D(dst, x, w, bias *Tensor, p Conv2DParams)
 	// GroupNorm normalises x [N, C, ...] over groups of C/Groups channels
 	// and all trailing axes, then applies gamma, beta [C] (F16 allowed) and
-	// optionally SiLU. dst has x's shape.
+	// optionally SiLU. dst has x's shape and may be x itself.
 	GroupNorm(dst, x, gamma, beta *Tensor, p GroupNormParams)
 	// LayerNorm normalises over the last axis and applies gamma, beta
 	// [last] (F16 allowed). dst has x's shape.

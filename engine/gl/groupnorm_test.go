@@ -15,7 +15,7 @@ import (
 // split (VAE-decoder-like, 4 channels of 4100 values a group, so the
 // last apply work group and chunk are partial), forced uneven chunk
 // counts, and one work group a row, with and without SiLU, F32 and F16
-// affine parameters. The data has a mean of 3 so a variance taken about
+// affine parameters, out of place and in place (dst is the input). The data has a mean of 3 so a variance taken about
 // the wrong mean shows. Outputs start as NaN so unwritten elements fail.
 // Bound: NMSE 1e-10, as the conformance suite's norms (fp32 statistics
 // over ~16,000 values sit near 1e-13).
@@ -32,13 +32,15 @@ func TestGroupNormChunks(t *testing.T) {
 	b.Write(x, xv)
 	length := c / g * sp
 	for _, tc := range []struct {
-		chunks int // forced, or 0 for the backend's choice
-		silu   bool
-		dtype  engine.DType
-	}{{0, true, engine.F16}, {0, false, engine.F32}, {3, true, engine.F32}, {7, false, engine.F16}, {-1, true, engine.F32}} {
+		chunks  int // forced, or 0 for the backend's choice
+		silu    bool
+		dtype   engine.DType
+		inPlace bool // dst is x (a copy of it)
+	}{{0, true, engine.F16, false}, {0, false, engine.F32, false}, {3, true, engine.F32, false}, {7, false, engine.F16, false},
+		{-1, true, engine.F32, false}, {0, true, engine.F16, true}, {-1, false, engine.F32, true}} {
 		b.gnChunks = tc.chunks
 		chunks, _ := b.groupNormChunks(n*g, length)
-		t.Run(fmt.Sprintf("chunks%d_silu%v_%s", chunks, tc.silu, tc.dtype), func(t *testing.T) {
+		t.Run(fmt.Sprintf("chunks%d_silu%v_%s_inplace%v", chunks, tc.silu, tc.dtype, tc.inPlace), func(t *testing.T) {
 			if tc.chunks == 0 && chunks < 2 {
 				t.Fatalf("rows of %d values were not split", length)
 			}
@@ -50,7 +52,12 @@ func TestGroupNormChunks(t *testing.T) {
 				nan[i] = float32(math.NaN())
 			}
 			b.Write(dst, nan)
-			b.GroupNorm(dst, x, gamma, beta, engine.GroupNormParams{Groups: g, Eps: eps, SiLU: tc.silu})
+			src := x
+			if tc.inPlace {
+				b.Write(dst, xv)
+				src = dst
+			}
+			b.GroupNorm(dst, src, gamma, beta, engine.GroupNormParams{Groups: g, Eps: eps, SiLU: tc.silu})
 			got, err := b.Read(dst)
 			if err != nil {
 				t.Fatal(err)

@@ -49,8 +49,8 @@ type Options struct {
 	VAEEncoder bool
 }
 
-// DefaultVAEMemory lets SD's decoder run whole up to about 1300x1300
-// pixels (0.62 GiB at 512x512, 2.5 GiB at 1024x1024) and tiles larger
+// DefaultVAEMemory lets SD's decoder run whole up to about 1450x1450
+// pixels (0.5 GiB at 512x512, 2 GiB at 1024x1024) and tiles larger
 // images, so a card with 8 GiB holds an SD 1.5 model and any image size.
 const DefaultVAEMemory = 4 << 30
 

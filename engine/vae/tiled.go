@@ -127,7 +127,7 @@ func ramp(start, t, n, f, overlap int) []float32 {
 // pool at its peak (z, dst and the weights not counted). It is exact for
 // this implementation: the decoder is run on a backend that only
 // allocates, so the pool sees the same requests as in a real decode.
-// SD's decoder takes 0.62 GiB at 512x512 (a 64x64 latent), 2.5 GiB at
+// SD's decoder takes 0.5 GiB at 512x512 (a 64x64 latent), 2 GiB at
 // 1024x1024: the estimate grows with h·w.
 func (v *VAE) DecodeMemory(z engine.Shape) int64 {
 	var so shapeOnly
