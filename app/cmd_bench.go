@@ -26,6 +26,7 @@ func runBench(env *Env, args []string) error {
 	fs.StringVar(&g.p.Sampler, "sampler", "euler", "sampler")
 	fs.StringVar(&g.backend, "backend", "auto", "compute backend: auto, gl or cpu")
 	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer to use instead of the one found beside the model")
+	fs.BoolVar(&g.offload, "offload", false, offloadHelp)
 	runs := fs.Int("runs", 3, "timed runs after one warm-up run")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -51,7 +52,7 @@ func runBench(env *Env, args []string) error {
 	}
 	defer b.Close()
 	start := time.Now()
-	p, err := pipeline.Load(g.model, b, pipeline.Options{Tokenizer: g.tokenizer}, nil)
+	p, err := pipeline.Load(g.model, b, pipeline.Options{Tokenizer: g.tokenizer, Offload: g.offload}, nil)
 	if err != nil {
 		return err
 	}

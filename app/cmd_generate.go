@@ -34,7 +34,11 @@ type genFlags struct {
 	cfg                                               float64
 	loras                                             loraFlags
 	loraDir                                           string
+	offload                                           bool
 }
+
+// offloadHelp documents --offload for generate and bench.
+const offloadHelp = "keep idle weights off the GPU (text encoder between prompts, part of the U-Net while decoding): less GPU memory, an upload per image"
 
 func runGenerate(env *Env, args []string) error {
 	fs := newFlags(env, "generate")
@@ -55,6 +59,7 @@ func runGenerate(env *Env, args []string) error {
 	fs.StringVar(&g.backend, "backend", "auto", "compute backend: auto, gl or cpu")
 	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer to use instead of the one found beside the model")
 	fs.StringVar(&g.taesd, "taesd", "", "TAESD decoder file for previews (not needed for the final image)")
+	fs.BoolVar(&g.offload, "offload", false, offloadHelp)
 	fs.StringVar(&g.prediction, "prediction", "", "override the prediction type: eps or v (SD 2.x 768-v single files)")
 	fs.Var(&g.loras, "lora", "apply a kohya/A1111 LoRA: FILE or FILE:WEIGHT (repeatable; weight 1 by default)")
 	fs.StringVar(&g.loraDir, "lora-dir", "", "folder of the LoRAs named by <lora:NAME:WEIGHT> prompt tags; default: loras beside the model")
@@ -122,7 +127,7 @@ func runGenerate(env *Env, args []string) error {
 	}
 	defer b.Close()
 	loadStart := time.Now()
-	p, err := pipeline.Load(g.model, b, pipeline.Options{Prediction: pred, Tokenizer: g.tokenizer, TAESD: g.taesd, LoRAs: loras},
+	p, err := pipeline.Load(g.model, b, pipeline.Options{Prediction: pred, Tokenizer: g.tokenizer, TAESD: g.taesd, LoRAs: loras, Offload: g.offload},
 		func(stage string) { fmt.Fprintf(env.Stderr, "loading %s\n", stage) })
 	if err != nil {
 		return err

@@ -157,6 +157,10 @@ func hostTable(l *nn.Loader, name string, rows, cols int) ([]float32, error) {
 	return l.B.Read(t)
 }
 
+// Weights are the tensors Load bound and Close frees (the token table,
+// which Load keeps on the host, is not among them).
+func (e *TextEncoder) Weights() []*engine.Tensor { return e.weights }
+
 // Close frees the encoder's weights and activation buffers.
 func (e *TextEncoder) Close() {
 	for _, t := range e.weights {

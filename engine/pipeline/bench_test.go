@@ -19,7 +19,8 @@ import (
 // GLIMMER_SD15_TSV (refdata's sd15_tensor_names.tsv, for the tensor names
 // and shapes) and GLIMMER_SD15_VOCAB (CLIP's bpe_simple_vocab_16e6.txt.gz);
 // the checkpoint is written once to GLIMMER_SD15_DIR (default the temp
-// folder). GLIMMER_BACKEND picks the backend (default gl).
+// folder). GLIMMER_BACKEND picks the backend (default gl);
+// GLIMMER_OFFLOAD=1 loads it with Options.Offload.
 func BenchmarkSD15(b *testing.B) {
 	tsv, vocab := os.Getenv("GLIMMER_SD15_TSV"), os.Getenv("GLIMMER_SD15_VOCAB")
 	if tsv == "" || vocab == "" {
@@ -51,7 +52,7 @@ func BenchmarkSD15(b *testing.B) {
 	}
 	defer be.Close()
 	start := time.Now()
-	p, err := pipeline.Load(path, be, pipeline.Options{Tokenizer: vocab}, nil)
+	p, err := pipeline.Load(path, be, pipeline.Options{Tokenizer: vocab, Offload: os.Getenv("GLIMMER_OFFLOAD") == "1"}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func BenchmarkSD15(b *testing.B) {
 	if mr, ok := be.(engine.MemoryReporter); ok {
 		b.ReportMetric(float64(mr.MemoryStats().Peak)/(1<<30), "peak_GiB")
 	}
-	if !profiling {
+	if !profiling && os.Getenv("GLIMMER_OFFLOAD") != "1" { // offloaded U-Net weights are in only inside Generate
 		b.ReportMetric(unetBackToBack(b, be, p, req.Steps), "unet_b2b_ms")
 	}
 }

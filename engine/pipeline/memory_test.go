@@ -121,3 +121,80 @@ func TestGenerateMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestGenerateOffload checks Options.Offload on sd1-tiny with the
+// backend's memory counter: its images are bit-identical to those of a
+// pipeline that keeps every weight on the device, for a first prompt, the
+// same prompt again (its encoding reused) and another prompt without
+// guidance (the text encoder uploaded again); Close frees everything; and on the
+// repeated prompt the peak (over the memory held before Load) is lower
+// than the plain pipeline's by at least the text encoder's weights (they
+// stay off the device, and the decode borrows the U-Net's largest weights
+// rather than growing past the denoising steps' peak).
+func TestGenerateOffload(t *testing.T) {
+	path := fixtures.Path(t, "fixtures", "sd1-tiny", "diffusers")
+	reqOf := func(r run) pipeline.Request {
+		return pipeline.Request{Prompt: r.prompt, Negative: r.negative, Steps: r.steps, CFG: r.cfg,
+			Seed: r.seed, Sampler: r.sampler, Schedule: r.sched, Width: r.w, Height: r.h}
+	}
+	reqs := []pipeline.Request{reqOf(sd1Runs[1]), reqOf(sd1Runs[1]), reqOf(sd1Runs[4])}
+	for _, be := range enginetest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			b := be.Open(t)
+			defer b.Close()
+			mem, ok := b.(interface {
+				engine.MemoryReporter
+				ResetPeak()
+			})
+			if !ok {
+				t.Skipf("%s does not count its memory", b.Name())
+			}
+			// generate runs reqs, returning each image and its peak over
+			// the memory held before Load.
+			generate := func(o pipeline.Options) ([][]float32, []int64, *pipeline.Pipeline) {
+				base := mem.MemoryStats().Current
+				p, err := pipeline.Load(path, b, o, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var images [][]float32
+				var peaks []int64
+				for _, req := range reqs {
+					mem.ResetPeak()
+					res, err := p.Generate(context.Background(), req, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					images, peaks = append(images, res.Decoded), append(peaks, mem.MemoryStats().Peak-base)
+				}
+				return images, peaks, p
+			}
+			plain, plainPeaks, p := generate(pipeline.Options{})
+			var textBytes int64
+			for _, w := range p.Text.Weights() {
+				textBytes += int64(w.Numel() * w.DType().Size())
+			}
+			p.Close()
+			start := mem.MemoryStats().Current
+			off, offPeaks, p := generate(pipeline.Options{Offload: true})
+			held := mem.MemoryStats().Current - start
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if end := mem.MemoryStats().Current; end != start {
+				t.Errorf("after Close %d bytes are held, %d before Load: Close must free what Offload brought back", end, start)
+			}
+			for i := range reqs {
+				if !slices.Equal(plain[i], off[i]) {
+					t.Errorf("request %d: the image with Offload differs from the plain pipeline's", i)
+				}
+			}
+			t.Logf("peaks over the memory held before Load: plain %v, offload %v; text encoder %d bytes; offload pipeline holds %d bytes after the requests",
+				plainPeaks, offPeaks, textBytes, held)
+			if offPeaks[1] > plainPeaks[1]-textBytes {
+				t.Errorf("repeated prompt: peak %d bytes with Offload, want at most %d (plain %d less the text encoder's %d)",
+					offPeaks[1], plainPeaks[1]-textBytes, plainPeaks[1], textBytes)
+			}
+		})
+	}
+}

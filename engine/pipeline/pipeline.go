@@ -5,11 +5,14 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"image"
+	"math"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"glimmer/engine"
@@ -47,6 +50,15 @@ type Options struct {
 	// pictures into latents (VAE.Encode). Generate only decodes, so by
 	// default the encoder's weights are not loaded.
 	VAEEncoder bool
+	// Offload keeps idle weights off the device, for cards with little
+	// memory: the text encoder's between prompts (the last prompt's
+	// encoding is kept, so repeating it does not encode again) and, during
+	// the VAE decode, as many of the U-Net's largest weights as the
+	// decode's activations take beyond the U-Net's own. Each image then
+	// uploads those U-Net weights again (and the text encoder's for a new
+	// prompt); outputs are identical. Outside Generate those weights are
+	// then off the device: run the networks through Generate only.
+	Offload bool
 }
 
 // DefaultVAEMemory lets SD's decoder run whole up to about 1450x1450
@@ -68,6 +80,12 @@ type Pipeline struct {
 
 	pool        *nn.Pool
 	weightBytes int64
+
+	// With Options.Offload: the text encoder's and U-Net's weights, and
+	// the last prompt's encoding and what it was encoded from.
+	offText, offUNet *nn.Offload
+	lastText         *engine.Tensor
+	lastKey          string
 }
 
 // Load opens the model at path (file or diffusers folder) and uploads its
@@ -140,6 +158,17 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 		return fail(fmt.Errorf("%s: uploading weights: %w", path, err))
 	}
 	p.weightBytes = tl.Bytes() + ul.Bytes() + vl.Bytes()
+	if o.Offload {
+		p.offText = nn.NewOffload(b, p.Text.Weights())
+		if err := p.offText.Out(math.MaxInt64); err != nil {
+			return fail(fmt.Errorf("%s: %w", path, err))
+		}
+		largest := slices.Clone(p.UNet.Weights())
+		slices.SortStableFunc(largest, func(a, b *engine.Tensor) int {
+			return cmp.Compare(b.Numel()*b.DType().Size(), a.Numel()*a.DType().Size())
+		})
+		p.offUNet = nn.NewOffload(b, largest)
+	}
 	return p, nil
 }
 
@@ -168,6 +197,17 @@ func Tokenizer(m *model.Model, override string) (*tokenizer.Tokenizer, error) {
 
 // Close frees the networks' device memory and closes the model files.
 func (p *Pipeline) Close() error {
+	// Offloaded weights come back first, so that each network frees all
+	// of its own.
+	if p.offText != nil {
+		p.offText.In()
+	}
+	if p.offUNet != nil {
+		p.offUNet.In()
+	}
+	if p.lastText != nil {
+		p.Text.Release(p.lastText)
+	}
 	if p.Text != nil {
 		p.Text.Close()
 	}
@@ -260,11 +300,13 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 	// Text: the prompt and, with guidance, the negative prompt padded to
 	// the same number of 77-token chunks, encoded as one batch: uncond
 	// first, as diffusers concatenates them.
-	text, err := p.encodeText(r, guided) // [B, 77·chunks, C]
+	text, err := p.text(r, guided) // [B, 77·chunks, C]
 	if err != nil {
 		return nil, err
 	}
-	defer p.Text.Release(text)
+	if p.offText == nil {
+		defer p.Text.Release(text)
+	}
 	res.Timings.Text = time.Since(start)
 
 	gen := rng.New(r.Seed)
@@ -277,6 +319,9 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 	h, w := r.Height/p.Config.VAE.DownsampleFactor(), r.Width/p.Config.VAE.DownsampleFactor()
 	x := sample.InitLatents(s, gen, lc*h*w) // [1, 4, h, w]
 	denoise := time.Now()
+	if p.offUNet != nil {
+		p.offUNet.In()
+	}
 	if err := p.denoise(ctx, &r, s, x, text, guided, start, onStep); err != nil {
 		return nil, err
 	}
@@ -284,6 +329,19 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 	res.Latent = x
 
 	dec := time.Now()
+	if p.offUNet != nil {
+		// The decode's activations beyond what the U-Net's took come out
+		// of the U-Net's weights, so the decode peaks no higher than the
+		// denoising steps did.
+		need := p.VAE.DecodeMemory(engine.Shape{1, lc, h, w})
+		if b := p.VAE.MaxActivationBytes; b > 0 {
+			need = min(need, b) // a larger decode runs in tiles within b
+		}
+		extra := need - p.UNet.ActivationPeak()
+		if err := p.offUNet.Out(extra); err != nil {
+			return nil, err
+		}
+	}
 	if res.Decoded, err = p.decode(x, lc, h, w); err != nil {
 		return nil, err
 	}
@@ -353,6 +411,35 @@ func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x 
 		}
 	}
 	return nil
+}
+
+// text returns the text context for r (encodeText). With Offload, the
+// text encoder's weights are on the device only while it encodes, and
+// the last prompt's context is kept for the next request that asks for
+// the same; the pipeline owns it (Generate does not release it).
+func (p *Pipeline) text(r Request, guided bool) (*engine.Tensor, error) {
+	if p.offText == nil {
+		return p.encodeText(r, guided)
+	}
+	key := fmt.Sprintf("%q %q %v %d", r.Prompt, r.Negative, guided, r.ClipSkip)
+	if p.lastText != nil && key == p.lastKey {
+		return p.lastText, nil
+	}
+	if p.lastText != nil {
+		p.Text.Release(p.lastText)
+		p.lastText = nil
+	}
+	p.offText.In()
+	text, err := p.encodeText(r, guided)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.offText.Out(math.MaxInt64); err != nil {
+		p.Text.Release(text)
+		return nil, err
+	}
+	p.lastText, p.lastKey = text, key
+	return text, nil
 }
 
 // encodeText returns the text context: [1, L, C] for the prompt alone, or

@@ -325,6 +325,12 @@ func (u *UNet) ActivationBytes() int64 { return u.pool.Bytes }
 // denoising loop, so they are not held while the VAE decodes.
 func (u *UNet) FreeActivations() { u.pool.Free() }
 
+// ActivationPeak is the most device memory the activation pool has held.
+func (u *UNet) ActivationPeak() int64 { return u.pool.Peak }
+
+// Weights are the tensors Load bound (Close frees them).
+func (u *UNet) Weights() []*engine.Tensor { return u.weights }
+
 // WeightBytes is the device memory the weights take.
 func (u *UNet) WeightBytes() int64 {
 	var n int64
