@@ -28,6 +28,7 @@ type Job struct {
 	Tokenizer string // optional tokenizer overriding the lookup beside the model
 	TAESD     string // optional TAESD decoder, needed for taesd previews
 	Backend   string // auto, gl or cpu
+	Offload   bool   // keep idle weights off the device (pipeline.Options.Offload)
 	// LoRADir is the folder of the LoRAs that <lora:NAME:WEIGHT> prompt
 	// tags name; the "loras" folder beside the model is searched after it.
 	LoRADir string
@@ -137,6 +138,7 @@ type queued struct {
 type pipeKey struct {
 	backend, model, tokenizer, taesd string
 	loras                            string // loraKey of the LoRA set
+	offload                          bool
 }
 
 // NewRunner starts a runner that reports to events.
@@ -373,7 +375,7 @@ func (r *Runner) load(j Job, specs []LoRASpec, send func(Event)) (*pipeline.Pipe
 	if backend == "" {
 		backend = "auto"
 	}
-	key := pipeKey{backend: backend, model: j.Model, tokenizer: j.Tokenizer, taesd: j.TAESD, loras: loraKey(specs)}
+	key := pipeKey{backend: backend, model: j.Model, tokenizer: j.Tokenizer, taesd: j.TAESD, loras: loraKey(specs), offload: j.Offload}
 	if r.pipe != nil && r.pipeKey == key {
 		return r.pipe, nil
 	}
@@ -401,7 +403,7 @@ func (r *Runner) load(j Job, specs []LoRASpec, send func(Event)) (*pipeline.Pipe
 		return nil, err
 	}
 	start := r.now()
-	p, err := pipeline.Load(j.Model, r.backend, pipeline.Options{Tokenizer: j.Tokenizer, TAESD: j.TAESD, LoRAs: loras},
+	p, err := pipeline.Load(j.Model, r.backend, pipeline.Options{Tokenizer: j.Tokenizer, TAESD: j.TAESD, LoRAs: loras, Offload: j.Offload},
 		func(stage string) { send(Event{Kind: EventLoading, Message: "loading " + stage}) })
 	if err != nil {
 		return nil, err

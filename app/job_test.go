@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -160,6 +161,20 @@ func TestRunnerBatch(t *testing.T) {
 	img := kinds(evs, EventImage)[0]
 	if img.Path == imgs[0].Path || !strings.HasSuffix(img.Path, " (2).png") {
 		t.Errorf("second image of seed 42 saved as %s (first %s)", img.Path, imgs[0].Path)
+	}
+
+	// Offload (Settings) loads the model again, with the same picture.
+	j.Offload = true
+	id = r.Submit(context.Background(), j)
+	final, evs = rec.wait(t, id)
+	if final.Kind != EventFinished {
+		t.Fatalf("offload job ended with %v: %v", final.Kind, final.Err)
+	}
+	if n := len(kinds(evs, EventLoaded)); n != 1 {
+		t.Errorf("switching to offload: %d loaded events, want 1", n)
+	}
+	if off := kinds(evs, EventImage)[0].Image; !reflect.DeepEqual(off, imgs[0].Image) {
+		t.Errorf("the offload job's picture differs from the first")
 	}
 }
 

@@ -66,6 +66,9 @@ type Settings struct {
 	Backend string // auto, gl, cpu
 	Preview string // none, latent, taesd
 	TAESD   string // TAESD decoder file for taesd previews
+	// Offload keeps idle weights off the GPU (pipeline.Options.Offload):
+	// less GPU memory, an upload per image.
+	Offload bool
 }
 
 // Defaults are the settings of a first start.
@@ -110,6 +113,7 @@ const (
 	keyBackend   = "backend"
 	keyPreview   = "preview"
 	keyTAESD     = "taesd"
+	keyOffload   = "offload"
 )
 
 // Load reads the settings from st. Every stored value is checked; one that
@@ -188,6 +192,13 @@ func Load(st Store) (Settings, []string) {
 	str(keyBackend, &s.Backend, oneOf(device.Names))
 	str(keyPreview, &s.Preview, oneOf(PreviewModes))
 	str(keyTAESD, &s.TAESD, existing)
+	switch v := st.String(keyOffload); v {
+	case "", "false":
+	case "true":
+		s.Offload = true
+	default:
+		bad(keyOffload, v, "not true or false")
+	}
 
 	if err := CheckSampler(s.Sampler, s.Schedule); err != nil {
 		notices = append(notices, fmt.Sprintf("Settings: %v; using the default sampler and schedule.", err))
@@ -224,6 +235,7 @@ func (s Settings) Save(st Store) {
 	set(keyBackend, s.Backend)
 	set(keyPreview, s.Preview)
 	set(keyTAESD, s.TAESD)
+	set(keyOffload, strconv.FormatBool(s.Offload))
 }
 
 // Validate checks every field as Load does and returns the first problem,

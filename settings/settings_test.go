@@ -56,6 +56,7 @@ func TestRoundTrip(t *testing.T) {
 	s.NameTemplate = "{seed}-{prompt}"
 	s.Sampler, s.Schedule, s.Steps, s.CFG, s.Width, s.Height = "dpmpp_2m", "karras", 30, 6.5, 768, 512
 	s.Backend, s.Preview, s.TAESD = "cpu", "taesd", filepath.Join(dir, "taesd.safetensors")
+	s.Offload = true
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +88,7 @@ func TestInvalidValuesFallBackWithNotices(t *testing.T) {
 		keyBackend:   "vulkan",
 		keyPreview:   "fancy",
 		keyTAESD:     "/nowhere/taesd.safetensors",
+		keyOffload:   "sometimes",
 	}
 	for k, v := range bad {
 		st.SetString(k, v)

@@ -22,6 +22,7 @@ import (
 type settingsDialog struct {
 	outputDir, template, taesd, tokenizer *widget.Entry
 	backend, preview                      *widget.Select
+	offload                               *widget.Check
 	sampler, schedule                     *widget.Select
 	steps, cfg, width, height             *widget.Entry
 	dlg                                   *dialog.FormDialog
@@ -53,6 +54,8 @@ func (w *Window) newSettingsDialog() *settingsDialog {
 	d.tokenizer = entry(s.Tokenizer, optionalFile)
 	d.backend = widget.NewSelect(device.Names, nil)
 	d.backend.SetSelected(s.Backend)
+	d.offload = widget.NewCheck("Keep idle weights off the GPU", nil)
+	d.offload.SetChecked(s.Offload)
 	d.preview = widget.NewSelect(settings.PreviewModes, nil)
 	d.preview.SetSelected(s.Preview)
 	d.sampler = widget.NewSelect(samplerLabels, nil)
@@ -94,6 +97,7 @@ func (w *Window) newSettingsDialog() *settingsDialog {
 		{Text: "File names", Widget: d.template,
 			HintText: "fields: {" + strings.Join(app.NameFields, "} {") + "}"},
 		{Text: "Backend", Widget: d.backend, HintText: "auto uses OpenGL 4.3 when there is one, else the CPU"},
+		{Text: "GPU memory", Widget: d.offload, HintText: "for small GPUs: less memory, a little slower"},
 		{Text: "Preview", Widget: d.preview, HintText: "latent is cheap; taesd needs a TAESD decoder file"},
 		{Text: "TAESD file", Widget: browse(d.taesd, false, "TAESD decoder (.safetensors)")},
 		{Text: "Tokenizer", Widget: browse(d.tokenizer, false, "CLIP tokenizer (bpe_simple_vocab_16e6.txt.gz)"),
@@ -121,6 +125,7 @@ func (d *settingsDialog) values(s settings.Settings) (settings.Settings, error) 
 	s.TAESD = strings.TrimSpace(d.taesd.Text)
 	s.Tokenizer = strings.TrimSpace(d.tokenizer.Text)
 	s.Backend = d.backend.Selected
+	s.Offload = d.offload.Checked
 	s.Preview = d.preview.Selected
 	s.Sampler = nameOf(samplerLabels, samplerNames, d.sampler.Selected)
 	s.Schedule = nameOf(scheduleLabels, scheduleNames, d.schedule.Selected)

@@ -22,13 +22,14 @@ func TestSettingsDialog(t *testing.T) {
 	d.cfg.SetText("4.5")
 	d.width.SetText("640")
 	d.sampler.SetSelected("DDIM")
+	d.offload.SetChecked(true)
 	tw.applySettings(d)
 	if tw.overlays() != 1 { // the settings dialog itself
 		t.Fatalf("saving valid settings: %s", tw.topText())
 	}
 	s, notices := settings.Load(tw.store)
 	if len(notices) != 0 || s.OutputDir != out || s.NameTemplate != "{seed}" || s.Backend != "gl" || s.Preview != "none" ||
-		s.Steps != 42 || s.CFG != 4.5 || s.Width != 640 || s.Sampler != "ddim" {
+		s.Steps != 42 || s.CFG != 4.5 || s.Width != 640 || s.Sampler != "ddim" || !s.Offload {
 		t.Errorf("stored %+v, notices %q", s, notices)
 	}
 	if !reflect.DeepEqual(tw.set, s) {

@@ -170,7 +170,7 @@ func (w *Window) generate() {
 		}
 	}
 	w.start(app.Job{
-		Model: model, Tokenizer: w.set.Tokenizer, TAESD: w.set.TAESD, Backend: w.set.Backend,
+		Model: model, Tokenizer: w.set.Tokenizer, TAESD: w.set.TAESD, Backend: w.set.Backend, Offload: w.set.Offload,
 		Params: p, Count: count, Preview: previewMode(w.set.Preview),
 		OutputDir: w.set.OutputDir, NameTemplate: w.set.NameTemplate,
 	}, status)
@@ -307,7 +307,7 @@ func (w *Window) pickModel(path string) {
 		w.train.model.SetText(path) // the Train tab's base model
 	}
 	if w.job == 0 {
-		w.start(app.Job{Model: path, Tokenizer: w.set.Tokenizer, TAESD: w.set.TAESD, Backend: w.set.Backend, LoadOnly: true},
+		w.start(app.Job{Model: path, Tokenizer: w.set.Tokenizer, TAESD: w.set.TAESD, Backend: w.set.Backend, Offload: w.set.Offload, LoadOnly: true},
 			"loading "+filepath.Base(path)+"…")
 	}
 }
