@@ -4,6 +4,10 @@
 # 20 steps, CFG 7.5 end to end. Carry .gl/ and .carry/ holding
 # pipeline.test (go test -c -tags egl ./engine/pipeline),
 # sd15_tensor_names.tsv and bpe_simple_vocab_16e6.txt.gz (from ../shared/refdata).
+# GLIMMER_OFFLOAD=1 measures --offload; GLIMMER_GL_PROFILE=1 adds the
+# per-shader profile of the steps and of the decode (every dispatch fenced).
+# To compare against an older build, carry its test binary too and run both
+# in one call: timings from different machines do not compare.
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
