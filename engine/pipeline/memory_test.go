@@ -12,6 +12,24 @@ import (
 	"glimmer/engine/safetensors"
 )
 
+// counter is a backend's memory counter, as both backends embed
+// engine.MemCounter.
+type counter interface {
+	engine.MemoryReporter
+	ResetPeak()
+}
+
+// memCounter returns b's memory counter; a backend without one fails the
+// test rather than skipping it.
+func memCounter(t *testing.T, b engine.Backend) counter {
+	t.Helper()
+	mem, ok := b.(counter)
+	if !ok {
+		t.Fatalf("%s does not count its memory", b.Name())
+	}
+	return mem
+}
+
 // activationsBefore is what sd1-tiny's euler_8 run peaked at in
 // activations (over the weights) on the CPU backend before the U-Net's and
 // the VAE's pools were freed after use, the VAE's trimmed between
@@ -38,19 +56,12 @@ func TestGenerateMemory(t *testing.T) {
 	}
 	defer refs.Close()
 	r := sd1Runs[1] // euler_8, with a negative prompt
-	req := pipeline.Request{Prompt: r.prompt, Negative: r.negative, Steps: r.steps, CFG: r.cfg,
-		Seed: r.seed, Sampler: r.sampler, Schedule: r.sched, Width: r.w, Height: r.h}
+	req := r.request()
 	for _, be := range enginetest.Backends() {
 		t.Run(be.Name, func(t *testing.T) {
 			b := be.Open(t)
 			defer b.Close()
-			mem, ok := b.(interface {
-				engine.MemoryReporter
-				ResetPeak()
-			})
-			if !ok {
-				t.Skipf("%s does not count its memory", b.Name())
-			}
+			mem := memCounter(t, b)
 
 			// The VAE encoder's weights are loaded only when asked for.
 			before := mem.MemoryStats().Current
@@ -133,22 +144,12 @@ func TestGenerateMemory(t *testing.T) {
 // rather than growing past the denoising steps' peak).
 func TestGenerateOffload(t *testing.T) {
 	path := fixtures.Path(t, "fixtures", "sd1-tiny", "diffusers")
-	reqOf := func(r run) pipeline.Request {
-		return pipeline.Request{Prompt: r.prompt, Negative: r.negative, Steps: r.steps, CFG: r.cfg,
-			Seed: r.seed, Sampler: r.sampler, Schedule: r.sched, Width: r.w, Height: r.h}
-	}
-	reqs := []pipeline.Request{reqOf(sd1Runs[1]), reqOf(sd1Runs[1]), reqOf(sd1Runs[4])}
+	reqs := []pipeline.Request{sd1Runs[1].request(), sd1Runs[1].request(), sd1Runs[4].request()}
 	for _, be := range enginetest.Backends() {
 		t.Run(be.Name, func(t *testing.T) {
 			b := be.Open(t)
 			defer b.Close()
-			mem, ok := b.(interface {
-				engine.MemoryReporter
-				ResetPeak()
-			})
-			if !ok {
-				t.Skipf("%s does not count its memory", b.Name())
-			}
+			mem := memCounter(t, b)
 			// generate runs reqs, returning each image and its peak over
 			// the memory held before Load.
 			generate := func(o pipeline.Options) ([][]float32, []int64, *pipeline.Pipeline) {

@@ -31,6 +31,12 @@ type run struct {
 	forced bool
 }
 
+// request is the run's generation request.
+func (r run) request() pipeline.Request {
+	return pipeline.Request{Prompt: r.prompt, Negative: r.negative, Steps: r.steps, CFG: r.cfg,
+		Seed: r.seed, Sampler: r.sampler, Schedule: r.sched, Width: r.w, Height: r.h}
+}
+
 var sd1Runs = []run{
 	{"ddim_8", "ddim", "default", "a photograph of an astronaut riding a horse", "", 8, 7.5, 42, 64, 64, false},
 	{"euler_8", "euler", "default", "a red circle on a blue background", "blurry", 8, 7.0, 1, 64, 64, false},
@@ -98,9 +104,8 @@ func checkRun(t *testing.T, p *pipeline.Pipeline, refs *safetensors.File, r run)
 			copy(x, ref)
 		}
 	}
-	req := pipeline.Request{Prompt: r.prompt, Negative: r.negative, Steps: r.steps, CFG: r.cfg,
-		Seed: r.seed, Sampler: r.sampler, Schedule: r.sched, Width: r.w, Height: r.h, AfterStep: after,
-		Preview: pipeline.PreviewLatent}
+	req := r.request()
+	req.AfterStep, req.Preview = after, pipeline.PreviewLatent
 	steps := 0
 	res, err := p.Generate(context.Background(), req, func(s pipeline.Step) {
 		steps++
