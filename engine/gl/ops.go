@@ -241,9 +241,8 @@ func (b *Backend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupNo
 		panic("gl: GroupNorm gamma and beta must share a dtype")
 	}
 	def := defines{"AFFINE_F16": isF16(gamma), "SILU": b2i(p.SiLU)}
-	length := d.C / p.Groups * d.Spatial // elements of a row (image, group)
-	if chunks, chunk := b.groupNormChunks(d.Rows, length); chunks > 1 {
-		b.groupNormSplit(dst, x, gamma, beta, p, d, def, length, chunks, chunk)
+	if chunks, chunk := b.groupNormChunks(d.Rows, d.Cols); chunks > 1 {
+		b.groupNormSplit(dst, x, gamma, beta, p, d, def, chunks, chunk)
 		return
 	}
 	b.dispatch("groupnorm", def, d.Rows, []*buffer{buf(dst), buf(x), buf(gamma), buf(beta)}, func(u uniforms) {
@@ -279,8 +278,10 @@ func (b *Backend) groupNormChunks(rows, length int) (chunks, chunk int) {
 
 // groupNormSplit runs GroupNorm as groupnorm_stats.comp (each chunk's mean
 // and squared deviations) then groupnorm_apply.comp (the chunks combined,
-// then every element normalised, 4096 a work group).
-func (b *Backend) groupNormSplit(dst, x, gamma, beta *engine.Tensor, p engine.GroupNormParams, d engine.NormDims, def defines, length, chunks, chunk int) {
+// then every element normalised, 4096 a work group). A row (image, group)
+// is d.Cols elements.
+func (b *Backend) groupNormSplit(dst, x, gamma, beta *engine.Tensor, p engine.GroupNormParams, d engine.NormDims, def defines, chunks, chunk int) {
+	length := d.Cols
 	part := b.scratch(2 * d.Rows * chunks) // [rows, chunks, 2]
 	b.dispatch("groupnorm_stats", nil, d.Rows*chunks, []*buffer{buf(part), buf(x)}, func(u uniforms) {
 		u.u("u_len", uint32(length))
