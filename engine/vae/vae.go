@@ -351,7 +351,7 @@ func (r *Resnet) forward(e run, x *engine.Tensor) *engine.Tensor {
 	bsz, in, h, w := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
 	out := r.Conv1.Out
 
-	var s *engine.Tensor        // the shortcut, when it is a convolution
+	var s *engine.Tensor        // the shortcut: conv_shortcut(x), or x itself
 	hs := p.Get(bsz, out, h, w) // [B, Out, H, W]
 	if r.ConvShortcut != nil {
 		s = p.Get(bsz, out, h, w) // [B, Out, H, W]
