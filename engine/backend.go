@@ -48,10 +48,11 @@ type Ops interface {
 	// a [B, M, K] (or [B, K, M] with TransA); b [Bb, K, N] (or [Bb, N, K]
 	// with TransB) where Bb is B or 1 (shared, e.g. a weight); bias [N] or
 	// nil; dst [B, M, N]. b and bias: F16 allowed. Rank-2 operands are
-	// batch 1.
+	// batch 1. p.Residual, when set, is added last (see MatMulParams).
 	MatMul(dst, a, b, bias *Tensor, p MatMulParams)
 	// Conv2D: cross-correlation as in torch. x [N, C, H, W]; w [OC, C, KH,
 	// KW] (F16 allowed); bias [OC] or nil (F16 allowed); dst [N, OC, OH, OW].
+	// p.Residual, when set, is added last (see Conv2DParams).
 	Conv2D(dst, x, w, bias *Tensor, p Conv2DParams)
 	// GroupNorm normalises x [N, C, ...] over groups of C/Groups channels
 	// and all trailing axes, then applies gamma, beta [C] (F16 allowed) and
@@ -94,12 +95,20 @@ type Ops interface {
 type MatMulParams struct {
 	TransA, TransB bool
 	Alpha          float32 // 0 means 1
+	// Residual, when not nil, is added to the result as the last rounding
+	// step: dst = (alpha·op(a)·op(b) + bias) + Residual, bit for bit what a
+	// Binary Add after the product gives. It has dst's shape and may be dst
+	// itself (an in-place residual connection).
+	Residual *Tensor
 }
 
 // Conv2DParams configure Conv2D. Zero strides mean 1.
 type Conv2DParams struct {
 	StrideH, StrideW int
 	PadH, PadW       int
+	// Residual, when not nil, is added to the result as the last rounding
+	// step: dst = (conv(x, w) + bias) + Residual, as MatMulParams.Residual.
+	Residual *Tensor
 }
 
 // GroupNormParams configure GroupNorm.

@@ -77,6 +77,7 @@ func CheckMatMul(dst, a, b, bias *Tensor, p MatMulParams) MatMulDims {
 	if bias != nil && (bias.Rank() != 1 || bias.Dim(0) != n) {
 		fail(op, "bias %v, want [%d]", bias.Shape(), n)
 	}
+	checkResidual(op, dst, p.Residual)
 	return MatMulDims{Batch: ba, M: m, N: n, K: k, BBatched: bb != 1}
 }
 
@@ -117,7 +118,20 @@ func CheckConv2D(dst, x, w, bias *Tensor, p Conv2DParams) Conv2DDims {
 	if bias != nil && (bias.Rank() != 1 || bias.Dim(0) != d.OC) {
 		fail(op, "bias %v, want [%d]", bias.Shape(), d.OC)
 	}
+	checkResidual(op, dst, p.Residual)
 	return d
+}
+
+// checkResidual: a GEMM's residual operand, when given, is F32 with the
+// destination's shape.
+func checkResidual(op string, dst, res *Tensor) {
+	if res == nil {
+		return
+	}
+	wantF32(op, res)
+	if !res.Shape().Equal(dst.Shape()) {
+		fail(op, "residual %v, want dst's shape %v", res.Shape(), dst.Shape())
+	}
 }
 
 // NormDims: Rows independent rows of Cols elements (LayerNorm, Softmax),

@@ -1,12 +1,12 @@
 // Conv2D as an implicit GEMM, with no im2col buffer: for image g_batch,
 // C[oc, oy*OW+ox] = sum over k = (c, ky, kx) of W[oc, k] * X[c, iy, ix],
 // iy = oy*SH - PH + ky, ix = ox*SW - PW + kx (zero outside the image).
-// Defines: W_F16, HAS_BIAS, BIAS_F16, CONV1X1 (a 1x1 kernel, stride 1, no
+// Defines: W_F16, HAS_BIAS, BIAS_F16, HAS_RES and RES_BINDING (a residual
+// added last, at that binding), CONV1X1 (a 1x1 kernel, stride 1, no
 // padding: B is the input itself, [C, H*W]), KSQ and OWC (below), and the
-// core's tile (TILE
-// or BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is the scratch buffer
-// [SPLITK, N, OC, OH*OW] of raw partial sums; gemm_splitk.comp adds them
-// and the bias.
+// core's tile (TILE or BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is
+// the scratch buffer [SPLITK, N, OC, OH*OW] of raw partial sums;
+// gemm_splitk.comp adds them, the bias and the residual.
 #include "common.glsl"
 
 layout(std430, binding = 0) writeonly buffer Ybuf { float y[]; };
@@ -26,6 +26,12 @@ float bias_at(uint i) { return half_at(bias_h[i >> 1], i); }
 layout(std430, binding = 3) readonly buffer Biasbuf { float bias_f[]; };
 float bias_at(uint i) { return bias_f[i]; }
 #endif
+#endif
+
+#if HAS_RES
+// The residual (dst's shape, possibly dst itself: each element is read
+// before the same invocation writes it).
+layout(std430, binding = RES_BINDING) readonly buffer Resbuf { float res[]; };
 #endif
 
 uniform uint u_M, u_N, u_K;   // OC, OH*OW, C*KH*KW
@@ -151,10 +157,14 @@ void storeC(uint m, uint n, float acc) {
 #if SPLITK > 1
 	y[g_split * u_partStride + (g_batch * u_M + m) * u_N + n] = acc;
 #else
+	uint i = (g_batch * u_M + m) * u_N + n;
 #if HAS_BIAS
 	acc += bias_at(m);
 #endif
-	y[(g_batch * u_M + m) * u_N + n] = acc; // Y [N, OC, OH*OW]
+#if HAS_RES
+	acc += res[i];
+#endif
+	y[i] = acc; // Y [N, OC, OH*OW]
 #endif
 }
 

@@ -1,9 +1,11 @@
 // Finishes a split-K GEMM (matmul.comp or conv2d.comp with SPLITK > 1):
 // dst[i] = alpha * sum over s of part[s * u_n + i] + bias[(i / u_bdiv) %
-// u_bmod], the partial sums added in a fixed order (deterministic).
+// u_bmod] (+ res[i]), the partial sums added in a fixed order
+// (deterministic).
 // MatMul's bias runs along the last axis (bdiv 1, bmod N), Conv2D's
 // along the channel (bdiv OH*OW, bmod OC). Defines: SPLITK, HAS_BIAS,
-// BIAS_F16.
+// BIAS_F16, HAS_RES and RES_BINDING (the residual, dst's shape, possibly
+// dst itself).
 #include "common.glsl"
 
 layout(local_size_x = 256) in;
@@ -19,6 +21,10 @@ float bias_at(uint i) { return bias_f[i]; }
 #endif
 #endif
 
+#if HAS_RES
+layout(std430, binding = RES_BINDING) readonly buffer Resbuf { float res[]; };
+#endif
+
 uniform uint u_n; // elements of dst
 uniform float u_alpha;
 uniform uint u_bdiv, u_bmod;
@@ -31,6 +37,9 @@ void main() {
 	s *= u_alpha;
 #if HAS_BIAS
 	s += bias_at((i / u_bdiv) % u_bmod);
+#endif
+#if HAS_RES
+	s += res[i];
 #endif
 	y[i] = s;
 }

@@ -1,8 +1,9 @@
-// MatMul: C[b] = alpha * op(A[b]) x op(B[b or 0]) + bias.
-// Defines: TRANS_A, TRANS_B, B_F16, HAS_BIAS, BIAS_F16, and the core's
-// tile (TILE or BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is the
-// scratch buffer [SPLITK, batch, M, N] of raw partial sums (no alpha, no
-// bias); gemm_splitk.comp finishes them.
+// MatMul: C[b] = alpha * op(A[b]) x op(B[b or 0]) + bias (+ residual).
+// Defines: TRANS_A, TRANS_B, B_F16, HAS_BIAS, BIAS_F16, HAS_RES and
+// RES_BINDING (the residual's binding), and the core's tile (TILE or
+// BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is the scratch buffer
+// [SPLITK, batch, M, N] of raw partial sums (no alpha, no bias, no
+// residual); gemm_splitk.comp finishes them.
 #include "common.glsl"
 
 layout(std430, binding = 0) writeonly buffer Cbuf { float c[]; };
@@ -22,6 +23,12 @@ float bias_at(uint i) { return half_at(bias_h[i >> 1], i); }
 layout(std430, binding = 3) readonly buffer Biasbuf { float bias_f[]; };
 float bias_at(uint i) { return bias_f[i]; }
 #endif
+#endif
+
+#if HAS_RES
+// The residual (dst's shape, possibly dst itself: each element is read
+// before the same invocation writes it).
+layout(std430, binding = RES_BINDING) readonly buffer Resbuf { float res[]; };
 #endif
 
 uniform uint u_M, u_N, u_K;
@@ -80,11 +87,15 @@ void storeC(uint m, uint n, float acc) {
 #if SPLITK > 1
 	c[g_split * u_partStride + (g_batch * u_M + m) * u_N + n] = acc;
 #else
+	uint i = (g_batch * u_M + m) * u_N + n;
 	float v = u_alpha * acc;
 #if HAS_BIAS
 	v += bias_at(n);
 #endif
-	c[(g_batch * u_M + m) * u_N + n] = v;
+#if HAS_RES
+	v += res[i];
+#endif
+	c[i] = v;
 #endif
 }
 

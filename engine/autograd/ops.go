@@ -110,14 +110,18 @@ func (tp *Tape) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) {
 	na, pa := in(a)
 	nw, pw := in(w)
 	nb, pb := in(bias)
+	nr, pr := in(p.Residual)
 	no, po := tp.out(dst)
-	tp.b.MatMul(po, pa, pw, pb, p)
+	fwd := p
+	fwd.Residual = pr
+	tp.b.MatMul(po, pa, pw, pb, fwd)
 	alpha := p.Alpha
 	if alpha == 0 {
 		alpha = 1
 	}
-	tp.rec(no, dst, []*node{na, nw, nb}, func(dy *engine.Tensor) {
+	tp.rec(no, dst, []*node{na, nw, nb, nr}, func(dy *engine.Tensor) {
 		b := tp.b
+		tp.residualGrad(nr, p.Residual, dy)
 		dy3 := dy.Reshape(d.Batch, d.M, d.N) // [B, M, N]
 		// d op(A) [B, M, K] = alpha · dy · op(W)ᵀ.
 		tp.grad(na, a.Shape(), func(da *engine.Tensor) {
@@ -175,15 +179,28 @@ func (tp *Tape) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) {
 	nx, px := in(x)
 	nw, pw := in(w)
 	nb, pb := in(bias)
+	nr, pr := in(p.Residual)
 	no, po := tp.out(dst)
-	tp.b.Conv2D(po, px, pw, pb, p)
-	tp.rec(no, dst, []*node{nx, nw, nb}, func(dy *engine.Tensor) {
+	res := p.Residual
+	fwd := p
+	fwd.Residual = pr
+	tp.b.Conv2D(po, px, pw, pb, fwd)
+	p.Residual = nil // the backward convolutions take the geometry alone
+	tp.rec(no, dst, []*node{nx, nw, nb, nr}, func(dy *engine.Tensor) {
+		tp.residualGrad(nr, res, dy)
 		tp.grad(nx, x.Shape(), func(dx *engine.Tensor) { tp.b.Conv2DBackwardData(dx, dy, pw, p) })   // [N, C, H, W]
 		tp.grad(nw, w.Shape(), func(dw *engine.Tensor) { tp.b.Conv2DBackwardWeight(dw, px, dy, p) }) // [OC, C, KH, KW]
 		if bias != nil {
 			tp.grad(nb, bias.Shape(), func(db *engine.Tensor) { tp.b.SumTo(db.Reshape(1, db.Numel(), 1, 1), dy) }) // [OC]
 		}
 	})
+}
+
+// residualGrad writes a GEMM's residual operand's gradient: dy itself.
+func (tp *Tape) residualGrad(n *node, res, dy *engine.Tensor) {
+	if res != nil {
+		tp.grad(n, res.Shape(), func(dr *engine.Tensor) { tp.b.Scale(dr, dy.Reshape(res.Shape()...), 1, 0) })
+	}
 }
 
 func (tp *Tape) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupNormParams) {

@@ -66,15 +66,42 @@ func TestOps(t *testing.T) {
 			}}
 		}
 	}
+	// residual: a convolution or a linear layer that adds its residual in
+	// place (a copy of the parameter r is the destination).
+	residual := func(linear bool) func(tp *autograd.Tape) network {
+		return func(tp *autograd.Tape) network {
+			rnd := rand.New(rand.NewPCG(1, 1))
+			if linear {
+				x, w, bias := randn(tp, rnd, 2, 6, 5), randn(tp, rnd, 7, 5), randn(tp, rnd, 7)
+				r := randn(tp, rnd, 2, 6, 7)     // [B, N, Out]
+				y := tp.New(engine.F32, 2, 6, 7) // [B, N, Out]
+				return network{params: []*engine.Tensor{x, w, r}, forward: func(engine.Backend) *engine.Tensor {
+					tp.Scale(y, r, 1, 0)
+					tp.MatMul(y, x, w, bias, engine.MatMulParams{TransB: true, Residual: y})
+					return y
+				}}
+			}
+			x, w, bias := randn(tp, rnd, 2, 3, 5, 5), randn(tp, rnd, 4, 3, 3, 3), randn(tp, rnd, 4)
+			r := randn(tp, rnd, 2, 4, 5, 5)     // [N, OC, H, W]
+			y := tp.New(engine.F32, 2, 4, 5, 5) // [N, OC, H, W]
+			return network{params: []*engine.Tensor{x, w, r}, forward: func(engine.Backend) *engine.Tensor {
+				tp.Scale(y, r, 1, 0)
+				tp.Conv2D(y, x, w, bias, engine.Conv2DParams{PadH: 1, PadW: 1, Residual: y})
+				return y
+			}}
+		}
+	}
 	all := which{true, true, true}
 	cases := map[string]func(tp *autograd.Tape) network{
-		"groupnorm":    groupNorm(8, all, false),
-		"gn-beta-only": groupNorm(32, which{bias: true}, false),
-		"inplace":      groupNorm(8, all, true),
-		"conv":         conv([]int{2, 3, 5, 5}, []int{4, 3, 3, 3}, all),
-		"conv-w-only":  conv([]int{2, 3, 5, 5}, []int{4, 3, 3, 3}, which{w: true}),
-		"conv-big-w":   conv([]int{1, 32, 16, 16}, []int{32, 32, 3, 3}, which{w: true}),
-		"conv-big-w3":  conv([]int{1, 3, 16, 16}, []int{32, 3, 3, 3}, which{w: true}),
+		"conv-residual":   residual(false),
+		"linear-residual": residual(true),
+		"groupnorm":       groupNorm(8, all, false),
+		"gn-beta-only":    groupNorm(32, which{bias: true}, false),
+		"inplace":         groupNorm(8, all, true),
+		"conv":            conv([]int{2, 3, 5, 5}, []int{4, 3, 3, 3}, all),
+		"conv-w-only":     conv([]int{2, 3, 5, 5}, []int{4, 3, 3, 3}, which{w: true}),
+		"conv-big-w":      conv([]int{1, 32, 16, 16}, []int{32, 32, 3, 3}, which{w: true}),
+		"conv-big-w3":     conv([]int{1, 3, 16, 16}, []int{32, 3, 3, 3}, which{w: true}),
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) { directional(t, b, c) })

@@ -86,6 +86,7 @@ func Run(t *testing.T, newBackend func() engine.Backend) {
 	t.Run("Memory", s.testMemory)
 	t.Run("MatMul", s.testMatMul)
 	t.Run("Conv2D", s.testConv2D)
+	t.Run("Residual", s.testResidual)
 	t.Run("GroupNorm", s.testGroupNorm)
 	t.Run("LayerNorm", s.testLayerNorm)
 	t.Run("Softmax", s.testSoftmax)

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"glimmer/engine"
@@ -148,6 +149,87 @@ func (s *suite) testConv2D(t *testing.T) {
 				c.be.Conv2D(dst, x, w, bias, p)
 				c.expect(dst, refConv2D(xv, wv, biasv, cs), nmseGEMM)
 			})
+		}
+	}
+}
+
+// testResidual holds MatMul's and Conv2D's residual operand to the float64
+// reference and to the two ops it replaces: the product (bias included)
+// then a Binary Add must give the same bits. Each runs with a separate
+// destination and in place (the residual is the destination), with a K
+// small enough to run in one pass and one deep enough (> 512) that a
+// backend splitting K adds the residual in its finishing pass.
+func (s *suite) testResidual(t *testing.T) {
+	for _, inPlace := range []bool{false, true} {
+		where := "separate"
+		if inPlace {
+			where = "in_place"
+		}
+		for _, k := range []int{40, 520} {
+			s.run(t, "Residual", fmt.Sprintf("MatMul_k%d_%s", k, where), func(c *tcase) {
+				batch, m, n := 2, 70, 131
+				a, av := c.randn(engine.F32, batch, m, k)
+				w, wv := c.randn(engine.F16, n, k) // a linear layer's weight [Out, In]
+				bias, biasv := c.randn(engine.F16, n)
+				want := refMatMul(av, wv, biasv, batch, m, n, k, false, true, true, 1)
+				c.residual(want, func(dst, res *engine.Tensor) {
+					c.be.MatMul(dst, a, w, bias, engine.MatMulParams{TransB: true, Residual: res})
+				}, func(dst *engine.Tensor) {
+					c.be.MatMul(dst, a, w, bias, engine.MatMulParams{TransB: true})
+				}, inPlace, batch, m, n)
+			})
+		}
+		for _, ch := range []int{3, 64} {
+			cs := convShape{n: 2, c: ch, h: 10, w: 13, oc: 9, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1}
+			s.run(t, "Residual", fmt.Sprintf("Conv2D_k%d_%s", ch*9, where), func(c *tcase) {
+				x, xv := c.randn(engine.F32, cs.n, cs.c, cs.h, cs.w)
+				w, wv := c.randn(engine.F16, cs.oc, cs.c, cs.kh, cs.kw)
+				bias, biasv := c.randn(engine.F16, cs.oc)
+				p := engine.Conv2DParams{PadH: 1, PadW: 1}
+				c.residual(refConv2D(xv, wv, biasv, cs), func(dst, res *engine.Tensor) {
+					q := p
+					q.Residual = res
+					c.be.Conv2D(dst, x, w, bias, q)
+				}, func(dst *engine.Tensor) {
+					c.be.Conv2D(dst, x, w, bias, p)
+				}, inPlace, cs.n, cs.oc, cs.outH(), cs.outW())
+			})
+		}
+	}
+}
+
+// residual checks fused(dst, res) = product + res against want (the
+// product in float64, res added here) and against plain(dst) followed by
+// a Binary Add, bit for bit. In place, dst is res.
+func (c *tcase) residual(want []float64, fused func(dst, res *engine.Tensor), plain func(dst *engine.Tensor), inPlace bool, shape ...int) {
+	c.Helper()
+	vals := c.normals(engine.Shape(shape).Numel(), 1, 0)
+	res, rv := c.from(engine.F32, vals, shape...)
+	dst := res
+	if !inPlace {
+		dst = c.out(shape...)
+	}
+	fused(dst, res)
+	for i := range want {
+		want[i] += rv[i]
+	}
+	c.expect(dst, want, nmseGEMM)
+
+	two := c.out(shape...)
+	plain(two)
+	again, _ := c.from(engine.F32, vals, shape...)
+	c.be.Binary(two, two, again, engine.Add)
+	got, err := c.be.Read(dst)
+	if err != nil {
+		c.Fatalf("Read: %v", err)
+	}
+	ref, err := c.be.Read(two)
+	if err != nil {
+		c.Fatalf("Read: %v", err)
+	}
+	for i := range got {
+		if math.Float32bits(got[i]) != math.Float32bits(ref[i]) {
+			c.Fatalf("element %d: fused %v, product then Add %v", i, got[i], ref[i])
 		}
 	}
 }

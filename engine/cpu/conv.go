@@ -7,10 +7,13 @@ import "glimmer/engine"
 //	out[n] [OC, OH*OW] = w [OC, C*KH*KW] · cols [C*KH*KW, OH*OW] + bias
 //
 // where column (oh, ow) of cols holds the input patch under output pixel
-// (oh, ow). cols is never built whole: each GEMM task gathers only the
-// block it is about to use (at most 256x256 floats).
+// (oh, ow), then adds p.Residual when set. cols is never built whole:
+// each GEMM task gathers only the block it is about to use (at most
+// 256x256 floats).
 func (be *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) {
 	d := engine.CheckConv2D(dst, x, w, bias, p)
+	res := takeResidual(dst, p.Residual)
+	defer res.add(be, dst)
 	pix := d.OH * d.OW
 	kdim := d.C * d.KH * d.KW
 	g := gemmOp{

@@ -2,9 +2,11 @@ package cpu
 
 import "glimmer/engine"
 
-// MatMul: dst[b] = alpha · op(a[b]) · op(b[b]) + bias.
+// MatMul: dst[b] = alpha · op(a[b]) · op(b[b]) + bias (+ p.Residual).
 func (be *Backend) MatMul(dst, a, b, bias *engine.Tensor, p engine.MatMulParams) {
 	d := engine.CheckMatMul(dst, a, b, bias, p)
+	res := takeResidual(dst, p.Residual)
+	defer res.add(be, dst)
 	alpha := p.Alpha
 	if alpha == 0 {
 		alpha = 1

@@ -105,6 +105,17 @@ func (b *Backend) gemmPlan(m, n, k, batch int) gemmPlan {
 	return p
 }
 
+// withResidual binds a GEMM's residual operand (nil: none) after bufs and
+// sets the shader's HAS_RES and RES_BINDING.
+func withResidual(d defines, bufs []*buffer, res *engine.Tensor) []*buffer {
+	d["HAS_RES"] = b2i(res != nil)
+	if res == nil {
+		return bufs
+	}
+	d["RES_BINDING"] = len(bufs)
+	return append(bufs, buf(res))
+}
+
 // splitScratch returns a buffer of at least n floats for split-K partial
 // sums, kept by the backend and grown when a larger GEMM needs it.
 func (b *Backend) splitScratch(n int) *buffer {
@@ -130,13 +141,14 @@ func (b *Backend) splitScratch(n int) *buffer {
 }
 
 // splitFinish queues gemm_splitk.comp: dst = alpha * (sum of the plan's
-// partials in part) + bias[(i / bdiv) % bmod].
-func (b *Backend) splitFinish(p gemmPlan, dst, part *buffer, total int, alpha float32, bias *engine.Tensor, bdiv, bmod int) {
+// partials in part) + bias[(i / bdiv) % bmod] (+ res).
+func (b *Backend) splitFinish(p gemmPlan, dst, part *buffer, total int, alpha float32, bias, res *engine.Tensor, bdiv, bmod int) {
 	bufs := []*buffer{dst, part}
 	if bias != nil {
 		bufs = append(bufs, buf(bias))
 	}
 	def := defines{"SPLITK": p.Split, "HAS_BIAS": b2i(bias != nil), "BIAS_F16": isF16(bias)}
+	bufs = withResidual(def, bufs, res)
 	b.dispatch("gemm_splitk", def, elemGroups(total), bufs, func(u uniforms) {
 		u.u("u_n", uint32(total))
 		u.f("u_alpha", alpha)
@@ -169,6 +181,11 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 	if bias != nil && plan.Split == 1 {
 		bufs = append(bufs, buf(bias))
 	}
+	res := p.Residual // added by splitFinish when K is split
+	if plan.Split > 1 {
+		res = nil
+	}
+	bufs = withResidual(def, bufs, res)
 	strideB := 0
 	if d.BBatched {
 		strideB = d.K * d.N
@@ -185,7 +202,7 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 		}
 	})
 	if plan.Split > 1 {
-		b.splitFinish(plan, buf(dst), out, total, alpha, bias, 1, d.N)
+		b.splitFinish(plan, buf(dst), out, total, alpha, bias, p.Residual, 1, d.N)
 	}
 }
 
@@ -211,6 +228,11 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 	if bias != nil && plan.Split == 1 {
 		bufs = append(bufs, buf(bias))
 	}
+	res := p.Residual // added by splitFinish when K is split
+	if plan.Split > 1 {
+		res = nil
+	}
+	bufs = withResidual(def, bufs, res)
 	b.dispatch("conv2d", def, plan.groups(m, n, d.N), bufs, func(u uniforms) {
 		u.u("u_M", uint32(m))
 		u.u("u_N", uint32(n))
@@ -231,7 +253,7 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 		}
 	})
 	if plan.Split > 1 {
-		b.splitFinish(plan, buf(dst), out, total, 1, bias, n, m)
+		b.splitFinish(plan, buf(dst), out, total, 1, bias, p.Residual, n, m)
 	}
 }
 

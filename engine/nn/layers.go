@@ -48,6 +48,23 @@ func (m *Linear) Forward(b engine.Backend, dst, x *engine.Tensor) {
 	}
 }
 
+// ForwardAdd computes dst = x Wᵀ + b + res, res [..., Out] (it may be dst
+// itself: a residual connection updated in place), adding res in the
+// product's epilogue. With a LoRA being trained, the update is added
+// before res, as Forward then a Binary Add would.
+func (m *Linear) ForwardAdd(b engine.Backend, dst, x, res *engine.Tensor) {
+	rows := x.Numel() / m.In
+	if m.LoRA != nil {
+		t := b.New(engine.F32, rows, m.Out) // [rows, Out]
+		m.Forward(b, t, x)
+		b.Binary(dst.Reshape(rows, m.Out), res.Reshape(rows, m.Out), t, engine.Add) // [rows, Out]
+		b.Free(t)
+		return
+	}
+	b.MatMul(dst.Reshape(rows, m.Out), x.Reshape(rows, m.In), m.Weight, m.Bias,
+		engine.MatMulParams{TransB: true, Residual: res.Reshape(rows, m.Out)}) // [rows, Out]
+}
+
 // Conv2d is a 2-D convolution with a square kernel, as torch's.
 type Conv2d struct {
 	Weight *engine.Tensor // [Out, In, K, K]
@@ -77,6 +94,14 @@ func (m *Conv2d) OutSize(in int) int {
 // Forward computes dst [N, Out, OH, OW] from x [N, In, H, W].
 func (m *Conv2d) Forward(b engine.Backend, dst, x *engine.Tensor) {
 	b.Conv2D(dst, x, m.Weight, m.Bias, m.P)
+}
+
+// ForwardAdd computes dst = conv(x) + res, res [N, Out, OH, OW] (it may be
+// dst itself), adding res in the convolution's epilogue.
+func (m *Conv2d) ForwardAdd(b engine.Backend, dst, x, res *engine.Tensor) {
+	p := m.P
+	p.Residual = res
+	b.Conv2D(dst, x, m.Weight, m.Bias, p)
 }
 
 // GroupNorm normalises groups of channels, optionally followed by SiLU.
