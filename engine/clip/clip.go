@@ -269,16 +269,14 @@ func (e *TextEncoder) block(m *Layer, x *engine.Tensor) {
 		Causal: true,
 	})
 	p.Put(q, k, v)
-	m.Out.Forward(be, h, a)        // [B, 77, C]
-	be.Binary(x, x, h, engine.Add) // [B, 77, C]
+	m.Out.ForwardAdd(be, x, a, x) // [B, 77, C], x + out_proj(a)
 	p.Put(a)
 
 	m.LayerNorm2.Forward(be, h, x)  // [B, 77, C]
 	f := p.Get(bsz, Context, inner) // [B, 77, I]
 	m.FC1.Forward(be, f, h)
 	be.Unary(f, f, e.act)          // [B, 77, I]
-	m.FC2.Forward(be, h, f)        // [B, 77, C]
-	be.Binary(x, x, h, engine.Add) // [B, 77, C]
+	m.FC2.ForwardAdd(be, x, f, x) // [B, 77, C], x + fc2(f)
 	p.Put(f, h)
 }
 

@@ -507,17 +507,16 @@ func (r *ResBlock) forward(b engine.Backend, p *nn.Pool, x *engine.Tensor) *engi
 	h2 := p.Get(bsz, out, h, w) // [B, Out, H, W]
 	r.Conv[1].Forward(b, h2, h1)
 	b.Unary(h2, h2, engine.ReLU)
-	r.Conv[2].Forward(b, h1, h2) // [B, Out, H, W]
-	p.Put(h2)
-
+	// The last convolution adds the skip in its epilogue.
 	if r.Skip != nil {
 		s := p.Get(bsz, out, h, w) // [B, Out, H, W]
 		r.Skip.Forward(b, s, x)
-		b.Binary(h1, h1, s, engine.Add) // [B, Out, H, W]
+		r.Conv[2].ForwardAdd(b, h1, h2, s) // [B, Out, H, W]
 		p.Put(s)
 	} else {
-		b.Binary(h1, h1, x, engine.Add) // [B, Out, H, W]
+		r.Conv[2].ForwardAdd(b, h1, h2, x) // [B, Out, H, W]
 	}
+	p.Put(h2)
 	b.Unary(h1, h1, engine.ReLU) // [B, Out, H, W]
 	return h1
 }

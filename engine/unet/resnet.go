@@ -56,16 +56,16 @@ func (r *resnetBlock) forward(b engine.Backend, p *nn.Pool, x, tembAct *engine.T
 
 	n2 := p.Get(bsz, out, h, w)      // [B, Out, H, W]
 	r.Norm2.Forward(b, n2, hs, true) // [B, Out, H, W]
-	r.Conv2.Forward(b, hs, n2)       // [B, Out, H, W]
-	p.Put(n2)
 
+	// conv2 adds the shortcut in its epilogue.
 	if r.ConvShortcut != nil {
-		s := p.Get(bsz, out, h, w)      // [B, Out, H, W]
-		r.ConvShortcut.Forward(b, s, x) // [B, Out, H, W]
-		b.Binary(hs, hs, s, engine.Add) // [B, Out, H, W]
+		s := p.Get(bsz, out, h, w)       // [B, Out, H, W]
+		r.ConvShortcut.Forward(b, s, x)  // [B, Out, H, W]
+		r.Conv2.ForwardAdd(b, hs, n2, s) // [B, Out, H, W]
 		p.Put(s)
 	} else {
-		b.Binary(hs, hs, x, engine.Add) // [B, Out, H, W]
+		r.Conv2.ForwardAdd(b, hs, n2, x) // [B, Out, H, W]
 	}
+	p.Put(n2)
 	return hs
 }

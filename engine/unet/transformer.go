@@ -124,44 +124,41 @@ func (t *transformer2D) forward(b engine.Backend, p *nn.Pool, x, context *engine
 
 	out := p.Get(bsz, ch, h, w) // [B, C, H, W]
 	if t.ProjOutConv != nil {
-		nchw := p.Get(bsz, ch, n)                                  // [B, C, HW]
-		b.Transpose(nchw, tokens)                                  // [B, C, HW]
-		t.ProjOutConv.Forward(b, out, nchw.Reshape(bsz, ch, h, w)) // [B, C, H, W]
+		nchw := p.Get(bsz, ch, n)                                        // [B, C, HW]
+		b.Transpose(nchw, tokens)                                        // [B, C, HW]
+		t.ProjOutConv.ForwardAdd(b, out, nchw.Reshape(bsz, ch, h, w), x) // [B, C, H, W], + x
 		p.Put(nchw)
 	} else {
 		proj := p.Get(bsz, n, ch)                  // [B, HW, C]
 		t.ProjOut.Forward(b, proj, tokens)         // [B, HW, C]
 		b.Transpose(out.Reshape(bsz, ch, n), proj) // [B, C, HW]
 		p.Put(proj)
+		b.Binary(out, out, x, engine.Add) // [B, C, H, W]
 	}
 	p.Put(tokens)
-	b.Binary(out, out, x, engine.Add) // [B, C, H, W]
 	return out
 }
 
-// forward updates the token sequence h [B, N, C] in place.
+// forward updates the token sequence h [B, N, C] in place: each sublayer's
+// last linear layer adds its output to h.
 func (blk *basicTransformerBlock) forward(b engine.Backend, p *nn.Pool, h, context *engine.Tensor) {
-	norm := p.Get(h.Shape()...)  // [B, N, C]
-	delta := p.Get(h.Shape()...) // [B, N, C]
+	norm := p.Get(h.Shape()...) // [B, N, C]
 
-	blk.Norm1.Forward(b, norm, h)              // [B, N, C]
-	blk.Attn1.forward(b, p, delta, norm, norm) // [B, N, C]
-	b.Binary(h, h, delta, engine.Add)          // [B, N, C]
+	blk.Norm1.Forward(b, norm, h)          // [B, N, C]
+	blk.Attn1.forward(b, p, h, norm, norm) // [B, N, C], h += attn1
 
-	blk.Norm2.Forward(b, norm, h)                 // [B, N, C]
-	blk.Attn2.forward(b, p, delta, norm, context) // [B, N, C]
-	b.Binary(h, h, delta, engine.Add)             // [B, N, C]
+	blk.Norm2.Forward(b, norm, h)             // [B, N, C]
+	blk.Attn2.forward(b, p, h, norm, context) // [B, N, C], h += attn2
 
-	blk.Norm3.Forward(b, norm, h)     // [B, N, C]
-	blk.FF.forward(b, p, delta, norm) // [B, N, C]
-	b.Binary(h, h, delta, engine.Add) // [B, N, C]
+	blk.Norm3.Forward(b, norm, h) // [B, N, C]
+	blk.FF.forward(b, p, h, norm) // [B, N, C], h += ff
 
-	p.Put(norm, delta)
+	p.Put(norm)
 }
 
-// forward writes attention of x [B, N, C] over ctx [B, L, Ckv] (ctx = x for
-// self-attention) into dst [B, N, C].
-func (a *attention) forward(b engine.Backend, p *nn.Pool, dst, x, ctx *engine.Tensor) {
+// forward adds attention of x [B, N, C] over ctx [B, L, Ckv] (ctx = x for
+// self-attention) to h [B, N, C].
+func (a *attention) forward(b engine.Backend, p *nn.Pool, h, x, ctx *engine.Tensor) {
 	bsz, n, ch := x.Dim(0), x.Dim(1), a.ToQ.Out
 	l := ctx.Dim(1)
 	q := p.Get(bsz, n, ch)                                          // [B, N, H*D]
@@ -172,17 +169,17 @@ func (a *attention) forward(b engine.Backend, p *nn.Pool, dst, x, ctx *engine.Te
 	a.ToV.Forward(b, v, ctx)                                        // [B, L, H*D]
 	o := p.Get(bsz, n, ch)                                          // [B, N, H*D]
 	b.Attention(o, q, k, v, engine.AttentionParams{Heads: a.Heads}) // [B, N, H*D]
-	a.ToOut.Forward(b, dst, o)                                      // [B, N, C]
+	a.ToOut.ForwardAdd(b, h, o, h)                                  // [B, N, C], h + to_out(o)
 	p.Put(q, k, v, o)
 }
 
-// forward writes net.2(GEGLU(net.0.proj(x))) for x [B, N, C] into dst.
-func (f *feedForward) forward(b engine.Backend, p *nn.Pool, dst, x *engine.Tensor) {
+// forward adds net.2(GEGLU(net.0.proj(x))) for x [B, N, C] to h.
+func (f *feedForward) forward(b engine.Backend, p *nn.Pool, h, x *engine.Tensor) {
 	bsz, n := x.Dim(0), x.Dim(1)
 	proj := p.Get(bsz, n, f.Proj.Out) // [B, N, 8C]
 	f.Proj.Forward(b, proj, x)        // [B, N, 8C]: [value | gate]
 	gated := p.Get(bsz, n, f.Out.In)  // [B, N, 4C]
 	b.GEGLU(gated, proj)              // [B, N, 4C]
-	f.Out.Forward(b, dst, gated)      // [B, N, C]
+	f.Out.ForwardAdd(b, h, gated, h)  // [B, N, C], h + net.2(gated)
 	p.Put(proj, gated)
 }

@@ -369,10 +369,8 @@ func (r *Resnet) forward(e run, x *engine.Tensor) *engine.Tensor {
 
 	n2 := p.Get(bsz, out, h, w) // [B, Out, H, W]
 	r.Norm2.Forward(b, n2, hs, true)
-	r.Conv2.Forward(b, hs, n2) // [B, Out, H, W]
+	r.Conv2.ForwardAdd(b, hs, n2, s) // [B, Out, H, W], + the shortcut
 	p.Put(n2)
-
-	b.Binary(hs, hs, s, engine.Add) // [B, Out, H, W]
 	p.Put(s)
 	return hs
 }
