@@ -275,7 +275,7 @@ func (e *TextEncoder) block(m *Layer, x *engine.Tensor) {
 	m.LayerNorm2.Forward(be, h, x)  // [B, 77, C]
 	f := p.Get(bsz, Context, inner) // [B, 77, I]
 	m.FC1.Forward(be, f, h)
-	be.Unary(f, f, e.act)          // [B, 77, I]
+	be.Unary(f, f, e.act)         // [B, 77, I]
 	m.FC2.ForwardAdd(be, x, f, x) // [B, 77, C], x + fc2(f)
 	p.Put(f, h)
 }
