@@ -25,20 +25,28 @@ func (s *suite) testMemory(t *testing.T) {
 			c.be.Write(x, vals)
 			c.expectExact(x, vals, dt)
 		})
-		s.run(t, "Memory", "WriteRaw_"+dt.String(), func(c *tcase) {
-			vals := c.normals(777, 10, 0)
-			raw := make([]byte, len(vals)*dt.Size())
-			for i, v := range vals {
-				if dt == engine.F16 {
-					binary.LittleEndian.PutUint16(raw[2*i:], float16.Fromfloat32(v).Bits())
-				} else {
-					binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+		// A small tensor and one of over 4 MiB (an odd count of halves);
+		// src is overwritten as soon as WriteRaw returns, which a backend
+		// must allow.
+		for _, rows := range []int{7, 22523} {
+			s.run(t, "Memory", fmt.Sprintf("WriteRaw_%s_%dx111", dt, rows), func(c *tcase) {
+				vals := c.normals(rows*111, 10, 0)
+				raw := make([]byte, len(vals)*dt.Size())
+				for i, v := range vals {
+					if dt == engine.F16 {
+						binary.LittleEndian.PutUint16(raw[2*i:], float16.Fromfloat32(v).Bits())
+					} else {
+						binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+					}
 				}
-			}
-			x := c.alloc(dt, 7, 111)
-			c.be.WriteRaw(x, raw)
-			c.expectExact(x, vals, dt)
-		})
+				x := c.alloc(dt, rows, 111)
+				c.be.WriteRaw(x, raw)
+				for i := range raw {
+					raw[i] = 0xff
+				}
+				c.expectExact(x, vals, dt)
+			})
+		}
 	}
 	s.run(t, "Memory", "ReshapeSharesStorage", func(c *tcase) {
 		vals := c.normals(60, 1, 0)

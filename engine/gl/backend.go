@@ -301,10 +301,25 @@ func (b *Backend) Write(t *engine.Tensor, src []float32) {
 	b.upload(t, raw)
 }
 
+// rawDirectBytes: WriteRaw hands src of at least this size to the driver
+// directly, waiting for the GL thread to take it, rather than copying it
+// to be uploaded later: for weights (tens of MB each, a model's 2 GB, or
+// --offload's 0.27 GiB per image) the copy costs more than the wait.
+const rawDirectBytes = 4 << 20
+
 // WriteRaw copies little-endian bytes in t's dtype into t.
 func (b *Backend) WriteRaw(t *engine.Tensor, src []byte) {
 	if len(src) != t.Numel()*t.DType().Size() {
 		panic(fmt.Sprintf("gl: WriteRaw of %d bytes into %v", len(src), t))
+	}
+	if len(src) >= rawDirectBytes {
+		s := buf(t)
+		b.call(func() {
+			gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, s.id)
+			gl.BufferSubData(gl.SHADER_STORAGE_BUFFER, 0, len(src), gl.Ptr(src))
+			b.checkGL("upload")
+		})
+		return
 	}
 	raw := make([]byte, storageBytes(t.DType(), t.Numel()))
 	copy(raw, src)
