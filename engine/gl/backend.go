@@ -60,6 +60,7 @@ type Backend struct {
 	splitTarget, splitMinK      int // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
 	gnChunks                    int // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
+	winogradMode                int // 3x3 convolutions by Winograd F(2x2, 3x3): 0 never, 1 where it pays, 2 always (tests)
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
@@ -159,6 +160,9 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_FULLGRID")); err == nil {
 		b.fullGrid = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINOGRAD")); err == nil {
+		b.winogradMode = v
 	}
 	b.convConst = 1
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVCONST")); err == nil {

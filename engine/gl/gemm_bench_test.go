@@ -107,6 +107,9 @@ type gemmCase struct {
 	k      int                            // terms per output
 	free   func()
 	perRun int // calls per U-Net step (benchmark weighting)
+	// addResidual, for convolutions, uploads a residual of dst's shape
+	// and makes run pass it (Conv2DParams.Residual) and ref add it.
+	addResidual func(tb testing.TB, r *rand.Rand)
 }
 
 // uploaded writes N(0,1) values (rounded to dtype) and returns the values
@@ -240,6 +243,18 @@ func convCase(tb testing.TB, b *Backend, r *rand.Rand, nb, c, h, wd, oc, kh, kw,
 				b.Free(t)
 			}
 		}
+	}
+	cs.addResidual = func(tb testing.TB, r *rand.Rand) {
+		res, rv := uploaded(tb, b, r, engine.F32, nb, oc, oh, ow) // [N, OC, OH, OW]
+		q := p
+		q.Residual = res
+		cs.run = func() { b.Conv2D(dst, x, w, bs, q) }
+		ref, free := cs.ref, cs.free
+		cs.ref = func(i int) (float64, float64) {
+			s, mag := ref(i)
+			return s + float64(rv[i]), mag + math.Abs(float64(rv[i]))
+		}
+		cs.free = func() { free(); b.Free(res) }
 	}
 	return cs
 }

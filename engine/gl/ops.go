@@ -208,6 +208,10 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 
 func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) {
 	d := engine.CheckConv2D(dst, x, w, bias, p)
+	if b.useWinograd(d) {
+		b.winograd(dst, x, w, bias, p.Residual, d)
+		return
+	}
 	m, n, k := d.OC, d.OH*d.OW, d.C*d.KH*d.KW
 	plan := b.gemmPlan(m, n, k, d.N)
 	pointwise := d.KH == 1 && d.KW == 1 && d.P.StrideH == 1 && d.P.StrideW == 1 && d.P.PadH == 0 && d.P.PadW == 0
