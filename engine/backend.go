@@ -96,9 +96,10 @@ type MatMulParams struct {
 	TransA, TransB bool
 	Alpha          float32 // 0 means 1
 	// Residual, when not nil, is added to the result as the last rounding
-	// step: dst = (alpha·op(a)·op(b) + bias) + Residual, bit for bit what a
-	// Binary Add after the product gives. It has dst's shape and may be dst
-	// itself (an in-place residual connection).
+	// step: dst = (alpha·op(a)·op(b) + bias) + Residual, the additions a
+	// Binary Add after the product makes, in the same order (the
+	// conformance suite holds backends to the same bits). It has dst's
+	// shape and may be dst itself (an in-place residual connection).
 	Residual *Tensor
 }
 
