@@ -105,15 +105,28 @@ func (b *Backend) gemmPlan(m, n, k, batch int) gemmPlan {
 	return p
 }
 
-// withResidual binds a GEMM's residual operand (nil: none) after bufs and
-// sets the shader's HAS_RES and RES_BINDING.
-func withResidual(d defines, bufs []*buffer, res *engine.Tensor) []*buffer {
-	d["HAS_RES"] = b2i(res != nil)
-	if res == nil {
-		return bufs
+// withEpilogue binds a GEMM's bias and residual (nil: none) after bufs,
+// in that order, and sets the shader's HAS_BIAS, BIAS_F16, HAS_RES and
+// RES_BINDING.
+func withEpilogue(d defines, bufs []*buffer, bias, res *engine.Tensor) []*buffer {
+	d["HAS_BIAS"], d["BIAS_F16"], d["HAS_RES"] = b2i(bias != nil), isF16(bias), b2i(res != nil)
+	if bias != nil {
+		bufs = append(bufs, buf(bias))
 	}
-	d["RES_BINDING"] = len(bufs)
-	return append(bufs, buf(res))
+	if res != nil {
+		d["RES_BINDING"] = len(bufs)
+		bufs = append(bufs, buf(res))
+	}
+	return bufs
+}
+
+// gemmEpilogue binds the bias and residual of a GEMM's one pass; with K
+// split, splitFinish adds them instead.
+func (b *Backend) gemmEpilogue(d defines, bufs []*buffer, plan gemmPlan, bias, res *engine.Tensor) []*buffer {
+	if plan.Split > 1 {
+		bias, res = nil, nil
+	}
+	return withEpilogue(d, bufs, bias, res)
 }
 
 // splitScratch returns a buffer of at least n floats for split-K partial
@@ -143,12 +156,8 @@ func (b *Backend) splitScratch(n int) *buffer {
 // splitFinish queues gemm_splitk.comp: dst = alpha * (sum of the plan's
 // partials in part) + bias[(i / bdiv) % bmod] (+ res).
 func (b *Backend) splitFinish(p gemmPlan, dst, part *buffer, total int, alpha float32, bias, res *engine.Tensor, bdiv, bmod int) {
-	bufs := []*buffer{dst, part}
-	if bias != nil {
-		bufs = append(bufs, buf(bias))
-	}
-	def := defines{"SPLITK": p.Split, "HAS_BIAS": b2i(bias != nil), "BIAS_F16": isF16(bias)}
-	bufs = withResidual(def, bufs, res)
+	def := defines{"SPLITK": p.Split}
+	bufs := withEpilogue(def, []*buffer{dst, part}, bias, res)
 	b.dispatch("gemm_splitk", def, elemGroups(total), bufs, func(u uniforms) {
 		u.u("u_n", uint32(total))
 		u.f("u_alpha", alpha)
@@ -170,22 +179,13 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 		m, batch = d.M*d.Batch, 1
 	}
 	plan := b.gemmPlan(m, d.N, d.K, batch)
-	def := plan.defines(defines{"TRANS_A": b2i(p.TransA), "TRANS_B": b2i(p.TransB), "B_F16": isF16(w),
-		"HAS_BIAS": b2i(bias != nil && plan.Split == 1), "BIAS_F16": isF16(bias)})
+	def := plan.defines(defines{"TRANS_A": b2i(p.TransA), "TRANS_B": b2i(p.TransB), "B_F16": isF16(w)})
 	total := batch * m * d.N
 	out := buf(dst)
 	if plan.Split > 1 {
 		out = b.splitScratch(plan.Split * total)
 	}
-	bufs := []*buffer{out, buf(a), buf(w)}
-	if bias != nil && plan.Split == 1 {
-		bufs = append(bufs, buf(bias))
-	}
-	res := p.Residual // added by splitFinish when K is split
-	if plan.Split > 1 {
-		res = nil
-	}
-	bufs = withResidual(def, bufs, res)
+	bufs := b.gemmEpilogue(def, []*buffer{out, buf(a), buf(w)}, plan, bias, p.Residual)
 	strideB := 0
 	if d.BBatched {
 		strideB = d.K * d.N
@@ -215,8 +215,7 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 	m, n, k := d.OC, d.OH*d.OW, d.C*d.KH*d.KW
 	plan := b.gemmPlan(m, n, k, d.N)
 	pointwise := d.KH == 1 && d.KW == 1 && d.P.StrideH == 1 && d.P.StrideW == 1 && d.P.PadH == 0 && d.P.PadW == 0
-	def := plan.defines(defines{"W_F16": isF16(w), "HAS_BIAS": b2i(bias != nil && plan.Split == 1),
-		"BIAS_F16": isF16(bias), "CONV1X1": b2i(pointwise)})
+	def := plan.defines(defines{"W_F16": isF16(w), "CONV1X1": b2i(pointwise)})
 	if !pointwise && d.KH == d.KW && b.convConst >= 1 {
 		def["KSQ"] = d.KH
 	}
@@ -228,15 +227,7 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 	if plan.Split > 1 {
 		out = b.splitScratch(plan.Split * total)
 	}
-	bufs := []*buffer{out, buf(x), buf(w)}
-	if bias != nil && plan.Split == 1 {
-		bufs = append(bufs, buf(bias))
-	}
-	res := p.Residual // added by splitFinish when K is split
-	if plan.Split > 1 {
-		res = nil
-	}
-	bufs = withResidual(def, bufs, res)
+	bufs := b.gemmEpilogue(def, []*buffer{out, buf(x), buf(w)}, plan, bias, p.Residual)
 	b.dispatch("conv2d", def, plan.groups(m, n, d.N), bufs, func(u uniforms) {
 		u.u("u_M", uint32(m))
 		u.u("u_N", uint32(n))

@@ -52,12 +52,8 @@ func (b *Backend) winograd(dst, x, w, bias, res *engine.Tensor, d engine.Conv2DD
 			u.u("u_partStride", uint32(total))
 		}
 	})
-	bufs := []*buffer{buf(dst), part}
-	if bias != nil {
-		bufs = append(bufs, buf(bias))
-	}
-	odef := defines{"SPLITK": plan.Split, "HAS_BIAS": b2i(bias != nil), "BIAS_F16": isF16(bias)}
-	bufs = withResidual(odef, bufs, res)
+	odef := defines{"SPLITK": plan.Split}
+	bufs := withEpilogue(odef, []*buffer{buf(dst), part}, bias, res)
 	n := tiles * d.OC
 	b.dispatch("winograd_output", odef, elemGroups(n), bufs, func(u uniforms) {
 		u.u("u_OC", uint32(d.OC))
