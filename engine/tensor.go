@@ -114,6 +114,10 @@ func (t *Tensor) Rank() int            { return len(t.shape) }
 func (t *Tensor) String() string       { return fmt.Sprintf("Tensor%v %v", t.shape, t.dtype) }
 func (t *Tensor) SetStorage(s Storage) { t.storage = s }
 
+// Bytes is what t's elements take in its dtype (its storage may hold
+// more: word padding, or a View onto a larger buffer).
+func (t *Tensor) Bytes() int { return t.Numel() * t.dtype.Size() }
+
 // Cap is the number of elements t's storage can hold: Numel, or more when
 // t is a View onto a larger buffer.
 func (t *Tensor) Cap() int { return t.storage.Bytes() / t.dtype.Size() }

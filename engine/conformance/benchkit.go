@@ -53,7 +53,7 @@ func (k *benchKit) bench(name string, flops float64, op func(), ts ...*engine.Te
 	var bytes float64
 	for _, t := range ts {
 		if t != nil {
-			bytes += float64(t.Numel() * t.DType().Size())
+			bytes += float64(t.Bytes())
 		}
 	}
 	k.b.Run(name, func(b *testing.B) {

@@ -313,7 +313,7 @@ const rawDirectBytes = 4 << 20
 
 // WriteRaw copies little-endian bytes in t's dtype into t.
 func (b *Backend) WriteRaw(t *engine.Tensor, src []byte) {
-	if len(src) != t.Numel()*t.DType().Size() {
+	if len(src) != t.Bytes() {
 		panic(fmt.Sprintf("gl: WriteRaw of %d bytes into %v", len(src), t))
 	}
 	if len(src) >= rawDirectBytes {

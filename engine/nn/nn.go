@@ -120,7 +120,7 @@ func (l *Loader) Tensor(name string, shape ...int) *engine.Tensor {
 func (l *Loader) record(name string, t *engine.Tensor) {
 	l.st.tensors = append(l.st.tensors, t)
 	l.st.names = append(l.st.names, name)
-	l.st.bytes += int64(t.Numel() * t.DType().Size())
+	l.st.bytes += int64(t.Bytes())
 }
 
 // Free releases every tensor the loader uploaded.

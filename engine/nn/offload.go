@@ -38,7 +38,7 @@ func (o *Offload) Out(min int64) error {
 		if freed >= min {
 			break
 		}
-		freed += int64(t.Numel() * t.DType().Size())
+		freed += int64(t.Bytes())
 		if o.out[i] {
 			continue
 		}
@@ -62,7 +62,7 @@ func (o *Offload) OutBytes() int64 {
 	var n int64
 	for i, t := range o.ts {
 		if o.out[i] {
-			n += int64(t.Numel() * t.DType().Size())
+			n += int64(t.Bytes())
 		}
 	}
 	return n

@@ -173,7 +173,7 @@ func TestGenerateOffload(t *testing.T) {
 			plain, plainPeaks, p := generate(pipeline.Options{})
 			var textBytes int64
 			for _, w := range p.Text.Weights() {
-				textBytes += int64(w.Numel() * w.DType().Size())
+				textBytes += int64(w.Bytes())
 			}
 			p.Close()
 			start := mem.MemoryStats().Current

@@ -165,7 +165,7 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 		}
 		largest := slices.Clone(p.UNet.Weights())
 		slices.SortStableFunc(largest, func(a, b *engine.Tensor) int {
-			return cmp.Compare(b.Numel()*b.DType().Size(), a.Numel()*a.DType().Size())
+			return cmp.Compare(b.Bytes(), a.Bytes())
 		})
 		p.offUNet = nn.NewOffload(b, largest)
 	}

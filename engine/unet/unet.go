@@ -335,7 +335,7 @@ func (u *UNet) Weights() []*engine.Tensor { return u.weights }
 func (u *UNet) WeightBytes() int64 {
 	var n int64
 	for _, t := range u.weights {
-		n += int64(t.Numel() * t.DType().Size())
+		n += int64(t.Bytes())
 	}
 	return n
 }

@@ -608,7 +608,7 @@ func (v *VAE) FreeActivations() { v.pool.Free() }
 func (v *VAE) WeightBytes() int64 {
 	var n int64
 	for _, t := range v.weights {
-		n += int64(t.Numel() * t.DType().Size())
+		n += int64(t.Bytes())
 	}
 	return n
 }
