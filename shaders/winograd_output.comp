@@ -1,8 +1,10 @@
-// The output transform of winograd_gemm.comp: for each 2x2 output tile,
-// Y = Aᵀ m A from its 16 products m[ξ] (M [16, OC, T], or SPLITK partial
-// sums of it, added here in order), then the bias and the residual,
-// written where the tile lies inside the output (an odd extent leaves a
-// last half tile). Aᵀ = [1 1 1 0; 0 1 -1 -1].
+// Winograd F(2x2, 3x3)'s output transform (see winograd_gemm.comp): for
+// each 2x2 output tile of the chunk (tiles t0 .. t0+TC-1, output
+// channels oc0 .. oc0+OCC-1), Y = Aᵀ m A from its 16 products m[ξ]
+// (M [16, OCC, TP], or SPLITK partial sums of it,
+// added here in order), then the bias and the residual, written where
+// the tile lies inside the output (an odd extent leaves a last half
+// tile). Aᵀ = [1 1 1 0; 0 1 -1 -1].
 // Defines: SPLITK, HAS_BIAS, BIAS_F16, HAS_RES and RES_BINDING (as
 // conv2d.comp).
 #include "common.glsl"
@@ -23,25 +25,25 @@ float bias_at(uint i) { return bias_f[i]; }
 layout(std430, binding = RES_BINDING) readonly buffer Resbuf { float res[]; };
 #endif
 
-uniform uint u_OC, u_T;     // output channels, tiles in all
+uniform uint u_OC;          // output channels
+uniform uint u_oc0, u_OCC;  // the chunk's first output channel and its count
 uniform uint u_TW, u_TT;    // tiles per row, tiles per image
 uniform uint u_H, u_W;      // output extent
-uniform uint u_n;           // tiles x channels: the threads that work
+uniform uint u_t0, u_TC, u_TP;
+uniform uint u_n;           // TC x OCC: the invocations that work
 
 void main() {
 	uint idx = group_id() * 256u + gl_LocalInvocationID.x;
 	if (idx >= u_n) return;
-	uint tt = idx % u_TT;       // the tile within its image
-	uint oc = (idx / u_TT) % u_OC;
-	uint img = idx / (u_TT * u_OC);
-	uint t = img * u_TT + tt;
+	uint tl = idx % u_TC, o = idx / u_TC, oc = u_oc0 + o;
+	uint t = u_t0 + tl, img = t / u_TT, tt = t - img * u_TT;
 	uint ty = tt / u_TW, tx = tt - ty * u_TW;
 
-	uint total = 16u * u_OC * u_T;
+	uint total = 16u * u_OCC * u_TP;
 	vec4 m[4]; // m[i][j] = M[4i + j]
 	for (uint i = 0u; i < 4u; i++)
 		for (uint j = 0u; j < 4u; j++) {
-			uint at = ((4u * i + j) * u_OC + oc) * u_T + t;
+			uint at = ((4u * i + j) * u_OCC + o) * u_TP + tl;
 			float v = 0.0;
 			for (uint s = 0u; s < uint(SPLITK); s++) v += mi[s * total + at];
 			m[i][j] = v;

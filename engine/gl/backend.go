@@ -55,16 +55,19 @@ type Backend struct {
 	// Set once at start.
 	renderer, version, platform string
 	limits                      Limits
-	gemmBK                      int // K slice depth of the 128-wide GEMM tiles
-	fullGrid                    int // fewer 128-wide GEMM tiles than this take 64-wide ones
-	splitTarget, splitMinK      int // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
-	gnChunks                    int // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
-	convConst                   int // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
-	winogradMode                int // 3x3 convolutions by Winograd F(2x2, 3x3): 0 never, 1 where it pays, 2 always (tests)
+	gemmBK                      int  // K slice depth of the 128-wide GEMM tiles
+	fullGrid                    int  // fewer 128-wide GEMM tiles than this take 64-wide ones
+	splitTarget, splitMinK      int  // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
+	gnChunks                    int  // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
+	convConst                   int  // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
+	winograd                    bool // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
+	winoMax                     int  // bytes each Winograd scratch array may take; 0: winoMaxDefault
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
 	splitBuf  *buffer   // split-K partial sums, grown on demand
+	winoU     *buffer   // Winograd's transformed filters, grown on demand
+	winoV     *buffer   // Winograd's transformed input, grown on demand
 
 	mu     sync.Mutex
 	closed bool
@@ -161,8 +164,9 @@ func (b *Backend) init(ctx platformContext) error {
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_FULLGRID")); err == nil {
 		b.fullGrid = v
 	}
-	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINOGRAD")); err == nil {
-		b.winogradMode = v
+	b.winograd = os.Getenv("GLIMMER_GL_WINOGRAD") != "0"
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MB")); err == nil && v > 0 {
+		b.winoMax = v << 20
 	}
 	b.convConst = 1
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVCONST")); err == nil {

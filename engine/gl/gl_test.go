@@ -26,9 +26,12 @@ func TestConformance(t *testing.T) { conformance.Run(t, newBackend(t)) }
 
 // TestConformanceWideTiles runs the suite again with every GEMM on the
 // 128x128 tiles that large problems get (the suite's small sizes pick 64x64
-// tiles otherwise), so both shader variants are held to the reference.
+// tiles otherwise), so both shader variants are held to the reference,
+// and 3x3 convolutions as implicit GEMMs rather than by Winograd (the
+// default), so both paths are too.
 func TestConformanceWideTiles(t *testing.T) {
 	t.Setenv("GLIMMER_GEMM_FULLGRID", "0")
+	t.Setenv("GLIMMER_GL_WINOGRAD", "0")
 	conformance.Run(t, newBackend(t))
 }
 

@@ -92,11 +92,16 @@ func (b *Backend) gemmPlan(m, n, k, batch int) gemmPlan {
 	for p.Split > 1 && p.Split*batch*m*n*4 > gemmSplitMax {
 		p.Split--
 	}
+	return p.chunked(k)
+}
+
+// chunked sets KChunk for p.Split chunks of K: whole slices each, the
+// split shrinking so that none is empty.
+func (p gemmPlan) chunked(k int) gemmPlan {
 	if p.Split <= 1 {
 		p.Split, p.KChunk = 1, k
 		return p
 	}
-	// Chunks of whole slices; the split shrinks so that none is empty.
 	p.KChunk = ceilDiv(ceilDiv(k, p.Split), p.BK) * p.BK
 	p.Split = ceilDiv(k, p.KChunk)
 	if p.Split == 1 {
@@ -132,25 +137,32 @@ func (b *Backend) gemmEpilogue(d defines, bufs []*buffer, plan gemmPlan, bias, r
 // splitScratch returns a buffer of at least n floats for split-K partial
 // sums, kept by the backend and grown when a larger GEMM needs it.
 func (b *Backend) splitScratch(n int) *buffer {
+	return b.growScratch(&b.splitBuf, n, "split-K scratch")
+}
+
+// growScratch returns *s, a buffer of at least n floats kept by the backend,
+// first replacing it by a larger one when it is smaller (what names it in
+// an allocation error). The memory counts toward the backend's peak.
+func (b *Backend) growScratch(s **buffer, n int, what string) *buffer {
 	bytes := 4 * n
-	if b.splitBuf != nil && b.splitBuf.bytes >= bytes {
-		return b.splitBuf
+	if *s != nil && (*s).bytes >= bytes {
+		return *s
 	}
-	if old := b.splitBuf; old != nil {
+	if old := *s; old != nil {
 		b.Release(int64(old.bytes))
 		b.enqueue(func() { gl.DeleteBuffers(1, &old.id) })
 	}
 	bytes = max(bytes, 4<<20)
-	s := &buffer{bytes: bytes}
+	nb := &buffer{bytes: bytes}
 	b.Alloc(int64(bytes))
 	b.enqueue(func() {
-		gl.GenBuffers(1, &s.id)
-		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, s.id)
-		gl.BufferData(gl.SHADER_STORAGE_BUFFER, s.bytes, nil, gl.DYNAMIC_COPY)
-		b.checkGL(fmt.Sprintf("allocate %d bytes of split-K scratch", s.bytes))
+		gl.GenBuffers(1, &nb.id)
+		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, nb.id)
+		gl.BufferData(gl.SHADER_STORAGE_BUFFER, nb.bytes, nil, gl.DYNAMIC_COPY)
+		b.checkGL(fmt.Sprintf("allocate %d bytes of %s", nb.bytes, what))
 	})
-	b.splitBuf = s
-	return s
+	*s = nb
+	return nb
 }
 
 // splitFinish queues gemm_splitk.comp: dst = alpha * (sum of the plan's
@@ -209,7 +221,7 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) {
 	d := engine.CheckConv2D(dst, x, w, bias, p)
 	if b.useWinograd(d) {
-		b.winograd(dst, x, w, bias, p.Residual, d)
+		b.convWinograd(dst, x, w, bias, p.Residual, d)
 		return
 	}
 	m, n, k := d.OC, d.OH*d.OW, d.C*d.KH*d.KW

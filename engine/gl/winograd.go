@@ -2,66 +2,145 @@ package gl
 
 import "glimmer/engine"
 
-// winoScratchMax caps the Winograd products M [16, OC, T], which live in
-// the split-K scratch: a convolution whose M would not fit runs as an
-// implicit GEMM (the VAE's full-resolution layers would need half a GiB).
-// SD 1.5's U-Net needs 42 MB, as much as its split-K partial sums.
-const winoScratchMax = 64 << 20
+// winoMaxDefault caps each of Winograd's three scratch arrays (the
+// transformed filters U, the transformed input V and the products M) in
+// bytes; larger convolutions run in chunks of output channels and of
+// tiles.
+const winoMaxDefault = 64 << 20
 
-// winoMinTiles: convolutions with fewer output tiles (images x tiles)
-// keep the implicit GEMM, whose K of 9·C splits where the Winograd
-// GEMMs' C would leave the GPU idle (16x16 latents and smaller).
-const winoMinTiles = 512
-
-// useWinograd reports whether Conv2D runs d by winograd: 3x3, stride 1,
-// padding 1, when b.winogradMode allows (0 never, 1 at sizes it is meant
-// for, 2 whenever the shape allows: tests).
+// useWinograd reports whether Conv2D runs d by convWinograd: 3x3, stride 1,
+// padding 1, unless b.winograd is off (GLIMMER_GL_WINOGRAD=0), when the
+// scratch cap holds at least one output channel's transformed filters.
+// On the H100 every such convolution of SD 1.5 (U-Net and VAE) is faster
+// so than as an implicit GEMM, the 8x8 latents least (0.31 -> 0.29 ms);
+// docs/perf-notes.md.
 func (b *Backend) useWinograd(d engine.Conv2DDims) bool {
-	if b.winogradMode == 0 || d.KH != 3 || d.KW != 3 || d.P.StrideH != 1 || d.P.StrideW != 1 || d.P.PadH != 1 || d.P.PadW != 1 {
+	if !b.winograd || d.KH != 3 || d.KW != 3 || d.P.StrideH != 1 || d.P.StrideW != 1 || d.P.PadH != 1 || d.P.PadW != 1 {
 		return false
 	}
-	if b.winogradMode == 2 {
-		return true
-	}
-	t := d.N * ceilDiv(d.OH, 2) * ceilDiv(d.OW, 2)
-	return t >= winoMinTiles && 16*d.OC*t*4 <= winoScratchMax
+	_, _, ok := b.winoChunks(d)
+	return ok
 }
 
-// winograd runs a 3x3, stride 1, padding 1 convolution as Winograd
-// F(2x2, 3x3): winograd_gemm.comp forms the 16 products M [16, OC, T]
-// (T = N·⌈H/2⌉·⌈W/2⌉ tiles) in the split-K scratch, as SPLITK partial
-// sums when the plan splits K, and winograd_output.comp adds the partials,
-// transforms them back and adds bias and residual.
-func (b *Backend) winograd(dst, x, w, bias, res *engine.Tensor, d engine.Conv2DDims) {
+// winoTiles is the number of 2x2 output tiles over all images.
+func winoTiles(d engine.Conv2DDims) int {
+	return d.N * ceilDiv(d.OH, 2) * ceilDiv(d.OW, 2)
+}
+
+// winoChunks picks the output channels (occ) and tiles (tc, a multiple
+// of 4 unless it is all of them) each pass handles, in chunks as even as
+// the caps allow, so that U [16, occ, CP], V [16, CP, tc] and
+// M [16, occ, tc] each stay within b.winoMax bytes.
+func (b *Backend) winoChunks(d engine.Conv2DDims) (occ, tc int, ok bool) {
+	lim := b.winoLimit()
+	cp := ceilDiv(d.C, 4) * 4
+	occ = even(d.OC, lim/(16*cp*4), 1)
+	if occ == 0 {
+		return 0, 0, false
+	}
+	tc = even(winoTiles(d), min(lim/(16*cp*4), lim/(16*occ*4)), 4)
+	return occ, tc, tc > 0
+}
+
+func (b *Backend) winoLimit() int {
+	if b.winoMax > 0 {
+		return b.winoMax
+	}
+	return winoMaxDefault
+}
+
+// even splits n into as few chunks of at most most as it can, of equal
+// size rounded up to a multiple of unit, and returns that size (n when
+// one chunk takes all; 0 when most is below unit).
+func even(n, most, unit int) int {
+	if n <= most {
+		return n
+	}
+	if most < unit {
+		return 0
+	}
+	c := ceilDiv(ceilDiv(n, ceilDiv(n, most)), unit) * unit
+	if c > most {
+		c = most / unit * unit
+	}
+	return c
+}
+
+// convWinograd runs a 3x3, stride 1, padding 1 convolution as Winograd
+// F(2x2, 3x3) (winograd_gemm.comp), chunk by chunk of output channels and
+// then of tiles: winograd_filter.comp forms U [16, occ, CP] of the
+// channels' filters, winograd_input.comp V [16, CP, TP] of the tiles
+// (once for all channel chunks when one chunk holds every tile),
+// winograd_gemm.comp multiplies them into M [16, occ, TP] in the split-K
+// scratch (as partial sums when the plan splits K), and
+// winograd_output.comp adds the partials, transforms them back and adds
+// bias and residual.
+func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Conv2DDims) {
+	occMax, tcMax, _ := b.winoChunks(d)
 	th, tw := ceilDiv(d.OH, 2), ceilDiv(d.OW, 2)
-	tiles := d.N * th * tw
-	total := 16 * d.OC * tiles
-	plan := b.gemmPlan(d.OC, tiles, d.C, 16)
-	part := b.splitScratch(plan.Split * total)
-	def := plan.defines(defines{"W_F16": isF16(w)})
-	b.dispatch("winograd_gemm", def, plan.groups(d.OC, tiles, 16), []*buffer{part, buf(x), buf(w)}, func(u uniforms) {
-		u.u("u_M", uint32(d.OC))
-		u.u("u_N", uint32(tiles))
-		u.u("u_K", uint32(d.C))
-		u.i("u_H", d.H)
-		u.i("u_W", d.W)
-		u.i("u_TW", tw)
-		u.i("u_TT", th*tw)
-		if plan.Split > 1 {
-			u.u("u_kchunk", uint32(plan.KChunk))
-			u.u("u_partStride", uint32(total))
+	tiles := winoTiles(d)
+	cp := ceilDiv(d.C, 4) * 4
+	lim := b.winoLimit()
+	u := b.growScratch(&b.winoU, 16*occMax*cp, "Winograd filter scratch")
+	v := b.growScratch(&b.winoV, 16*cp*ceilDiv(tcMax, 4)*4, "Winograd input scratch")
+	for oc0 := 0; oc0 < d.OC; oc0 += occMax {
+		occ := min(occMax, d.OC-oc0)
+		b.dispatch("winograd_filter", defines{"W_F16": isF16(w)}, elemGroups(occ*cp), []*buffer{u, buf(w)}, func(un uniforms) {
+			un.u("u_C", uint32(d.C))
+			un.u("u_CP", uint32(cp))
+			un.u("u_oc0", uint32(oc0))
+			un.u("u_OCC", uint32(occ))
+			un.u("u_n", uint32(occ*cp))
+		})
+		for t0 := 0; t0 < tiles; t0 += tcMax {
+			tc := min(tcMax, tiles-t0)
+			tp := ceilDiv(tc, 4) * 4
+			if oc0 == 0 || tc < tiles {
+				b.dispatch("winograd_input", defines{}, elemGroups(cp*tp), []*buffer{v, buf(x)}, func(un uniforms) {
+					un.u("u_C", uint32(d.C))
+					un.u("u_CP", uint32(cp))
+					un.i("u_H", d.H)
+					un.i("u_W", d.W)
+					un.u("u_TW", uint32(tw))
+					un.u("u_TT", uint32(th*tw))
+					un.u("u_t0", uint32(t0))
+					un.u("u_TC", uint32(tc))
+					un.u("u_TP", uint32(tp))
+					un.u("u_n", uint32(cp*tp))
+				})
+			}
+			mTotal := 16 * occ * tp
+			plan := b.gemmPlan(occ, tp, cp, 16)
+			for plan.Split > 1 && plan.Split*mTotal*4 > lim {
+				plan.Split--
+			}
+			plan = plan.chunked(cp)
+			part := b.splitScratch(plan.Split * mTotal)
+			b.dispatch("winograd_gemm", plan.defines(defines{}), plan.groups(occ, tp, 16), []*buffer{part, u, v}, func(un uniforms) {
+				un.u("u_M", uint32(occ))
+				un.u("u_N", uint32(tp))
+				un.u("u_K", uint32(cp))
+				un.u("u_partStride", uint32(mTotal))
+				if plan.Split > 1 {
+					un.u("u_kchunk", uint32(plan.KChunk))
+				}
+			})
+			odef := defines{"SPLITK": plan.Split}
+			bufs := withEpilogue(odef, []*buffer{buf(dst), part}, bias, res)
+			n := tc * occ
+			b.dispatch("winograd_output", odef, elemGroups(n), bufs, func(un uniforms) {
+				un.u("u_OC", uint32(d.OC))
+				un.u("u_oc0", uint32(oc0))
+				un.u("u_OCC", uint32(occ))
+				un.u("u_TW", uint32(tw))
+				un.u("u_TT", uint32(th*tw))
+				un.u("u_H", uint32(d.OH))
+				un.u("u_W", uint32(d.OW))
+				un.u("u_t0", uint32(t0))
+				un.u("u_TC", uint32(tc))
+				un.u("u_TP", uint32(tp))
+				un.u("u_n", uint32(n))
+			})
 		}
-	})
-	odef := defines{"SPLITK": plan.Split}
-	bufs := withEpilogue(odef, []*buffer{buf(dst), part}, bias, res)
-	n := tiles * d.OC
-	b.dispatch("winograd_output", odef, elemGroups(n), bufs, func(u uniforms) {
-		u.u("u_OC", uint32(d.OC))
-		u.u("u_T", uint32(tiles))
-		u.u("u_TW", uint32(tw))
-		u.u("u_TT", uint32(th*tw))
-		u.u("u_H", uint32(d.OH))
-		u.u("u_W", uint32(d.OW))
-		u.u("u_n", uint32(n))
-	})
+	}
 }

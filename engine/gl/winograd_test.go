@@ -12,13 +12,15 @@ import (
 // float64 reference on every element, under every GEMM plan the implicit
 // GEMM is tested with (split K included: 520 input channels make K deep
 // enough for the backend's own choice to split), at odd extents that
-// leave half tiles, F16 and F32 weights, with and without a residual.
-// The implicit GEMM's per-element bound (gemmCase.check, K = 9·C terms)
-// holds: the transforms only add and subtract, and halve exactly.
+// leave half tiles and channel counts that need padding to vec4s, F16 and
+// F32 weights, with and without a residual; then with scratch caps small
+// enough to run in chunks of tiles, and of positions ξ. The implicit
+// GEMM's per-element bound (gemmCase.check, K = 9·C terms) holds: the
+// transforms only add and subtract, and halve exactly.
 func TestWinogradPlans(t *testing.T) {
 	b := openGL(t)
-	b.winogradMode = 2
-	defer func() { b.winogradMode, b.gemmForce = 0, nil }()
+	b.winograd = true
+	defer func() { b.gemmForce, b.winoMax = nil, 0 }()
 	r := rand.New(rand.NewPCG(8, 9))
 	cases := []*gemmCase{
 		convCase(t, b, r, 2, 5, 9, 11, 70, 3, 3, 1, 1, engine.F16, true),   // odd extents, F16
@@ -34,37 +36,92 @@ func TestWinogradPlans(t *testing.T) {
 			c.check(t, b, r, 0)
 		}
 	}
+	b.gemmForce = nil
 	for _, c := range cases {
 		c.free()
 	}
+
+	// Chunks: 2 images of 17x19 make 180 tiles. U and V take 16·CP·4
+	// bytes per output channel and per tile; M 16·occ·4 per tile. Under
+	// an 8,192-byte cap, 6 input channels (CP 8) and 20 output channels
+	// run as 2 chunks of 10 channels and 15 of 12 tiles (M's cap); under
+	// 202,752 bytes, 130 input channels (CP 132) and 12 output channels
+	// run as one chunk of channels and 8 of tiles, 7 of 24 and one of 12.
+	dims := func(c, oc int) engine.Conv2DDims {
+		return engine.Conv2DDims{N: 2, C: c, H: 17, W: 19, OC: oc, KH: 3, KW: 3, OH: 17, OW: 19, P: engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}}
+	}
+	chunked := []struct {
+		c       *gemmCase
+		d       engine.Conv2DDims
+		lim     int
+		occ, tc int
+	}{
+		{convCase(t, b, r, 2, 6, 17, 19, 20, 3, 3, 1, 1, engine.F32, true), dims(6, 20), 8192, 10, 12},
+		{convCase(t, b, r, 2, 130, 17, 19, 12, 3, 3, 1, 1, engine.F16, true), dims(130, 12), 202752, 12, 24},
+	}
+	for i, k := range chunked {
+		k.c.addResidual(t, r)
+		b.winoMax = k.lim
+		if occ, tc, ok := b.winoChunks(k.d); !ok || occ != k.occ || tc != k.tc {
+			t.Fatalf("chunked case %d: winoChunks = %d, %d, %v; want %d, %d, true", i, occ, tc, ok, k.occ, k.tc)
+		}
+		for _, p := range []*gemmPlan{nil, {BM: 64, BN: 64, BK: 16, Split: 3}} {
+			b.gemmForce = p
+			k.c.name = fmt.Sprintf("winograd chunked case %d %+v", i, p)
+			k.c.check(t, b, r, 0)
+		}
+		k.c.free()
+	}
 }
 
-// TestWinogradChoice: where the backend takes the Winograd path on its
-// own (mode 1): 3x3, stride 1, padding 1, at least winoMinTiles tiles and
-// products that fit winoScratchMax.
+// TestEvenChunks: even's chunk sizes.
+func TestEvenChunks(t *testing.T) {
+	for _, c := range []struct{ n, most, unit, want int }{
+		{180, 500, 4, 180}, // one chunk, whatever its size
+		{180, 64, 4, 60},   // 3 chunks
+		{180, 24, 4, 24},   // 8 chunks: 7 of 24 and 12
+		{20, 7, 1, 7},      // 7, 7, 6
+		{9, 5, 4, 4},       // 2 chunks would need 8 > 5
+		{9, 3, 4, 0},       // below the unit
+	} {
+		if got := even(c.n, c.most, c.unit); got != c.want {
+			t.Errorf("even(%d, %d, %d) = %d, want %d", c.n, c.most, c.unit, got, c.want)
+		}
+	}
+}
+
+// TestWinogradChoice: where the backend takes the Winograd path: 3x3,
+// stride 1, padding 1, when on and its scratch cap holds at least one
+// output channel's transformed filters.
 func TestWinogradChoice(t *testing.T) {
-	b := &Backend{winogradMode: 1}
+	b := &Backend{winograd: true}
+	p1 := engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}
 	for _, c := range []struct {
 		d    engine.Conv2DDims
 		want bool
 	}{
-		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 64, OW: 64, P: engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}}, true},
-		{engine.Conv2DDims{N: 2, C: 640, H: 32, W: 32, OC: 640, KH: 3, KW: 3, OH: 32, OW: 32, P: engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}}, true},
-		{engine.Conv2DDims{N: 2, C: 1280, H: 16, W: 16, OC: 1280, KH: 3, KW: 3, OH: 16, OW: 16, P: engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}}, false},   // 128 tiles
-		{engine.Conv2DDims{N: 1, C: 128, H: 512, W: 512, OC: 128, KH: 3, KW: 3, OH: 512, OW: 512, P: engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}}, false}, // 0.5 GiB of products
-		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 32, OW: 32, P: engine.Conv2DParams{StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}}, false},     // stride 2
-		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 1, KW: 1, OH: 64, OW: 64, P: engine.Conv2DParams{StrideH: 1, StrideW: 1}}, false},                       // 1x1
+		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 64, OW: 64, P: p1}, true},
+		{engine.Conv2DDims{N: 2, C: 2560, H: 8, W: 8, OC: 1280, KH: 3, KW: 3, OH: 8, OW: 8, P: p1}, true},       // in chunks of 320 channels
+		{engine.Conv2DDims{N: 1, C: 128, H: 512, W: 512, OC: 128, KH: 3, KW: 3, OH: 512, OW: 512, P: p1}, true}, // the VAE's full resolution, in chunks of 8192 tiles
+		{engine.Conv2DDims{N: 1, C: 5, H: 9, W: 11, OC: 70, KH: 3, KW: 3, OH: 9, OW: 11, P: p1}, true},
+		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 32, OW: 32, P: engine.Conv2DParams{StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}}, false}, // stride 2
+		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 1, KW: 1, OH: 64, OW: 64, P: engine.Conv2DParams{StrideH: 1, StrideW: 1}}, false},                   // 1x1
+		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 66, OW: 66, P: engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 2, PadW: 2}}, false}, // padding 2
 	} {
 		if got := b.useWinograd(c.d); got != c.want {
 			t.Errorf("%+v: Winograd %v, want %v", c.d, got, c.want)
 		}
 	}
-	b.winogradMode = 2 // tests: any 3x3, stride 1, padding 1
-	if !b.useWinograd(engine.Conv2DDims{N: 1, C: 5, H: 9, W: 11, OC: 70, KH: 3, KW: 3, OH: 9, OW: 11, P: engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}}) {
-		t.Error("mode 2 kept a small 3x3 convolution off the Winograd path")
+	d := engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 64, OW: 64, P: p1}
+	if occ, tc, _ := b.winoChunks(d); occ != 320 || tc != 2048 {
+		t.Errorf("320 channels at 64x64: chunks of %d channels and %d tiles, want all in one (320, 2048)", occ, tc)
 	}
-	b.winogradMode = 0
-	if b.useWinograd(engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 64, OW: 64, P: engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}}) {
-		t.Error("mode 0 took the Winograd path")
+	b.winoMax = 16*320*4 - 1 // one output channel's U takes 20,480 bytes
+	if b.useWinograd(d) {
+		t.Error("a cap below one output channel's filters took the Winograd path")
+	}
+	b.winoMax, b.winograd = 0, false
+	if b.useWinograd(d) {
+		t.Error("Winograd off took the Winograd path")
 	}
 }
