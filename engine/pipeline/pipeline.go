@@ -52,12 +52,14 @@ type Options struct {
 	VAEEncoder bool
 	// Offload keeps idle weights off the device, for cards with little
 	// memory: the text encoder's between prompts (the last prompt's
-	// encoding is kept, so repeating it does not encode again) and, during
-	// the VAE decode, as many of the U-Net's largest weights as the
-	// decode's activations take beyond the U-Net's own. Each image then
-	// uploads those U-Net weights again (and the text encoder's for a new
-	// prompt); outputs are identical. Outside Generate those weights are
-	// then off the device: run the networks through Generate only.
+	// encoding is kept, so repeating it does not encode again), the VAE's
+	// while the U-Net runs and, during the VAE decode, as many of the
+	// U-Net's largest weights as the VAE's weights and the decode's
+	// activations take beyond the U-Net's own. Each image then uploads
+	// the VAE's weights and those U-Net weights again (and the text
+	// encoder's for a new prompt); outputs are identical. Outside Generate
+	// those weights are then off the device: run the networks through
+	// Generate only.
 	Offload bool
 }
 
@@ -81,9 +83,10 @@ type Pipeline struct {
 	pool        *nn.Pool
 	weightBytes int64
 
-	// With Options.Offload: the text encoder's and U-Net's weights, and
-	// the last prompt's encoding and what it was encoded from.
-	offText, offUNet *nn.Offload
+	// With Options.Offload: the text encoder's, U-Net's and VAE's
+	// weights, and the last prompt's encoding and what it was encoded
+	// from.
+	offText, offUNet, offVAE *nn.Offload
 	lastText         *engine.Tensor
 	lastKey          string
 }
@@ -168,6 +171,10 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 			return cmp.Compare(b.Bytes(), a.Bytes())
 		})
 		p.offUNet = nn.NewOffload(b, largest)
+		p.offVAE = nn.NewOffload(b, p.VAE.Weights())
+		if err := p.offVAE.Out(math.MaxInt64); err != nil {
+			return fail(fmt.Errorf("%s: %w", path, err))
+		}
 	}
 	return p, nil
 }
@@ -204,6 +211,9 @@ func (p *Pipeline) Close() error {
 	}
 	if p.offUNet != nil {
 		p.offUNet.In()
+	}
+	if p.offVAE != nil {
+		p.offVAE.In()
 	}
 	if p.lastText != nil {
 		p.Text.Release(p.lastText)
@@ -330,19 +340,26 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 
 	dec := time.Now()
 	if p.offUNet != nil {
-		// The decode's activations beyond what the U-Net's took come out
-		// of the U-Net's weights, so the decode peaks no higher than the
-		// denoising steps did.
+		// The VAE's weights and the decode's activations beyond what the
+		// U-Net's took come out of the U-Net's weights, so the decode
+		// peaks no higher than the denoising steps did.
 		need := p.VAE.DecodeMemory(engine.Shape{1, lc, h, w})
 		if b := p.VAE.MaxActivationBytes; b > 0 {
 			need = min(need, b) // a larger decode runs in tiles within b
 		}
-		extra := need - p.UNet.ActivationPeak()
+		extra := p.VAE.WeightBytes() + need - p.UNet.ActivationPeak()
 		if err := p.offUNet.Out(extra); err != nil {
 			return nil, err
 		}
+		p.offVAE.In()
 	}
-	if res.Decoded, err = p.decode(x, lc, h, w); err != nil {
+	res.Decoded, err = p.decode(x, lc, h, w)
+	if p.offVAE != nil {
+		if oerr := p.offVAE.Out(math.MaxInt64); err == nil {
+			err = oerr
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	res.Image = ToImage(res.Decoded, r.Width, r.Height)

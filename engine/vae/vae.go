@@ -604,6 +604,9 @@ func (v *VAE) ActivationBytes() int64 { return v.pool.Bytes }
 // it once the image is decoded.
 func (v *VAE) FreeActivations() { v.pool.Free() }
 
+// Weights are the tensors Load bound (Close frees them).
+func (v *VAE) Weights() []*engine.Tensor { return v.weights }
+
 // WeightBytes is the device memory the weights take.
 func (v *VAE) WeightBytes() int64 {
 	var n int64
