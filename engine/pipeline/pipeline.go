@@ -87,8 +87,8 @@ type Pipeline struct {
 	// weights, and the last prompt's encoding and what it was encoded
 	// from.
 	offText, offUNet, offVAE *nn.Offload
-	lastText         *engine.Tensor
-	lastKey          string
+	lastText                 *engine.Tensor
+	lastKey                  string
 }
 
 // Load opens the model at path (file or diffusers folder) and uploads its
