@@ -61,7 +61,7 @@ type Backend struct {
 	gnChunks                    int  // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int  // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
 	winograd                    bool // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
-	winoMax                     int  // bytes each Winograd scratch array may take; 0: winoMaxDefault
+	winoMax                     int  // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil

@@ -2,11 +2,18 @@ package gl
 
 import "glimmer/engine"
 
-// winoMaxDefault caps each of Winograd's three scratch arrays (the
-// transformed filters U, the transformed input V and the products M) in
-// bytes; larger convolutions run in chunks of output channels and of
-// tiles.
-const winoMaxDefault = 64 << 20
+// winoUMax and winoVMax cap Winograd's scratch arrays in bytes: the
+// transformed filters U, and the transformed input V and the products M
+// (each); larger convolutions run in chunks of output channels and of
+// tiles. SD 1.5's U-Net needs U 52 MB (its 1280-channel filters in two
+// chunks), V and M 42 MB; the VAE decoder at 512x512 fills V and M in
+// chunks of 5,960 tiles. Larger caps were faster only at the 1280-channel
+// levels (docs/perf-notes.md), and the memory counts against --offload's
+// 2 GiB.
+const (
+	winoUMax = 64 << 20
+	winoVMax = 48 << 20
+)
 
 // useWinograd reports whether Conv2D runs d by convWinograd: 3x3, stride 1,
 // padding 1, unless b.winograd is off (GLIMMER_GL_WINOGRAD=0), when the
@@ -29,24 +36,26 @@ func winoTiles(d engine.Conv2DDims) int {
 
 // winoChunks picks the output channels (occ) and tiles (tc, a multiple
 // of 4 unless it is all of them) each pass handles, in chunks as even as
-// the caps allow, so that U [16, occ, CP], V [16, CP, tc] and
-// M [16, occ, tc] each stay within b.winoMax bytes.
+// the caps allow, so that U [16, occ, CP] stays within winoUMax bytes and
+// V [16, CP, tc] and M [16, occ, tc] within winoVMax (b.winoMax, when
+// set, for all three).
 func (b *Backend) winoChunks(d engine.Conv2DDims) (occ, tc int, ok bool) {
-	lim := b.winoLimit()
+	ulim, vlim := b.winoLimits()
 	cp := ceilDiv(d.C, 4) * 4
-	occ = even(d.OC, lim/(16*cp*4), 1)
+	occ = even(d.OC, ulim/(16*cp*4), 1)
 	if occ == 0 {
 		return 0, 0, false
 	}
-	tc = even(winoTiles(d), min(lim/(16*cp*4), lim/(16*occ*4)), 4)
+	tc = even(winoTiles(d), min(vlim/(16*cp*4), vlim/(16*occ*4)), 4)
 	return occ, tc, tc > 0
 }
 
-func (b *Backend) winoLimit() int {
+// winoLimits are the caps on U, and on V and M.
+func (b *Backend) winoLimits() (u, v int) {
 	if b.winoMax > 0 {
-		return b.winoMax
+		return b.winoMax, b.winoMax
 	}
-	return winoMaxDefault
+	return winoUMax, winoVMax
 }
 
 // even splits n into as few chunks of at most most as it can, of equal
@@ -80,7 +89,7 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 	th, tw := ceilDiv(d.OH, 2), ceilDiv(d.OW, 2)
 	tiles := winoTiles(d)
 	cp := ceilDiv(d.C, 4) * 4
-	lim := b.winoLimit()
+	_, lim := b.winoLimits()
 	u := b.growScratch(&b.winoU, 16*occMax*cp, "Winograd filter scratch")
 	v := b.growScratch(&b.winoV, 16*cp*ceilDiv(tcMax, 4)*4, "Winograd input scratch")
 	for oc0 := 0; oc0 < d.OC; oc0 += occMax {

@@ -102,7 +102,7 @@ func TestWinogradChoice(t *testing.T) {
 	}{
 		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 64, OW: 64, P: p1}, true},
 		{engine.Conv2DDims{N: 2, C: 2560, H: 8, W: 8, OC: 1280, KH: 3, KW: 3, OH: 8, OW: 8, P: p1}, true},       // in chunks of 320 channels
-		{engine.Conv2DDims{N: 1, C: 128, H: 512, W: 512, OC: 128, KH: 3, KW: 3, OH: 512, OW: 512, P: p1}, true}, // the VAE's full resolution, in chunks of 8192 tiles
+		{engine.Conv2DDims{N: 1, C: 128, H: 512, W: 512, OC: 128, KH: 3, KW: 3, OH: 512, OW: 512, P: p1}, true}, // the VAE's full resolution, in chunks of 5960 tiles
 		{engine.Conv2DDims{N: 1, C: 5, H: 9, W: 11, OC: 70, KH: 3, KW: 3, OH: 9, OW: 11, P: p1}, true},
 		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 32, OW: 32, P: engine.Conv2DParams{StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}}, false}, // stride 2
 		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 1, KW: 1, OH: 64, OW: 64, P: engine.Conv2DParams{StrideH: 1, StrideW: 1}}, false},                   // 1x1
@@ -115,6 +115,10 @@ func TestWinogradChoice(t *testing.T) {
 	d := engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 64, OW: 64, P: p1}
 	if occ, tc, _ := b.winoChunks(d); occ != 320 || tc != 2048 {
 		t.Errorf("320 channels at 64x64: chunks of %d channels and %d tiles, want all in one (320, 2048)", occ, tc)
+	}
+	vae := engine.Conv2DDims{N: 1, C: 128, H: 512, W: 512, OC: 128, KH: 3, KW: 3, OH: 512, OW: 512, P: p1}
+	if occ, tc, _ := b.winoChunks(vae); occ != 128 || tc != 5960 {
+		t.Errorf("128 channels at 512x512: chunks of %d channels and %d tiles, want 128 and 5960 (11 chunks within 48 MB)", occ, tc)
 	}
 	b.winoMax = 16*320*4 - 1 // one output channel's U takes 20,480 bytes
 	if b.useWinograd(d) {

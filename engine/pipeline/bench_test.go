@@ -106,7 +106,9 @@ func BenchmarkSD15(b *testing.B) {
 	b.ReportMetric(ms(sum.Decode), "vae_ms")
 	b.ReportMetric(float64(req.Steps)/(sum.Denoise.Seconds()/n), "it/s")
 	if mr, ok := be.(engine.MemoryReporter); ok {
-		b.ReportMetric(float64(mr.MemoryStats().Peak)/(1<<30), "peak_GiB")
+		peak := mr.MemoryStats().Peak
+		b.ReportMetric(float64(peak)/(1<<30), "peak_GiB")
+		b.Logf("peak device memory (the backend's count): %d bytes", peak)
 	}
 	if !profiling && os.Getenv("GLIMMER_OFFLOAD") != "1" { // offloaded U-Net weights are in only inside Generate
 		b.ReportMetric(unetBackToBack(b, be, p, req.Steps), "unet_b2b_ms")
