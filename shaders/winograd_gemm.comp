@@ -1,29 +1,30 @@
 // A 3x3 convolution, stride 1, padding 1, by Winograd's minimal filtering
-// F(2x2, 3x3) (Lavin & Gray 2016): the output is cut into 2x2 tiles, each
+// (Lavin & Gray 2016): F(2x2, 3x3) cuts the output into 2x2 tiles, each
 // computed from its 4x4 input patch d as Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A,
-// so the 16 products of the transformed domain replace 36 per tile. Over
-// channels this is 16 GEMMs, one per transformed position ξ = (i, j):
+// so 16 products in the transformed domain replace 36 per tile; F(4x4,
+// 3x3) takes 36 from a 6x6 patch where 144 would be direct. Over channels
+// this is one GEMM per transformed position ξ = (i, j):
 //
 //   M[ξ] [OC, T] = U[ξ] [OC, C] · V[ξ] [C, T]
 //
 // U comes from winograd_filter.comp, V from winograd_input.comp (both
 // padded to whole vec4s: C to CP, the chunk's tiles to TP), and
 // winograd_output.comp turns M back into the output. This shader runs
-// the 16 GEMMs of one chunk of output channels (OCC rows of U, all 16
-// positions) and tiles through gemm_core.glsl, one batch entry per
+// the GEMMs of one chunk of output channels (OCC rows of U, every
+// position) and tiles through gemm_core.glsl, one batch entry per
 // position.
 //
 // Defines: the core's tile (TILE or BM/BN, BK, SPLITK). Binding 0 is
-// M [SPLITK, 16, OCC, TP]: with SPLITK > 1 raw partial sums, added in
+// M [SPLITK, ξ, OCC, TP]: with SPLITK > 1 raw partial sums, added in
 // order by the output transform.
 #include "common.glsl"
 
 layout(std430, binding = 0) writeonly buffer Mbuf { float mo[]; };
-layout(std430, binding = 1) readonly buffer Ubuf { vec4 u4[]; }; // U [16, OCC, CP]
-layout(std430, binding = 2) readonly buffer Vbuf { vec4 v4[]; }; // V [16, CP, TP]
+layout(std430, binding = 1) readonly buffer Ubuf { vec4 u4[]; }; // U [ξ, OCC, CP]
+layout(std430, binding = 2) readonly buffer Vbuf { vec4 v4[]; }; // V [ξ, CP, TP]
 
 uniform uint u_M, u_N, u_K; // OCC, TP, CP
-uniform uint u_partStride; // 16 * OCC * TP
+uniform uint u_partStride; // ξ * OCC * TP
 
 #define A_KCONTIG 1
 #define A_FETCH4 1

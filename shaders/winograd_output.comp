@@ -1,13 +1,22 @@
-// Winograd F(2x2, 3x3)'s output transform (see winograd_gemm.comp): for
-// each 2x2 output tile of the chunk (tiles t0 .. t0+TC-1, output
-// channels oc0 .. oc0+OCC-1), Y = Aᵀ m A from its 16 products m[ξ]
-// (M [16, OCC, TP], or SPLITK partial sums of it,
-// added here in order), then the bias and the residual, written where
-// the tile lies inside the output (an odd extent leaves a last half
-// tile). Aᵀ = [1 1 1 0; 0 1 -1 -1].
-// Defines: SPLITK, HAS_BIAS, BIAS_F16, HAS_RES and RES_BINDING (as
-// conv2d.comp).
+// Winograd's output transform (see winograd_gemm.comp), F(2x2, 3x3) or
+// F(4x4, 3x3) by WINO_M (the output tile's side, 2 or 4): for each output
+// tile of the chunk (tiles t0 .. t0+TC-1, output channels oc0 ..
+// oc0+OCC-1), Y = Aᵀ m A from its (WINO_M+2)² products m[ξ]
+// (M [ξ, OCC, TP], or SPLITK partial sums of it, added here in order),
+// then the bias and the residual, written where the tile lies inside the
+// output (an extent that is not a multiple of WINO_M leaves a partial
+// last tile).
+//
+//   F(2x2, 3x3): Aᵀ = [1 1 1 0; 0 1 -1 -1]
+//   F(4x4, 3x3): Aᵀ = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0;
+//                      0 1 -1 8 -8 1], after m[i][j] is scaled by
+//                s_i·s_j, s = (¼, -⅙, -⅙, 1/24, 1/24, 1): the scales the
+//                filter transform's integer G' left out.
+// Defines: WINO_M, SPLITK, HAS_BIAS, BIAS_F16, HAS_RES and RES_BINDING
+// (as conv2d.comp).
 #include "common.glsl"
+
+#define WA (WINO_M + 2) // the input tile's side
 
 layout(local_size_x = 256) in;
 layout(std430, binding = 0) writeonly buffer Ybuf { float y[]; };
@@ -32,6 +41,27 @@ uniform uint u_H, u_W;      // output extent
 uniform uint u_t0, u_TC, u_TP;
 uniform uint u_n;           // TC x OCC: the invocations that work
 
+#if WINO_M == 4
+const float S[6] = float[](0.25, -1.0 / 6.0, -1.0 / 6.0, 1.0 / 24.0, 1.0 / 24.0, 1.0);
+#endif
+
+// at applies Aᵀ to the WA values p[o], p[o + s], ..., leaving WINO_M
+// results at p[o], p[o + s], ...
+void at(inout float p[WA * WA], int o, int s) {
+#if WINO_M == 2
+	float a = p[o], b = p[o + s], c = p[o + 2 * s], d = p[o + 3 * s];
+	p[o] = a + b + c;
+	p[o + s] = b - c - d;
+#else
+	float a = p[o], b = p[o + s], c = p[o + 2 * s], d = p[o + 3 * s], e = p[o + 4 * s], f = p[o + 5 * s];
+	float bc = b + c, bmc = b - c, de = d + e, dme = d - e;
+	p[o] = a + bc + de;
+	p[o + s] = bmc + 2.0 * dme;
+	p[o + 2 * s] = bc + 4.0 * de;
+	p[o + 3 * s] = bmc + 8.0 * dme + f;
+#endif
+}
+
 void main() {
 	uint idx = group_id() * 256u + gl_LocalInvocationID.x;
 	if (idx >= u_n) return;
@@ -39,35 +69,34 @@ void main() {
 	uint t = u_t0 + tl, img = t / u_TT, tt = t - img * u_TT;
 	uint ty = tt / u_TW, tx = tt - ty * u_TW;
 
-	uint total = 16u * u_OCC * u_TP;
-	vec4 m[4]; // m[i][j] = M[4i + j]
-	for (uint i = 0u; i < 4u; i++)
-		for (uint j = 0u; j < 4u; j++) {
-			uint at = ((4u * i + j) * u_OCC + o) * u_TP + tl;
-			float v = 0.0;
-			for (uint s = 0u; s < uint(SPLITK); s++) v += mi[s * total + at];
-			m[i][j] = v;
-		}
-	vec4 p0 = m[0] + m[1] + m[2]; // Aᵀ's rows down the columns
-	vec4 p1 = m[1] - m[2] - m[3];
-	vec2 r0 = vec2(p0.x + p0.y + p0.z, p0.y - p0.z - p0.w);
-	vec2 r1 = vec2(p1.x + p1.y + p1.z, p1.y - p1.z - p1.w);
-	vec2 out2[2] = vec2[](r0, r1);
-	for (uint dy = 0u; dy < 2u; dy++) {
-		uint oy = 2u * ty + dy;
+	uint total = uint(WA * WA) * u_OCC * u_TP;
+	float m[WA * WA]; // m[i·WA + j] = M[ξ = i·WA + j]
+	for (int e = 0; e < WA * WA; e++) {
+		uint at0 = (uint(e) * u_OCC + o) * u_TP + tl;
+		float v = 0.0;
+		for (uint s = 0u; s < uint(SPLITK); s++) v += mi[s * total + at0];
+#if WINO_M == 4
+		v *= S[e / WA] * S[e % WA];
+#endif
+		m[e] = v;
+	}
+	for (int q = 0; q < WA; q++) at(m, q, WA);     // down each column: Aᵀ m
+	for (int r = 0; r < WINO_M; r++) at(m, r * WA, 1); // across the rows left: (Aᵀ m) A
+	for (uint dy = 0u; dy < uint(WINO_M); dy++) {
+		uint oy = uint(WINO_M) * ty + dy;
 		if (oy >= u_H) break;
-		for (uint dx = 0u; dx < 2u; dx++) {
-			uint ox = 2u * tx + dx;
+		for (uint dx = 0u; dx < uint(WINO_M); dx++) {
+			uint ox = uint(WINO_M) * tx + dx;
 			if (ox >= u_W) break;
-			uint o = ((img * u_OC + oc) * u_H + oy) * u_W + ox;
-			float v = out2[dy][dx];
+			uint oi = ((img * u_OC + oc) * u_H + oy) * u_W + ox;
+			float v = m[dy * uint(WA) + dx];
 #if HAS_BIAS
 			v += bias_at(oc);
 #endif
 #if HAS_RES
-			v += res[o];
+			v += res[oi];
 #endif
-			y[o] = v; // Y [N, OC, H, W]
+			y[oi] = v; // Y [N, OC, H, W]
 		}
 	}
 }

@@ -15,8 +15,8 @@ const (
 	winoVMax = 48 << 20
 )
 
-// useWinograd reports whether Conv2D runs d by convWinograd: 3x3, stride 1,
-// padding 1, unless b.winograd is off (GLIMMER_GL_WINOGRAD=0), when the
+// useWinograd reports whether Conv2D runs d by convWinograd: 3x3, stride
+// 1, padding 1, unless b.winograd is off (GLIMMER_GL_WINOGRAD=0), when the
 // scratch cap holds at least one output channel's transformed filters.
 // On the H100 every such convolution of SD 1.5 (U-Net and VAE) is faster
 // so than as an implicit GEMM, the 8x8 latents least (0.31 -> 0.29 ms);
@@ -25,28 +25,57 @@ func (b *Backend) useWinograd(d engine.Conv2DDims) bool {
 	if !b.winograd || d.KH != 3 || d.KW != 3 || d.P.StrideH != 1 || d.P.StrideW != 1 || d.P.PadH != 1 || d.P.PadW != 1 {
 		return false
 	}
-	_, _, ok := b.winoChunks(d)
+	_, _, ok := b.winoChunks(d, 2)
 	return ok
 }
 
-// winoTiles is the number of 2x2 output tiles over all images.
-func winoTiles(d engine.Conv2DDims) int {
-	return d.N * ceilDiv(d.OH, 2) * ceilDiv(d.OW, 2)
+// winoTile picks the output tile's side for d: 4, F(4x4, 3x3) (36
+// products per 16 outputs where F(2x2, 3x3) takes 16 per 4), when
+// b.winoF4 allows (GLIMMER_GL_WINO_F4: 0 never, the default; 1 where it
+// pays; 2 whenever it fits) and its chunks fit; else 2. It is off by
+// default because it is less exact: forced on every convolution, the
+// U-Net fixture's output moves from 4.85e-5 to 1.1e-4 off diffusers',
+// past its 1e-4 tolerance (the VAE, TAESD and pipeline fixtures hold).
+// On the H100 it pays from 128 tiles of 4x4 (SD 1.5's 64x64 and 32x32
+// latents at batch 2, the VAE from 64x64): 1643 -> 1596 ms an image with
+// the 64x64 latents and the VAE alone (docs/perf-notes.md).
+func (b *Backend) winoTile(d engine.Conv2DDims) int {
+	if b.winoF4 == 0 {
+		return 2
+	}
+	if _, _, ok := b.winoChunks(d, 4); !ok {
+		return 2
+	}
+	if b.winoF4 == 2 || winoTiles(d, 4) >= winoF4MinTiles {
+		return 4
+	}
+	return 2
 }
 
-// winoChunks picks the output channels (occ) and tiles (tc, a multiple
-// of 4 unless it is all of them) each pass handles, in chunks as even as
-// the caps allow, so that U [16, occ, CP] stays within winoUMax bytes and
-// V [16, CP, tc] and M [16, occ, tc] within winoVMax (b.winoMax, when
-// set, for all three).
-func (b *Backend) winoChunks(d engine.Conv2DDims) (occ, tc int, ok bool) {
+// winoF4MinTiles: F(4x4, 3x3) (mode 1) where it makes at least this many
+// tiles. SD 1.5's 16x16 latents (32 tiles) ran slower than F(2x2, 3x3):
+// 0.46 -> 0.62 ms for 1280 channels.
+const winoF4MinTiles = 128
+
+// winoTiles is the number of m x m output tiles over all images.
+func winoTiles(d engine.Conv2DDims, m int) int {
+	return d.N * ceilDiv(d.OH, m) * ceilDiv(d.OW, m)
+}
+
+// winoChunks picks, for output tiles of side m, the output channels (occ)
+// and tiles (tc, a multiple of 4 unless it is all of them) each pass
+// handles, in chunks as even as the caps allow, so that U [ξ, occ, CP]
+// stays within winoUMax bytes and V [ξ, CP, tc] and M [ξ, occ, tc] within
+// winoVMax (b.winoMax, when set, for all three), ξ = (m+2)² positions.
+func (b *Backend) winoChunks(d engine.Conv2DDims, m int) (occ, tc int, ok bool) {
 	ulim, vlim := b.winoLimits()
+	xi := (m + 2) * (m + 2)
 	cp := ceilDiv(d.C, 4) * 4
-	occ = even(d.OC, ulim/(16*cp*4), 1)
+	occ = even(d.OC, ulim/(xi*cp*4), 1)
 	if occ == 0 {
 		return 0, 0, false
 	}
-	tc = even(winoTiles(d), min(vlim/(16*cp*4), vlim/(16*occ*4)), 4)
+	tc = even(winoTiles(d, m), min(vlim/(xi*cp*4), vlim/(xi*occ*4)), 4)
 	return occ, tc, tc > 0
 }
 
@@ -76,25 +105,27 @@ func even(n, most, unit int) int {
 }
 
 // convWinograd runs a 3x3, stride 1, padding 1 convolution as Winograd
-// F(2x2, 3x3) (winograd_gemm.comp), chunk by chunk of output channels and
-// then of tiles: winograd_filter.comp forms U [16, occ, CP] of the
-// channels' filters, winograd_input.comp V [16, CP, TP] of the tiles
-// (once for all channel chunks when one chunk holds every tile),
-// winograd_gemm.comp multiplies them into M [16, occ, TP] in the split-K
-// scratch (as partial sums when the plan splits K), and
-// winograd_output.comp adds the partials, transforms them back and adds
-// bias and residual.
+// F(2x2, 3x3) or F(4x4, 3x3) (winograd_gemm.comp; winoTile picks), chunk
+// by chunk of output channels and then of tiles: winograd_filter.comp
+// forms U [ξ, occ, CP] of the channels' filters, winograd_input.comp
+// V [ξ, CP, TP] of the tiles (once for all channel chunks when one chunk
+// holds every tile), winograd_gemm.comp multiplies them into
+// M [ξ, occ, TP] in the split-K scratch (as partial sums when the plan
+// splits K), and winograd_output.comp adds the partials, transforms them
+// back and adds bias and residual.
 func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Conv2DDims) {
-	occMax, tcMax, _ := b.winoChunks(d)
-	th, tw := ceilDiv(d.OH, 2), ceilDiv(d.OW, 2)
-	tiles := winoTiles(d)
+	m := b.winoTile(d)
+	xi := (m + 2) * (m + 2)
+	occMax, tcMax, _ := b.winoChunks(d, m)
+	th, tw := ceilDiv(d.OH, m), ceilDiv(d.OW, m)
+	tiles := winoTiles(d, m)
 	cp := ceilDiv(d.C, 4) * 4
 	_, lim := b.winoLimits()
-	u := b.growScratch(&b.winoU, 16*occMax*cp, "Winograd filter scratch")
-	v := b.growScratch(&b.winoV, 16*cp*ceilDiv(tcMax, 4)*4, "Winograd input scratch")
+	u := b.growScratch(&b.winoU, xi*occMax*cp, "Winograd filter scratch")
+	v := b.growScratch(&b.winoV, xi*cp*ceilDiv(tcMax, 4)*4, "Winograd input scratch")
 	for oc0 := 0; oc0 < d.OC; oc0 += occMax {
 		occ := min(occMax, d.OC-oc0)
-		b.dispatch("winograd_filter", defines{"W_F16": isF16(w)}, elemGroups(occ*cp), []*buffer{u, buf(w)}, func(un uniforms) {
+		b.dispatch("winograd_filter", defines{"W_F16": isF16(w), "WINO_M": m}, elemGroups(occ*cp), []*buffer{u, buf(w)}, func(un uniforms) {
 			un.u("u_C", uint32(d.C))
 			un.u("u_CP", uint32(cp))
 			un.u("u_oc0", uint32(oc0))
@@ -105,7 +136,7 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 			tc := min(tcMax, tiles-t0)
 			tp := ceilDiv(tc, 4) * 4
 			if oc0 == 0 || tc < tiles {
-				b.dispatch("winograd_input", defines{}, elemGroups(cp*tp), []*buffer{v, buf(x)}, func(un uniforms) {
+				b.dispatch("winograd_input", defines{"WINO_M": m}, elemGroups(cp*tp), []*buffer{v, buf(x)}, func(un uniforms) {
 					un.u("u_C", uint32(d.C))
 					un.u("u_CP", uint32(cp))
 					un.i("u_H", d.H)
@@ -118,14 +149,14 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 					un.u("u_n", uint32(cp*tp))
 				})
 			}
-			mTotal := 16 * occ * tp
-			plan := b.gemmPlan(occ, tp, cp, 16)
+			mTotal := xi * occ * tp
+			plan := b.gemmPlan(occ, tp, cp, xi)
 			for plan.Split > 1 && plan.Split*mTotal*4 > lim {
 				plan.Split--
 			}
 			plan = plan.chunked(cp)
 			part := b.splitScratch(plan.Split * mTotal)
-			b.dispatch("winograd_gemm", plan.defines(defines{}), plan.groups(occ, tp, 16), []*buffer{part, u, v}, func(un uniforms) {
+			b.dispatch("winograd_gemm", plan.defines(defines{}), plan.groups(occ, tp, xi), []*buffer{part, u, v}, func(un uniforms) {
 				un.u("u_M", uint32(occ))
 				un.u("u_N", uint32(tp))
 				un.u("u_K", uint32(cp))
@@ -134,7 +165,7 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 					un.u("u_kchunk", uint32(plan.KChunk))
 				}
 			})
-			odef := defines{"SPLITK": plan.Split}
+			odef := defines{"SPLITK": plan.Split, "WINO_M": m}
 			bufs := withEpilogue(odef, []*buffer{buf(dst), part}, bias, res)
 			n := tc * occ
 			b.dispatch("winograd_output", odef, elemGroups(n), bufs, func(un uniforms) {

@@ -8,19 +8,23 @@ import (
 	"glimmer/engine"
 )
 
-// TestWinogradPlans holds the Winograd F(2x2, 3x3) convolution to the
-// float64 reference on every element, under every GEMM plan the implicit
-// GEMM is tested with (split K included: 520 input channels make K deep
-// enough for the backend's own choice to split), at odd extents that
-// leave half tiles and channel counts that need padding to vec4s, F16 and
-// F32 weights, with and without a residual; then with scratch caps small
-// enough to run in chunks of tiles, and of positions ξ. The implicit
-// GEMM's per-element bound (gemmCase.check, K = 9·C terms) holds: the
-// transforms only add and subtract, and halve exactly.
+// TestWinogradPlans holds the Winograd convolutions, F(2x2, 3x3) and
+// F(4x4, 3x3), to the float64 reference on every element, under every
+// GEMM plan the implicit GEMM is tested with (split K included: 520 input
+// channels make K deep enough for the backend's own choice to split), at
+// odd extents that leave partial tiles and channel counts that need
+// padding to vec4s, F16 and F32 weights, with and without a residual;
+// then with scratch caps small enough to run in chunks of output channels
+// and of tiles. Both keep the implicit GEMM's per-element bound
+// (gemmCase.check: 2(K+2)·2⁻²⁴ of the terms' absolute sum, K = 9·C), a
+// worst case for a plain sum of K products: F(2x2, 3x3)'s transforms only
+// add, subtract and halve; F(4x4, 3x3)'s multiply by up to 5 on the way in
+// and 8 on the way out and scale by sixths, and still stay within it on
+// every element here (a scale of 1/6.01 instead of 1/6 fails it).
 func TestWinogradPlans(t *testing.T) {
 	b := openGL(t)
 	b.winograd = true
-	defer func() { b.gemmForce, b.winoMax = nil, 0 }()
+	defer func() { b.gemmForce, b.winoMax, b.winoF4 = nil, 0, 0 }()
 	r := rand.New(rand.NewPCG(8, 9))
 	cases := []*gemmCase{
 		convCase(t, b, r, 2, 5, 9, 11, 70, 3, 3, 1, 1, engine.F16, true),   // odd extents, F16
@@ -29,47 +33,63 @@ func TestWinogradPlans(t *testing.T) {
 		convCase(t, b, r, 1, 6, 7, 8, 12, 3, 3, 1, 1, engine.F16, true),    // with a residual (below)
 	}
 	cases[3].addResidual(t, r)
-	for _, p := range testPlans {
-		b.gemmForce = p
-		for i, c := range cases {
-			c.name = fmt.Sprintf("winograd case %d %+v", i, p)
-			c.check(t, b, r, 0)
-		}
-	}
-	b.gemmForce = nil
-	for _, c := range cases {
-		c.free()
-	}
 
-	// Chunks: 2 images of 17x19 make 180 tiles. U and V take 16·CP·4
-	// bytes per output channel and per tile; M 16·occ·4 per tile. Under
-	// an 8,192-byte cap, 6 input channels (CP 8) and 20 output channels
-	// run as 2 chunks of 10 channels and 15 of 12 tiles (M's cap); under
-	// 202,752 bytes, 130 input channels (CP 132) and 12 output channels
-	// run as one chunk of channels and 8 of tiles, 7 of 24 and one of 12.
+	// Chunks: 2 images of 17x19 make 180 tiles of 2x2 (50 of 4x4). U and
+	// V take ξ·CP·4 bytes per output channel and per tile, M ξ·occ·4 per
+	// tile. For F(2x2, 3x3) (ξ = 16): under an 8,192-byte cap, 6 input
+	// channels (CP 8) and 20 output channels run as 2 chunks of 10
+	// channels and 15 of 12 tiles (M's cap); under 202,752 bytes, 130
+	// input channels (CP 132) and 12 output channels as one chunk of
+	// channels and 8 of tiles, 7 of 24 and one of 12. F(4x4, 3x3) (ξ = 36)
+	// chunks both more: 3 chunks of 7 channels by 13 of 4 tiles, and 2 of
+	// 6 by 7 of 8.
 	dims := func(c, oc int) engine.Conv2DDims {
 		return engine.Conv2DDims{N: 2, C: c, H: 17, W: 19, OC: oc, KH: 3, KW: 3, OH: 17, OW: 19, P: engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}}
 	}
 	chunked := []struct {
-		c       *gemmCase
-		d       engine.Conv2DDims
-		lim     int
-		occ, tc int
+		c     *gemmCase
+		d     engine.Conv2DDims
+		lim   int
+		chunk [2][2]int // occ, tc for F(2x2) and F(4x4)
 	}{
-		{convCase(t, b, r, 2, 6, 17, 19, 20, 3, 3, 1, 1, engine.F32, true), dims(6, 20), 8192, 10, 12},
-		{convCase(t, b, r, 2, 130, 17, 19, 12, 3, 3, 1, 1, engine.F16, true), dims(130, 12), 202752, 12, 24},
+		{convCase(t, b, r, 2, 6, 17, 19, 20, 3, 3, 1, 1, engine.F32, true), dims(6, 20), 8192, [2][2]int{{10, 12}, {7, 4}}},
+		{convCase(t, b, r, 2, 130, 17, 19, 12, 3, 3, 1, 1, engine.F16, true), dims(130, 12), 202752, [2][2]int{{12, 24}, {6, 8}}},
 	}
-	for i, k := range chunked {
+	for _, k := range chunked {
 		k.c.addResidual(t, r)
-		b.winoMax = k.lim
-		if occ, tc, ok := b.winoChunks(k.d); !ok || occ != k.occ || tc != k.tc {
-			t.Fatalf("chunked case %d: winoChunks = %d, %d, %v; want %d, %d, true", i, occ, tc, ok, k.occ, k.tc)
-		}
-		for _, p := range []*gemmPlan{nil, {BM: 64, BN: 64, BK: 16, Split: 3}} {
+	}
+	for v, f4 := range []int{0, 2} {
+		b.winoF4 = f4
+		name := []string{"F(2x2, 3x3)", "F(4x4, 3x3)"}[v]
+		for _, p := range testPlans {
 			b.gemmForce = p
-			k.c.name = fmt.Sprintf("winograd chunked case %d %+v", i, p)
-			k.c.check(t, b, r, 0)
+			for i, c := range cases {
+				c.name = fmt.Sprintf("%s case %d %+v", name, i, p)
+				c.check(t, b, r, 0)
+			}
 		}
+		b.gemmForce = nil
+		for i, k := range chunked {
+			b.winoMax = k.lim
+			m := 2 + 2*v
+			if occ, tc, ok := b.winoChunks(k.d, m); !ok || occ != k.chunk[v][0] || tc != k.chunk[v][1] {
+				t.Fatalf("%s chunked case %d: winoChunks = %d, %d, %v; want %d, %d, true", name, i, occ, tc, ok, k.chunk[v][0], k.chunk[v][1])
+			}
+			if got := b.winoTile(k.d); got != m {
+				t.Fatalf("%s chunked case %d: tiles of %d", name, i, got)
+			}
+			for _, p := range []*gemmPlan{nil, {BM: 64, BN: 64, BK: 16, Split: 3}} {
+				b.gemmForce = p
+				k.c.name = fmt.Sprintf("%s chunked case %d %+v", name, i, p)
+				k.c.check(t, b, r, 0)
+			}
+			b.winoMax = 0
+		}
+	}
+	for _, c := range cases {
+		c.free()
+	}
+	for _, k := range chunked {
 		k.c.free()
 	}
 }
@@ -113,13 +133,30 @@ func TestWinogradChoice(t *testing.T) {
 		}
 	}
 	d := engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 64, OW: 64, P: p1}
-	if occ, tc, _ := b.winoChunks(d); occ != 320 || tc != 2048 {
+	if occ, tc, _ := b.winoChunks(d, 2); occ != 320 || tc != 2048 {
 		t.Errorf("320 channels at 64x64: chunks of %d channels and %d tiles, want all in one (320, 2048)", occ, tc)
 	}
 	vae := engine.Conv2DDims{N: 1, C: 128, H: 512, W: 512, OC: 128, KH: 3, KW: 3, OH: 512, OW: 512, P: p1}
-	if occ, tc, _ := b.winoChunks(vae); occ != 128 || tc != 5960 {
+	if occ, tc, _ := b.winoChunks(vae, 2); occ != 128 || tc != 5960 {
 		t.Errorf("128 channels at 512x512: chunks of %d channels and %d tiles, want 128 and 5960 (11 chunks within 48 MB)", occ, tc)
 	}
+	// F(4x4, 3x3), when asked for (mode 1), from 128 tiles of 4x4.
+	for _, c := range []struct {
+		d        engine.Conv2DDims
+		f4, tile int
+	}{
+		{d, 0, 2},
+		{d, 1, 4},
+		{engine.Conv2DDims{N: 2, C: 640, H: 32, W: 32, OC: 640, KH: 3, KW: 3, OH: 32, OW: 32, P: p1}, 1, 4},   // 128 tiles
+		{engine.Conv2DDims{N: 2, C: 1280, H: 16, W: 16, OC: 1280, KH: 3, KW: 3, OH: 16, OW: 16, P: p1}, 1, 2}, // 32 tiles
+		{engine.Conv2DDims{N: 2, C: 1280, H: 16, W: 16, OC: 1280, KH: 3, KW: 3, OH: 16, OW: 16, P: p1}, 2, 4}, // forced
+	} {
+		b.winoF4 = c.f4
+		if got := b.winoTile(c.d); got != c.tile {
+			t.Errorf("%+v, F4 mode %d: tiles of %d, want %d", c.d, c.f4, got, c.tile)
+		}
+	}
+	b.winoF4 = 0
 	b.winoMax = 16*320*4 - 1 // one output channel's U takes 20,480 bytes
 	if b.useWinograd(d) {
 		t.Error("a cap below one output channel's filters took the Winograd path")
