@@ -4,10 +4,11 @@
 # 20 steps, CFG 7.5 end to end. Carry .gl/ and .carry/ holding
 # pipeline.test (go test -c -tags egl ./engine/pipeline),
 # sd15_tensor_names.tsv and bpe_simple_vocab_16e6.txt.gz (from ../shared/refdata).
-# GLIMMER_OFFLOAD=1 measures --offload; GLIMMER_GL_WINOGRAD=1 runs the
-# 3x3 convolutions at 64x64 and 32x32 by Winograd F(2x2, 3x3) (off by
-# default until measured); GLIMMER_GL_PROFILE=1 adds the
-# per-shader profile of the steps and of the decode (every dispatch fenced).
+# GLIMMER_OFFLOAD=1 measures --offload; GLIMMER_GL_WINOGRAD=0 runs the 3x3
+# convolutions as implicit GEMMs instead of by Winograd F(2x2, 3x3);
+# GLIMMER_GL_WINO_F4=1 takes F(4x4, 3x3) from 128 tiles (less exact, off by
+# default); GLIMMER_GL_PROFILE=1 adds the per-shader profile of the steps
+# and of the decode (every dispatch fenced).
 # To compare against an older build, carry its test binary too and run both
 # in one call: timings from different machines do not compare.
 set -u
