@@ -58,6 +58,7 @@ type Backend struct {
 	gemmBK                      int  // K slice depth of the 128-wide GEMM tiles
 	fullGrid                    int  // fewer 128-wide GEMM tiles than this take 64-wide ones
 	splitTarget, splitMinK      int  // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
+	splitFew                    int  // below this many groups, chunks >= splitMinK/4 (GLIMMER_GEMM_SPLITFEW)
 	gnChunks                    int  // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int  // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
 	winograd                    bool // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
@@ -83,6 +84,7 @@ func New() (*Backend, error) {
 		fullGrid:    256,
 		splitTarget: 512,
 		splitMinK:   256,
+		splitFew:    128,
 		queue:       make(chan func(), 1024),
 		programs:    map[string]*program{},
 		freqs:       map[engine.TimestepParams]uint32{},
@@ -178,6 +180,9 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if os.Getenv("GLIMMER_GL_GROUPNORM") == "single" {
 		b.gnChunks = -1
+	}
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_SPLITFEW")); err == nil {
+		b.splitFew = v // 0: splitMinK always
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_SPLIT")); err == nil {
 		b.splitTarget = v // 0: never split K

@@ -346,6 +346,30 @@ func TestGEMMPlans(t *testing.T) {
 	}
 }
 
+// TestGEMMPlanChoice: the plans gemmPlan's doc promises for SD 1.5's
+// shapes, with New's defaults.
+func TestGEMMPlanChoice(t *testing.T) {
+	b := &Backend{gemmBK: 8, fullGrid: 256, splitTarget: 512, splitMinK: 256, splitFew: 128}
+	for _, c := range []struct {
+		name           string
+		m, n, k, batch int
+		want           gemmPlan
+	}{
+		{"3x3 conv, 320 channels at 64x64", 320, 4096, 2880, 2, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 4, KChunk: 720}},
+		{"3x3 conv, 1280 channels at 8x8", 1280, 64, 11520, 2, gemmPlan{BM: 64, BN: 64, BK: 16, Split: 8, KChunk: 1440}},
+		{"77-token projection", 154, 640, 768, 1, gemmPlan{BM: 64, BN: 64, BK: 16, Split: 8, KChunk: 96}},
+		{"linear 4096x320x320", 8192, 320, 320, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 1, KChunk: 320}},
+	} {
+		if got := b.gemmPlan(c.m, c.n, c.k, c.batch); got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+		}
+	}
+	b.splitFew = 0 // chunks of at least splitMinK: the 77-token projection splits in 2
+	if got := b.gemmPlan(154, 640, 768, 1); got.Split != 2 {
+		t.Errorf("77-token projection without splitFew: %+v, want K split in 2", got)
+	}
+}
+
 // sdPlans are the variants BenchmarkSDGEMM times on each SD 1.5 shape,
 // after the backend's own choice (nil, "auto").
 var sdPlans = []*gemmPlan{nil,

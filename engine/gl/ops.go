@@ -66,10 +66,12 @@ const gemmSplitMax = 64 << 20
 // gemmBK when they make at least fullGrid work groups or pad the product
 // by at most 25% more than 64x64 tiles (slices of 16) would; then K is
 // split in 2, 4 (8 for 64x64 tiles) while the groups number fewer than
-// splitTarget and every chunk keeps at least splitMinK of K. So 64x64
-// latents at 320 channels run 128x128 tiles in 4 chunks (192 -> 768
-// groups, 0.96 -> 0.67 ms per 3x3 convolution against p3's 64x64), 8x8
-// at 1280 run 64x64 in 8 (40 -> 320 groups, 1.09 -> 0.34 ms).
+// splitTarget and every chunk keeps at least splitMinK of K (a quarter of
+// it while the groups number fewer than splitFew). So 64x64 latents at
+// 320 channels run 128x128 tiles in 4 chunks (192 -> 768 groups, 0.96 ->
+// 0.67 ms per 3x3 convolution against p3's 64x64), 8x8 at 1280 run 64x64
+// in 8 (40 -> 320 groups, 1.09 -> 0.34 ms), and the cross-attention's
+// projections of 77 tokens (30 groups, K 768) split in 8 chunks of 96.
 // b.gemmForce, set by tests and benchmarks, overrides the tile, slice
 // depth and split.
 func (b *Backend) gemmPlan(m, n, k, batch int) gemmPlan {
@@ -84,7 +86,14 @@ func (b *Backend) gemmPlan(m, n, k, batch int) gemmPlan {
 			p = gemmPlan{BM: 128, BN: 128, BK: b.gemmBK, Split: 1}
 			maxSplit = 4
 		}
-		for g := p.groups(m, n, batch); g*p.Split < b.splitTarget && 2*p.Split <= maxSplit && k/(2*p.Split) >= b.splitMinK; {
+		for g := p.groups(m, n, batch); g*p.Split < b.splitTarget && 2*p.Split <= maxSplit; {
+			minK := b.splitMinK
+			if g*p.Split < b.splitFew {
+				minK /= 4
+			}
+			if k/(2*p.Split) < minK {
+				break
+			}
 			p.Split *= 2
 		}
 	}
