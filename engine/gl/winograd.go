@@ -7,9 +7,9 @@ import "glimmer/engine"
 // (each); larger convolutions run in chunks of output channels and of
 // tiles. SD 1.5's U-Net needs U 52 MB (its 1280-channel filters in two
 // chunks), V and M 42 MB; the VAE decoder at 512x512 fills V and M in
-// chunks of 5,960 tiles. Larger caps were faster only at the 1280-channel
-// levels (docs/perf-notes.md), and the memory counts against --offload's
-// 2 GiB.
+// chunks of 5,960 tiles. Caps of 128 MB saved chunks at 640 channels and
+// up (the U-Net's 3x3 convolutions 22.2 -> 20.2 ms a step, H100), but the
+// memory counts against --offload's 2 GiB (docs/perf-notes.md).
 const (
 	winoUMax = 64 << 20
 	winoVMax = 48 << 20
@@ -19,8 +19,8 @@ const (
 // 1, padding 1, unless b.winograd is off (GLIMMER_GL_WINOGRAD=0), when the
 // scratch cap holds at least one output channel's transformed filters.
 // On the H100 every such convolution of SD 1.5 (U-Net and VAE) is faster
-// so than as an implicit GEMM, the 8x8 latents least (0.31 -> 0.29 ms);
-// docs/perf-notes.md.
+// this way than as an implicit GEMM, the 8x8 latents least (0.31 -> 0.29
+// ms); docs/perf-notes.md.
 func (b *Backend) useWinograd(d engine.Conv2DDims) bool {
 	if !b.winograd || d.KH != 3 || d.KW != 3 || d.P.StrideH != 1 || d.P.StrideW != 1 || d.P.PadH != 1 || d.P.PadW != 1 {
 		return false
@@ -37,8 +37,8 @@ func (b *Backend) useWinograd(d engine.Conv2DDims) bool {
 // U-Net fixture's output moves from 4.85e-5 to 1.1e-4 off diffusers',
 // past its 1e-4 tolerance (the VAE, TAESD and pipeline fixtures hold).
 // On the H100 it pays from 128 tiles of 4x4 (SD 1.5's 64x64 and 32x32
-// latents at batch 2, the VAE from 64x64): 1643 -> 1596 ms an image with
-// the 64x64 latents and the VAE alone (docs/perf-notes.md).
+// latents at batch 2, the VAE from 64x64): 1650 -> 1585 ms an image
+// (docs/perf-notes.md).
 func (b *Backend) winoTile(d engine.Conv2DDims) int {
 	if b.winoF4 == 0 {
 		return 2
