@@ -32,6 +32,8 @@ func TestWinogradPlans(t *testing.T) {
 		convCase(t, b, r, 1, 33, 10, 7, 130, 3, 3, 1, 1, engine.F32, true), // 130 channels: two tiles of M
 		convCase(t, b, r, 2, 520, 4, 6, 9, 3, 3, 1, 1, engine.F16, false),  // deep K, no bias
 		convCase(t, b, r, 1, 6, 7, 8, 12, 3, 3, 1, 1, engine.F16, true),    // with a residual (below)
+		convCase(t, b, r, 1, 3, 1, 1, 5, 3, 3, 1, 1, engine.F32, true),     // a 1x1 image: one tile, mostly padding
+		convCase(t, b, r, 2, 4, 2, 3, 6, 3, 3, 1, 1, engine.F16, true),     // 2x3: one partial tile per image
 	}
 	cases[3].addResidual(t, r)
 
