@@ -75,6 +75,12 @@ const gemmSplitMax = 64 << 20
 // b.gemmForce, set by tests and benchmarks, overrides the tile, slice
 // depth and split.
 func (b *Backend) gemmPlan(m, n, k, batch int) gemmPlan {
+	return b.gemmPlanWithin(m, n, k, batch, gemmSplitMax)
+}
+
+// gemmPlanWithin is gemmPlan with the split's partial sums held to
+// partMax bytes.
+func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 	var p gemmPlan
 	if f := b.gemmForce; f != nil {
 		p = gemmPlan{BM: f.BM, BN: f.BN, BK: f.BK, Split: max(f.Split, 1)}
@@ -98,19 +104,14 @@ func (b *Backend) gemmPlan(m, n, k, batch int) gemmPlan {
 		}
 	}
 	// A split whose partial sums would overflow the scratch cap shrinks.
-	for p.Split > 1 && p.Split*batch*m*n*4 > gemmSplitMax {
+	for p.Split > 1 && p.Split*batch*m*n*4 > partMax {
 		p.Split--
 	}
-	return p.chunked(k)
-}
-
-// chunked sets KChunk for p.Split chunks of K: whole slices each, the
-// split shrinking so that none is empty.
-func (p gemmPlan) chunked(k int) gemmPlan {
 	if p.Split <= 1 {
 		p.Split, p.KChunk = 1, k
 		return p
 	}
+	// Chunks of whole slices; the split shrinks so that none is empty.
 	p.KChunk = ceilDiv(ceilDiv(k, p.Split), p.BK) * p.BK
 	p.Split = ceilDiv(k, p.KChunk)
 	if p.Split == 1 {

@@ -185,11 +185,7 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 				})
 			}
 			mTotal := xi * occ * tp
-			plan := b.gemmPlan(occ, tp, cp, xi)
-			for plan.Split > 1 && plan.Split*mTotal*4 > lim {
-				plan.Split--
-			}
-			plan = plan.chunked(cp)
+			plan := b.gemmPlanWithin(occ, tp, cp, xi, min(lim, gemmSplitMax))
 			part := b.splitScratch(plan.Split * mTotal)
 			gdef := plan.defines(defines{"U_FLY": b2i(uFly), "WINO_M": m, "W_F16": isF16(w)})
 			b.dispatch("winograd_gemm", gdef, plan.groups(occ, tp, xi), []*buffer{part, u, v}, func(un uniforms) {
