@@ -76,20 +76,22 @@ type Backend struct {
 	closed bool
 }
 
+// planDefaults sets the GEMM planner's tuning (gemmPlan) to what New
+// starts with, before the environment's overrides.
+func (b *Backend) planDefaults() {
+	b.gemmBK, b.fullGrid, b.splitTarget, b.splitMinK, b.splitFew = 8, 256, 512, 256, 128
+}
+
 // New opens a headless OpenGL context on a thread of its own. It fails with
 // a clear error when no context with OpenGL 4.3 compute shaders exists,
 // naming the renderer and version it found.
 func New() (*Backend, error) {
 	b := &Backend{
-		gemmBK:      8,
-		fullGrid:    256,
-		splitTarget: 512,
-		splitMinK:   256,
-		splitFew:    128,
-		queue:       make(chan func(), 1024),
-		programs:    map[string]*program{},
-		freqs:       map[engine.TimestepParams]uint32{},
+		queue:    make(chan func(), 1024),
+		programs: map[string]*program{},
+		freqs:    map[engine.TimestepParams]uint32{},
 	}
+	b.planDefaults()
 	started := make(chan error, 1)
 	b.wg.Add(1)
 	go b.loop(started)

@@ -349,7 +349,8 @@ func TestGEMMPlans(t *testing.T) {
 // TestGEMMPlanChoice: the plans gemmPlan's doc promises for SD 1.5's
 // shapes, with New's defaults.
 func TestGEMMPlanChoice(t *testing.T) {
-	b := &Backend{gemmBK: 8, fullGrid: 256, splitTarget: 512, splitMinK: 256, splitFew: 128}
+	b := &Backend{}
+	b.planDefaults()
 	for _, c := range []struct {
 		name           string
 		m, n, k, batch int
