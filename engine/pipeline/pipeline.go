@@ -206,14 +206,10 @@ func Tokenizer(m *model.Model, override string) (*tokenizer.Tokenizer, error) {
 func (p *Pipeline) Close() error {
 	// Offloaded weights come back first, so that each network frees all
 	// of its own.
-	if p.offText != nil {
-		p.offText.In()
-	}
-	if p.offUNet != nil {
-		p.offUNet.In()
-	}
-	if p.offVAE != nil {
-		p.offVAE.In()
+	for _, o := range []*nn.Offload{p.offText, p.offUNet, p.offVAE} {
+		if o != nil {
+			o.In()
+		}
 	}
 	if p.lastText != nil {
 		p.Text.Release(p.lastText)
