@@ -76,17 +76,26 @@ uint g_width;
 
 // Four neighbouring elements of a head row, zero past the head or the
 // tensor's rows. base: the (batch, head) offset; row: query or key index.
+#if HEAD_DIM % 4 == 0
+// Head rows start on whole vec4s (the row width, heads x HEAD_DIM, and
+// every offset are multiples of 4): one vec4 load each.
+layout(std430, binding = 1) readonly buffer Qbuf4 { vec4 q4[]; };
+layout(std430, binding = 2) readonly buffer Kbuf4 { vec4 k4[]; };
+
+vec4 fetchQ(uint base, uint row, uint d) {
+	return row < u_Nq ? q4[(base + row * g_width + d) >> 2] : vec4(0.0);
+}
+
+vec4 fetchK(uint base, uint row, uint d) {
+	return row < u_Nk ? k4[(base + row * g_width + d) >> 2] : vec4(0.0);
+}
+#else
 vec4 fetchQ(uint base, uint row, uint d) {
 	vec4 x = vec4(0.0);
 	if (row < u_Nq) {
 		uint i = base + row * g_width + d;
-		for (uint c = 0u; c < 4u; c++) {
-#if HEAD_DIM % 4 == 0
-			x[c] = q_in[i + c];
-#else
+		for (uint c = 0u; c < 4u; c++)
 			if (d + c < HEAD_DIM) x[c] = q_in[i + c];
-#endif
-		}
 	}
 	return x;
 }
@@ -95,16 +104,12 @@ vec4 fetchK(uint base, uint row, uint d) {
 	vec4 x = vec4(0.0);
 	if (row < u_Nk) {
 		uint i = base + row * g_width + d;
-		for (uint c = 0u; c < 4u; c++) {
-#if HEAD_DIM % 4 == 0
-			x[c] = k_in[i + c];
-#else
+		for (uint c = 0u; c < 4u; c++)
 			if (d + c < HEAD_DIM) x[c] = k_in[i + c];
-#endif
-		}
 	}
 	return x;
 }
+#endif
 
 // V's dims x + RX*(4*t4 + c), c < 4: one float4 of Vs's layout.
 vec4 fetchV(uint base, uint row, uint x, uint t4) {

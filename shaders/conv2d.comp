@@ -62,8 +62,25 @@ uniform int u_SH, u_SW, u_PH, u_PW;
 #define A_KCONTIG 1
 #define B_NCONTIG 1
 #define B_FETCH4 1
-// F16 weights: two words give four halves of a row.
-#define A_FETCH4 W_F16
+// F16 weights: two words give four halves of a row. Where the row length
+// (K4) or the feature map (N4, 1x1 kernels) is a multiple of 4, the rows
+// start on whole vec4s and load through a vec4 (F32) or uvec2 (F16) view.
+#define A_FETCH4 (W_F16 != 0 || K4 != 0)
+#if K4
+#if W_F16
+layout(std430, binding = 2) readonly buffer Wbuf2 { uvec2 w_h2[]; };
+vec4 w4_at(uint i) { // W[i..i+3], i a multiple of 4
+	uvec2 h = w_h2[i >> 2];
+	return vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
+}
+#else
+layout(std430, binding = 2) readonly buffer Wbuf4 { vec4 w4[]; };
+vec4 w4_at(uint i) { return w4[i >> 2]; }
+#endif
+#endif
+#if CONV1X1 && N4
+layout(std430, binding = 1) readonly buffer Xbuf4 { vec4 x4[]; };
+#endif
 #if SPLITK > 1
 uniform uint u_partStride; // elements per partial: N * OC * OH*OW
 #endif
@@ -83,6 +100,10 @@ float loadA(uint m, uint k) {
 #if A_FETCH4
 vec4 loadA4(uint m, uint k) {
 	uint i = m * u_K + k;
+#if K4
+	if (k >= u_K) return vec4(0.0);
+	return w4_at(i);
+#else
 	if ((i & 1u) == 0u && k + 3u < u_K) {
 		uint h = i >> 1;
 		return vec4(unpackHalf2x16(w_h[h]), unpackHalf2x16(w_h[h + 1u]));
@@ -91,6 +112,7 @@ vec4 loadA4(uint m, uint k) {
 	for (uint j = 0u; j < 4u; j++)
 		if (k + j < u_K) v[j] = w_at(i + j);
 	return v;
+#endif
 }
 #endif
 
@@ -100,6 +122,10 @@ float loadB(uint k, uint n) {
 }
 
 vec4 loadB4(uint k, uint n) {
+#if N4
+	if (!g_interior && (k >= u_K || n >= u_N)) return vec4(0.0);
+	return x4[((g_batch * u_K + k) * u_N + n) >> 2];
+#else
 	if (k >= u_K) return vec4(0.0);
 	uint base = (g_batch * u_K + k) * u_N;
 	if (n + 3u < u_N) return vec4(x[base + n], x[base + n + 1u], x[base + n + 2u], x[base + n + 3u]);
@@ -107,6 +133,7 @@ vec4 loadB4(uint k, uint n) {
 	for (uint j = 0u; j < 4u; j++)
 		if (n + j < u_N) v[j] = x[base + n + j];
 	return v;
+#endif
 }
 #else
 // loadB4 decomposes k = (c, ky, kx) and n = (oy, ox) once for four

@@ -37,9 +37,31 @@ uniform float u_alpha;
 
 #define A_KCONTIG (TRANS_A == 0)
 #define B_NCONTIG (TRANS_B == 0)
-#define B_FETCH4 0
-// F16 weights read k-contiguous (x·Wᵀ): two words give four halves.
-#define B_KFETCH4 (TRANS_B != 0 && B_F16 != 0)
+// Operands whose contiguous extent is a multiple of 4 (K4: K, N4: N) load
+// 4 neighbours at once through a vec4 (F32) or uvec2 (F16) view of their
+// buffer; the rows then start on whole vec4s, so a vec4 is wholly inside
+// or wholly past the matrix.
+#define A_FETCH4 (TRANS_A == 0 && K4 != 0)
+#define B_FETCH4 (TRANS_B == 0 && N4 != 0)
+// F16 weights read k-contiguous (x·Wᵀ) take four halves from two words
+// even where K is not a multiple of 4.
+#define B_KFETCH4 (TRANS_B != 0 && (B_F16 != 0 || K4 != 0))
+
+#if A_FETCH4
+layout(std430, binding = 1) readonly buffer Abuf4 { vec4 a4[]; };
+#endif
+#if K4 != 0 || N4 != 0
+#if B_F16
+layout(std430, binding = 2) readonly buffer Bbuf2 { uvec2 b_h2[]; };
+vec4 b4_at(uint i) { // B[i..i+3], i a multiple of 4
+	uvec2 w = b_h2[i >> 2];
+	return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+}
+#else
+layout(std430, binding = 2) readonly buffer Bbuf4 { vec4 b4[]; };
+vec4 b4_at(uint i) { return b4[i >> 2]; }
+#endif
+#endif
 #if SPLITK > 1
 uniform uint u_partStride; // elements per partial: batch * M * N
 #endif
@@ -47,6 +69,8 @@ uniform uint u_partStride; // elements per partial: batch * M * N
 float loadA(uint m, uint k);
 float loadB(uint k, uint n);
 void storeC(uint m, uint n, float acc);
+vec4 loadA4(uint m, uint k);
+vec4 loadB4(uint k, uint n);
 vec4 loadB4k(uint k, uint n);
 
 #include "gemm_core.glsl"
@@ -69,9 +93,27 @@ float loadB(uint k, uint n) {
 #endif
 }
 
+#if A_FETCH4
+vec4 loadA4(uint m, uint k) {
+	if (k >= u_K) return vec4(0.0);
+	return a4[(g_batch * u_M * u_K + m * u_K + k) >> 2]; // [B, M, K]
+}
+#endif
+
+#if B_FETCH4
+vec4 loadB4(uint k, uint n) {
+	if (!g_interior && (k >= u_K || n >= u_N)) return vec4(0.0);
+	return b4_at(g_batch * u_strideB + k * u_N + n); // [Bb, K, N]
+}
+#endif
+
 #if B_KFETCH4
 vec4 loadB4k(uint k, uint n) {
 	uint i = g_batch * u_strideB + n * u_K + k; // [Bb, N, K]
+#if K4
+	if (k >= u_K) return vec4(0.0);
+	return b4_at(i);
+#else
 	if ((i & 1u) == 0u && k + 3u < u_K) {
 		uint h = i >> 1;
 		return vec4(unpackHalf2x16(b_h[h]), unpackHalf2x16(b_h[h + 1u]));
@@ -80,6 +122,7 @@ vec4 loadB4k(uint k, uint n) {
 	for (uint j = 0u; j < 4u; j++)
 		if (k + j < u_K) v[j] = b_at(i + j);
 	return v;
+#endif
 }
 #endif
 

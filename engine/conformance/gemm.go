@@ -35,6 +35,7 @@ func (s *suite) testMatMul(t *testing.T) {
 		{1, 130, 257, 19}, // crosses 128x128 output tiles and 8-deep K tiles: 1.3 MFLOP
 		{2, 5, 9, 300},    // K > 256
 		{1, 33, 70, 513},  // K > 512: crosses K tiles of every power-of-two size up to 512; 2.4 MFLOP
+		{2, 9, 12, 20},    // N and K multiples of 4 (vec4 loads on the GL backend)
 	}
 	for _, sz := range sizes {
 		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
@@ -103,6 +104,7 @@ func (s *suite) testConv2D(t *testing.T) {
 	}{
 		{"1x1", convShape{n: 2, c: 5, h: 7, w: 9, oc: 6, kh: 1, kw: 1, sh: 1, sw: 1}},
 		{"1x1_wide", convShape{n: 1, c: 19, h: 3, w: 21, oc: 3, kh: 1, kw: 1, sh: 1, sw: 1}},
+		{"1x1_vec4", convShape{n: 2, c: 8, h: 4, w: 6, oc: 5, kh: 1, kw: 1, sh: 1, sw: 1}}, // C and H*W multiples of 4
 		{"3x3_pad1", convShape{n: 1, c: 3, h: 11, w: 13, oc: 7, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1}},
 		{"3x3_pad1_batch", convShape{n: 2, c: 8, h: 9, w: 6, oc: 5, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1}},
 		{"3x3_pad0", convShape{n: 1, c: 2, h: 6, w: 5, oc: 3, kh: 3, kw: 3, sh: 1, sw: 1}},

@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -55,16 +56,17 @@ type Backend struct {
 	// Set once at start.
 	renderer, version, platform string
 	limits                      Limits
-	gemmBK                      int  // K slice depth of the 128-wide GEMM tiles
-	fullGrid                    int  // fewer 128-wide GEMM tiles than this take 64-wide ones
-	splitTarget, splitMinK      int  // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
-	splitFew                    int  // below this many groups, chunks >= splitMinK/4 (GLIMMER_GEMM_SPLITFEW)
-	gnChunks                    int  // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
-	convConst                   int  // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
-	winograd                    bool // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
-	winoF4                      int  // Winograd F(4x4, 3x3): 0 never, 1 where it pays, 2 whenever it fits (winoTile)
-	winoUFlyMode                int  // Winograd's U formed in the GEMM's loader: 0 never, 1 at few tiles, 2 whenever it fits (winoUFly)
-	winoMax                     int  // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
+	gemmBK                      int     // K slice depth of the 128-wide GEMM tiles
+	fullGrid                    int     // fewer 128-wide GEMM tiles than this take 64-wide ones
+	splitTarget, splitMinK      int     // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
+	splitFew                    int     // below this many groups, chunks >= splitMinK/4 (GLIMMER_GEMM_SPLITFEW)
+	gnChunks                    int     // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
+	convConst                   int     // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
+	winograd                    bool    // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
+	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 where it pays, 2 whenever it fits (winoTile)
+	winoUFlyMode                int     // Winograd's U formed in the GEMM's loader: 0 never, 1 at few tiles, 2 whenever it fits (winoUFly)
+	winoMax                     int     // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
+	extraDefs                   defines // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
@@ -179,6 +181,13 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MB")); err == nil && v > 0 {
 		b.winoMax = v << 20
+	}
+	b.extraDefs = defines{}
+	for _, kv := range strings.Split(os.Getenv("GLIMMER_GL_DEFS"), ",") {
+		name, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if v, err := strconv.Atoi(val); ok && err == nil && name != "" {
+			b.extraDefs[name] = v
+		}
 	}
 	b.convConst = 1
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVCONST")); err == nil {

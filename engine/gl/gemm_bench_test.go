@@ -320,8 +320,14 @@ func TestGEMMPlans(t *testing.T) {
 		convCase(t, b, r, 1, 7, 10, 9, 33, 3, 3, 2, 1, engine.F32, true),               // stride 2
 		convCase(t, b, r, 2, 66, 5, 7, 130, 1, 1, 1, 0, engine.F16, true),              // 1x1
 		convCase(t, b, r, 2, 3, 6, 6, 9, 1, 1, 1, 0, engine.F32, false),                // 1x1, tiny
+		// K and N multiples of 4: the vec4 loaders (K4, N4), partial tiles.
+		linearCase(t, b, r, 2, 45, 68, 52, false, false, false, engine.F16, true, 0), // A·B, F16
+		linearCase(t, b, r, 3, 30, 36, 44, false, false, true, engine.F32, false, 0), // batched A·B, F32
+		convCase(t, b, r, 2, 68, 6, 10, 36, 1, 1, 1, 0, engine.F16, true),            // 1x1, 60 pixels
+		convCase(t, b, r, 1, 12, 7, 5, 20, 1, 1, 1, 0, engine.F32, false),            // 1x1, F32 weights
 	}
-	names := []string{"linearF16", "linearF32", "batchedB", "transA", "transAB", "conv3x3", "conv3x3s2", "conv1x1", "conv1x1tiny"}
+	names := []string{"linearF16", "linearF32", "batchedB", "transA", "transAB", "conv3x3", "conv3x3s2", "conv1x1", "conv1x1tiny",
+		"linearNN4", "batchedNN4", "conv1x1N4", "conv1x1K4"}
 	for _, p := range testPlans {
 		b.gemmForce = p
 		for i, c := range cases {

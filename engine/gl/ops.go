@@ -201,7 +201,8 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 		m, batch = d.M*d.Batch, 1
 	}
 	plan := b.gemmPlan(m, d.N, d.K, batch)
-	def := plan.defines(defines{"TRANS_A": b2i(p.TransA), "TRANS_B": b2i(p.TransB), "B_F16": isF16(w)})
+	def := plan.defines(defines{"TRANS_A": b2i(p.TransA), "TRANS_B": b2i(p.TransB), "B_F16": isF16(w),
+		"K4": b2i(d.K%4 == 0), "N4": b2i(d.N%4 == 0)})
 	total := batch * m * d.N
 	out := buf(dst)
 	if plan.Split > 1 {
@@ -237,7 +238,7 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 	m, n, k := d.OC, d.OH*d.OW, d.C*d.KH*d.KW
 	plan := b.gemmPlan(m, n, k, d.N)
 	pointwise := d.KH == 1 && d.KW == 1 && d.P.StrideH == 1 && d.P.StrideW == 1 && d.P.PadH == 0 && d.P.PadW == 0
-	def := plan.defines(defines{"W_F16": isF16(w), "CONV1X1": b2i(pointwise)})
+	def := plan.defines(defines{"W_F16": isF16(w), "CONV1X1": b2i(pointwise), "K4": b2i(k%4 == 0), "N4": b2i(n%4 == 0)})
 	if !pointwise && d.KH == d.KW && b.convConst >= 1 {
 		def["KSQ"] = d.KH
 	}

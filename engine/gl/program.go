@@ -2,6 +2,7 @@ package gl
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"sort"
 	"strconv"
@@ -83,6 +84,12 @@ func expand(sb *strings.Builder, name string, depth int) error {
 // program returns the compiled variant, compiling it on first use. GL
 // thread only.
 func (b *Backend) program(op string, d defines) (*program, error) {
+	if len(b.extraDefs) > 0 {
+		e := defines{}
+		maps.Copy(e, d)
+		maps.Copy(e, b.extraDefs)
+		d = e
+	}
 	key := op + "|" + d.key()
 	if p, ok := b.programs[key]; ok {
 		return p, nil
