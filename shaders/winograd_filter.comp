@@ -14,7 +14,8 @@
 //     transform multiplies the scales back in.
 // Defines: W_F16, WINO_M.
 #include "common.glsl"
-#include "winograd.glsl"
+
+#define WA (WINO_M + 2) // the input tile's side
 
 layout(local_size_x = 256) in;
 layout(std430, binding = 0) writeonly buffer Ubuf { float u[]; }; // U [WA², OCC, CP]
@@ -29,6 +30,25 @@ float w_at(uint i) { return w_f[i]; }
 uniform uint u_C, u_CP;
 uniform uint u_oc0, u_OCC; // the chunk's first output channel and its count
 uniform uint u_n;          // OCC * CP
+
+// gcomb combines three filter taps by row r of G (or G').
+float gcomb(uint r, float g0, float g1, float g2) {
+#if WINO_M == 2
+	if (r == 0u) return g0;
+	if (r == 3u) return g2;
+	if (r == 1u) return ((g0 + g1) + g2) * 0.5;
+	return ((g0 - g1) + g2) * 0.5;
+#else
+	switch (r) {
+	case 0u: return g0;
+	case 1u: return (g0 + g1) + g2;
+	case 2u: return (g0 - g1) + g2;
+	case 3u: return (g0 + 2.0 * g1) + 4.0 * g2;
+	case 4u: return (g0 - 2.0 * g1) + 4.0 * g2;
+	default: return g2;
+	}
+#endif
+}
 
 void main() {
 	uint idx = group_id() * 256u + gl_LocalInvocationID.x;

@@ -14,29 +14,13 @@
 // position) and tiles through gemm_core.glsl, one batch entry per
 // position.
 //
-// With U_FLY, U is not stored: the A loader forms each U[ξ][m][k] from
-// the 3x3 filter W[oc0 + m][k] (9 loads, through the cache, for one
-// value), which pays only where few tiles of N re-read it: winograd.go.
-//
-// Defines: the core's tile (TILE or BM/BN, BK, SPLITK); U_FLY, and with
-// it WINO_M and W_F16. Binding 0 is M [SPLITK, ξ, OCC, TP]: with
-// SPLITK > 1 raw partial sums, added in order by the output transform.
+// Defines: the core's tile (TILE or BM/BN, BK, SPLITK). Binding 0 is
+// M [SPLITK, ξ, OCC, TP]: with SPLITK > 1 raw partial sums, added in
+// order by the output transform.
 #include "common.glsl"
 
 layout(std430, binding = 0) writeonly buffer Mbuf { float mo[]; };
-#if U_FLY
-#include "winograd.glsl"
-#if W_F16
-layout(std430, binding = 1) readonly buffer Wbuf { uint w_h[]; }; // W [OC, C, 3, 3]
-float w_at(uint i) { return half_at(w_h[i >> 1], i); }
-#else
-layout(std430, binding = 1) readonly buffer Wbuf { float w_f[]; };
-float w_at(uint i) { return w_f[i]; }
-#endif
-uniform uint u_C, u_oc0;
-#else
 layout(std430, binding = 1) readonly buffer Ubuf { vec4 u4[]; }; // U [ξ, OCC, CP]
-#endif
 layout(std430, binding = 2) readonly buffer Vbuf { vec4 v4[]; }; // V [ξ, CP, TP]
 
 uniform uint u_M, u_N, u_K; // OCC, TP, CP
@@ -57,25 +41,10 @@ void storeC(uint m, uint n, float acc);
 
 // k and n arrive as multiples of 4, and CP and TP are, so a vec4 never
 // straddles the end of a row.
-#if U_FLY
-// uAt is U[ξ = g_batch][m][k], zero past the C input channels.
-float uAt(uint m, uint k) {
-	if (k >= u_C) return 0.0;
-	uint base = ((u_oc0 + m) * u_C + k) * 9u;
-	float g[9];
-	for (uint e = 0u; e < 9u; e++) g[e] = w_at(base + e);
-	return gtransform(g_batch / uint(WA), g_batch % uint(WA), g);
-}
-
-vec4 loadA4(uint m, uint k) {
-	return vec4(uAt(m, k), uAt(m, k + 1u), uAt(m, k + 2u), uAt(m, k + 3u));
-}
-#else
 vec4 loadA4(uint m, uint k) {
 	if (k >= u_K) return vec4(0.0);
 	return u4[((g_batch * u_M + m) * u_K + k) >> 2];
 }
-#endif
 
 float loadA(uint m, uint k) { return loadA4(m, k & ~3u)[k & 3u]; }
 

@@ -64,7 +64,6 @@ type Backend struct {
 	convConst                   int     // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
 	winograd                    bool    // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
 	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 where it pays, 2 whenever it fits (winoTile)
-	winoUFlyMode                int     // Winograd's U formed in the GEMM's loader: 0 never, 1 at few tiles, 2 whenever it fits (winoUFly)
 	winoMax                     int     // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
 	extraDefs                   defines // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
 
@@ -175,9 +174,6 @@ func (b *Backend) init(ctx platformContext) error {
 	b.winograd = os.Getenv("GLIMMER_GL_WINOGRAD") != "0"
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_F4")); err == nil {
 		b.winoF4 = v
-	}
-	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_UFLY")); err == nil {
-		b.winoUFlyMode = v
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MB")); err == nil && v > 0 {
 		b.winoMax = v << 20

@@ -25,7 +25,7 @@ func (b *Backend) useWinograd(d engine.Conv2DDims) bool {
 	if !b.winograd || d.KH != 3 || d.KW != 3 || d.P.StrideH != 1 || d.P.StrideW != 1 || d.P.PadH != 1 || d.P.PadW != 1 {
 		return false
 	}
-	_, _, ok := b.winoChunks(d, 2, false)
+	_, _, ok := b.winoChunks(d, 2)
 	return ok
 }
 
@@ -43,7 +43,7 @@ func (b *Backend) winoTile(d engine.Conv2DDims) int {
 	if b.winoF4 == 0 {
 		return 2
 	}
-	if _, _, ok := b.winoChunks(d, 4, false); !ok {
+	if _, _, ok := b.winoChunks(d, 4); !ok {
 		return 2
 	}
 	if b.winoF4 == 2 || winoTiles(d, 4) >= winoF4MinTiles {
@@ -57,30 +57,6 @@ func (b *Backend) winoTile(d engine.Conv2DDims) int {
 // 0.46 -> 0.62 ms for 1280 channels.
 const winoF4MinTiles = 128
 
-// winoUFly reports whether d's GEMMs form U from the filters as they load
-// them instead of reading it from a filter pass (winograd_gemm.comp's
-// U_FLY), when b.winoUFly allows (GLIMMER_GL_WINO_UFLY: 0 never, the
-// default; 1 from at most winoUFlyMaxTiles tiles; 2 whenever it fits).
-// The stored U is 16/9 floats (F(2x2, 3x3)) per F16 weight, written and
-// read again every call: at SD 1.5's 16x16 and 8x8 latents, where the
-// GEMMs have one or two tiles of N and read each element of U once or
-// twice, that traffic bounds them (8x8 at 1280 channels: 0.29 ms,
-// against 0.31 for the implicit GEMM). Forming U in the loader costs 9
-// cached weight loads per element instead. Not yet measured on a GPU.
-func (b *Backend) winoUFly(d engine.Conv2DDims, m int) bool {
-	if b.winoUFlyMode == 0 {
-		return false
-	}
-	if _, _, ok := b.winoChunks(d, m, true); !ok {
-		return false
-	}
-	return b.winoUFlyMode == 2 || winoTiles(d, m) <= winoUFlyMaxTiles
-}
-
-// winoUFlyMaxTiles: U formed in the loader (mode 1) up to this many tiles
-// (SD 1.5's 16x16 latents at batch 2 make 128 of 2x2).
-const winoUFlyMaxTiles = 128
-
 // winoTiles is the number of m x m output tiles over all images.
 func winoTiles(d engine.Conv2DDims, m int) int {
 	return d.N * ceilDiv(d.OH, m) * ceilDiv(d.OW, m)
@@ -91,16 +67,11 @@ func winoTiles(d engine.Conv2DDims, m int) int {
 // handles, in chunks as even as the caps allow, so that U [ξ, occ, CP]
 // stays within winoUMax bytes and V [ξ, CP, tc] and M [ξ, occ, tc] within
 // winoVMax (b.winoMax, when set, for all three), ξ = (m+2)² positions.
-// With uFly, U is not stored (winoUFly) and every output channel is one
-// chunk.
-func (b *Backend) winoChunks(d engine.Conv2DDims, m int, uFly bool) (occ, tc int, ok bool) {
+func (b *Backend) winoChunks(d engine.Conv2DDims, m int) (occ, tc int, ok bool) {
 	ulim, vlim := b.winoLimits()
 	xi := (m + 2) * (m + 2)
 	cp := ceilDiv(d.C, 4) * 4
-	occ = d.OC
-	if !uFly {
-		occ = even(d.OC, ulim/(xi*cp*4), 1)
-	}
+	occ = even(d.OC, ulim/(xi*cp*4), 1)
 	if occ == 0 {
 		return 0, 0, false
 	}
@@ -145,28 +116,22 @@ func even(n, most, unit int) int {
 func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Conv2DDims) {
 	m := b.winoTile(d)
 	xi := (m + 2) * (m + 2)
-	uFly := b.winoUFly(d, m)
-	occMax, tcMax, _ := b.winoChunks(d, m, uFly)
+	occMax, tcMax, _ := b.winoChunks(d, m)
 	th, tw := ceilDiv(d.OH, m), ceilDiv(d.OW, m)
 	tiles := winoTiles(d, m)
 	cp := ceilDiv(d.C, 4) * 4
 	_, lim := b.winoLimits()
-	u := buf(w) // the GEMM's A: the filters themselves with uFly, else U
-	if !uFly {
-		u = b.growScratch(&b.winoU, xi*occMax*cp, "Winograd filter scratch")
-	}
+	u := b.growScratch(&b.winoU, xi*occMax*cp, "Winograd filter scratch")
 	v := b.growScratch(&b.winoV, xi*cp*ceilDiv(tcMax, 4)*4, "Winograd input scratch")
 	for oc0 := 0; oc0 < d.OC; oc0 += occMax {
 		occ := min(occMax, d.OC-oc0)
-		if !uFly {
-			b.dispatch("winograd_filter", defines{"W_F16": isF16(w), "WINO_M": m}, elemGroups(occ*cp), []*buffer{u, buf(w)}, func(un uniforms) {
-				un.u("u_C", uint32(d.C))
-				un.u("u_CP", uint32(cp))
-				un.u("u_oc0", uint32(oc0))
-				un.u("u_OCC", uint32(occ))
-				un.u("u_n", uint32(occ*cp))
-			})
-		}
+		b.dispatch("winograd_filter", defines{"W_F16": isF16(w), "WINO_M": m}, elemGroups(occ*cp), []*buffer{u, buf(w)}, func(un uniforms) {
+			un.u("u_C", uint32(d.C))
+			un.u("u_CP", uint32(cp))
+			un.u("u_oc0", uint32(oc0))
+			un.u("u_OCC", uint32(occ))
+			un.u("u_n", uint32(occ*cp))
+		})
 		for t0 := 0; t0 < tiles; t0 += tcMax {
 			tc := min(tcMax, tiles-t0)
 			tp := ceilDiv(tc, 4) * 4
@@ -187,12 +152,8 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 			mTotal := xi * occ * tp
 			plan := b.gemmPlanWithin(occ, tp, cp, xi, min(lim, gemmSplitMax))
 			part := b.splitScratch(plan.Split * mTotal)
-			gdef := plan.defines(defines{"U_FLY": b2i(uFly), "WINO_M": m, "W_F16": isF16(w)})
+			gdef := plan.defines(defines{})
 			b.dispatch("winograd_gemm", gdef, plan.groups(occ, tp, xi), []*buffer{part, u, v}, func(un uniforms) {
-				if uFly {
-					un.u("u_C", uint32(d.C))
-					un.u("u_oc0", uint32(oc0))
-				}
 				un.u("u_M", uint32(occ))
 				un.u("u_N", uint32(tp))
 				un.u("u_K", uint32(cp))

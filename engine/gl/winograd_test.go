@@ -15,8 +15,7 @@ import (
 // odd extents that leave partial tiles and channel counts that need
 // padding to vec4s, F16 and F32 weights, with and without a residual;
 // then with scratch caps small enough to run in chunks of output channels
-// and of tiles; and all of it again with U formed in the GEMM's loader
-// (winoUFly) instead of by the filter pass. All keep the implicit GEMM's
+// and of tiles. All keep the implicit GEMM's
 // per-element bound (gemmCase.check: 2(K+2)·2⁻²⁴ of the terms' absolute
 // sum, K = 9·C), a worst case for a plain sum of K products: F(2x2, 3x3)'s transforms only
 // add, subtract and halve; F(4x4, 3x3)'s multiply by up to 5 on the way in
@@ -61,39 +60,35 @@ func TestWinogradPlans(t *testing.T) {
 	for _, k := range chunked {
 		k.c.addResidual(t, r)
 	}
-	for _, fly := range []int{0, 2} {
-		b.winoUFlyMode = fly
-		for v, f4 := range []int{0, 2} {
-			b.winoF4 = f4
-			name := []string{"F(2x2, 3x3)", "F(4x4, 3x3)"}[v] + []string{"", ", U in the loader"}[fly/2]
-			for _, p := range testPlans {
-				b.gemmForce = p
-				for i, c := range cases {
-					c.name = fmt.Sprintf("%s case %d %+v", name, i, p)
-					c.check(t, b, r, 0)
-				}
-			}
-			b.gemmForce = nil
-			for i, k := range chunked {
-				b.winoMax = k.lim
-				m := 2 + 2*v
-				if got := b.winoTile(k.d); got != m {
-					t.Fatalf("%s chunked case %d: tiles of %d", name, i, got)
-				}
-				occ, tc, ok := b.winoChunks(k.d, m, false)
-				if fly == 0 && (!ok || occ != k.chunk[v][0] || tc != k.chunk[v][1]) {
-					t.Fatalf("%s chunked case %d: winoChunks = %d, %d, %v; want %d, %d, true", name, i, occ, tc, ok, k.chunk[v][0], k.chunk[v][1])
-				}
-				for _, p := range []*gemmPlan{nil, {BM: 64, BN: 64, BK: 16, Split: 3}} {
-					b.gemmForce = p
-					k.c.name = fmt.Sprintf("%s chunked case %d (U in the loader: %v) %+v", name, i, b.winoUFly(k.d, m), p)
-					k.c.check(t, b, r, 0)
-				}
-				b.winoMax = 0
+	for v, f4 := range []int{0, 2} {
+		b.winoF4 = f4
+		name := []string{"F(2x2, 3x3)", "F(4x4, 3x3)"}[v]
+		for _, p := range testPlans {
+			b.gemmForce = p
+			for i, c := range cases {
+				c.name = fmt.Sprintf("%s case %d %+v", name, i, p)
+				c.check(t, b, r, 0)
 			}
 		}
+		b.gemmForce = nil
+		for i, k := range chunked {
+			b.winoMax = k.lim
+			m := 2 + 2*v
+			if got := b.winoTile(k.d); got != m {
+				t.Fatalf("%s chunked case %d: tiles of %d", name, i, got)
+			}
+			occ, tc, ok := b.winoChunks(k.d, m)
+			if !ok || occ != k.chunk[v][0] || tc != k.chunk[v][1] {
+				t.Fatalf("%s chunked case %d: winoChunks = %d, %d, %v; want %d, %d, true", name, i, occ, tc, ok, k.chunk[v][0], k.chunk[v][1])
+			}
+			for _, p := range []*gemmPlan{nil, {BM: 64, BN: 64, BK: 16, Split: 3}} {
+				b.gemmForce = p
+				k.c.name = fmt.Sprintf("%s chunked case %d %+v", name, i, p)
+				k.c.check(t, b, r, 0)
+			}
+			b.winoMax = 0
+		}
 	}
-	b.winoUFlyMode = 0
 	for _, c := range cases {
 		c.free()
 	}
@@ -141,11 +136,11 @@ func TestWinogradChoice(t *testing.T) {
 		}
 	}
 	d := engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 64, OW: 64, P: p1}
-	if occ, tc, _ := b.winoChunks(d, 2, false); occ != 320 || tc != 2048 {
+	if occ, tc, _ := b.winoChunks(d, 2); occ != 320 || tc != 2048 {
 		t.Errorf("320 channels at 64x64: chunks of %d channels and %d tiles, want all in one (320, 2048)", occ, tc)
 	}
 	vae := engine.Conv2DDims{N: 1, C: 128, H: 512, W: 512, OC: 128, KH: 3, KW: 3, OH: 512, OW: 512, P: p1}
-	if occ, tc, _ := b.winoChunks(vae, 2, false); occ != 128 || tc != 5960 {
+	if occ, tc, _ := b.winoChunks(vae, 2); occ != 128 || tc != 5960 {
 		t.Errorf("128 channels at 512x512: chunks of %d channels and %d tiles, want 128 and 5960 (11 chunks within 48 MB)", occ, tc)
 	}
 	// F(4x4, 3x3), when asked for (mode 1), from 128 tiles of 4x4.
@@ -165,23 +160,6 @@ func TestWinogradChoice(t *testing.T) {
 		}
 	}
 	b.winoF4 = 0
-	// U in the GEMM's loader, when asked for (mode 1), up to 128 tiles.
-	for _, c := range []struct {
-		d    engine.Conv2DDims
-		mode int
-		want bool
-	}{
-		{engine.Conv2DDims{N: 2, C: 1280, H: 16, W: 16, OC: 1280, KH: 3, KW: 3, OH: 16, OW: 16, P: p1}, 0, false},
-		{engine.Conv2DDims{N: 2, C: 1280, H: 16, W: 16, OC: 1280, KH: 3, KW: 3, OH: 16, OW: 16, P: p1}, 1, true}, // 128 tiles
-		{engine.Conv2DDims{N: 2, C: 640, H: 32, W: 32, OC: 640, KH: 3, KW: 3, OH: 32, OW: 32, P: p1}, 1, false},  // 512 tiles
-		{engine.Conv2DDims{N: 2, C: 640, H: 32, W: 32, OC: 640, KH: 3, KW: 3, OH: 32, OW: 32, P: p1}, 2, true},   // forced
-	} {
-		b.winoUFlyMode = c.mode
-		if got := b.winoUFly(c.d, 2); got != c.want {
-			t.Errorf("%+v, U-in-the-loader mode %d: %v, want %v", c.d, c.mode, got, c.want)
-		}
-	}
-	b.winoUFlyMode = 0
 	b.winoMax = 16*320*4 - 1 // one output channel's U takes 20,480 bytes
 	if b.useWinograd(d) {
 		t.Error("a cap below one output channel's filters took the Winograd path")
