@@ -110,6 +110,11 @@ type Conv2DParams struct {
 	// Residual, when not nil, is added to the result as the last rounding
 	// step: dst = (conv(x, w) + bias) + Residual, as MatMulParams.Residual.
 	Residual *Tensor
+	// Fast lets a backend trade a few times the usual rounding error for
+	// speed, for convolutions whose result is bound for 8-bit pixels (the
+	// VAE decoder at inference). The GL backend then takes Winograd
+	// F(4x4, 3x3) where it pays; the CPU backend ignores it.
+	Fast bool
 }
 
 // GroupNormParams configure GroupNorm.

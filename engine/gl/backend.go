@@ -63,7 +63,7 @@ type Backend struct {
 	gnChunks                    int     // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int     // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
 	winograd                    bool    // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
-	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 where it pays, 2 whenever it fits (winoTile)
+	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
 	winoMax                     int     // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
 	extraDefs                   defines // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
 
@@ -172,6 +172,7 @@ func (b *Backend) init(ctx platformContext) error {
 		b.fullGrid = v
 	}
 	b.winograd = os.Getenv("GLIMMER_GL_WINOGRAD") != "0"
+	b.winoF4 = 1
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_F4")); err == nil {
 		b.winoF4 = v
 	}

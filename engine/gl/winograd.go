@@ -31,16 +31,17 @@ func (b *Backend) useWinograd(d engine.Conv2DDims) bool {
 
 // winoTile picks the output tile's side for d: 4, F(4x4, 3x3) (36
 // products per 16 outputs where F(2x2, 3x3) takes 16 per 4), when
-// b.winoF4 allows (GLIMMER_GL_WINO_F4: 0 never, the default; 1 where it
-// pays; 2 whenever it fits) and its chunks fit; else 2. It is off by
-// default because it is less exact: forced on every convolution, the
-// U-Net fixture's output moves from 4.85e-5 to 1.1e-4 off diffusers',
-// past its 1e-4 tolerance (the VAE, TAESD and pipeline fixtures hold).
-// On the H100 it pays from 128 tiles of 4x4 (SD 1.5's 64x64 and 32x32
-// latents at batch 2, the VAE from 64x64): 1650 -> 1585 ms an image
-// (docs/perf-notes.md).
+// b.winoF4 allows (GLIMMER_GL_WINO_F4: 0 never; 1, the default, for
+// convolutions marked Fast from winoF4MinTiles tiles; 2 whenever it fits)
+// and its chunks fit; else 2. It is less exact: forced on every
+// convolution, the U-Net fixture's output moves from 4.85e-5 to 1.1e-4
+// off diffusers', past its 1e-4 tolerance, while the VAE decoder's moves
+// from 6.9e-6 to 2.6e-5 (bound 1.7e-4), so only the decoder asks for it
+// (Conv2DParams.Fast). On the H100 it pays from 128 tiles of 4x4 (the
+// VAE decoder from 64x64; SD 1.5's 64x64 and 32x32 latents at batch 2):
+// VAE decode 84 -> 63 ms (docs/perf-notes.md).
 func (b *Backend) winoTile(d engine.Conv2DDims) int {
-	if b.winoF4 == 0 {
+	if b.winoF4 == 0 || b.winoF4 == 1 && !d.P.Fast {
 		return 2
 	}
 	if _, _, ok := b.winoChunks(d, 4); !ok {

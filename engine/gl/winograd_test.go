@@ -143,16 +143,23 @@ func TestWinogradChoice(t *testing.T) {
 	if occ, tc, _ := b.winoChunks(vae, 2); occ != 128 || tc != 5960 {
 		t.Errorf("128 channels at 512x512: chunks of %d channels and %d tiles, want 128 and 5960 (11 chunks within 48 MB)", occ, tc)
 	}
-	// F(4x4, 3x3), when asked for (mode 1), from 128 tiles of 4x4.
+	// F(4x4, 3x3) for convolutions marked Fast (mode 1, the default) from
+	// 128 tiles of 4x4; for every one when forced (mode 2).
+	fast := p1
+	fast.Fast = true
+	dFast := d
+	dFast.P = fast
 	for _, c := range []struct {
 		d        engine.Conv2DDims
 		f4, tile int
 	}{
-		{d, 0, 2},
-		{d, 1, 4},
-		{engine.Conv2DDims{N: 2, C: 640, H: 32, W: 32, OC: 640, KH: 3, KW: 3, OH: 32, OW: 32, P: p1}, 1, 4},   // 128 tiles
-		{engine.Conv2DDims{N: 2, C: 1280, H: 16, W: 16, OC: 1280, KH: 3, KW: 3, OH: 16, OW: 16, P: p1}, 1, 2}, // 32 tiles
-		{engine.Conv2DDims{N: 2, C: 1280, H: 16, W: 16, OC: 1280, KH: 3, KW: 3, OH: 16, OW: 16, P: p1}, 2, 4}, // forced
+		{dFast, 0, 2},
+		{dFast, 1, 4},
+		{d, 1, 2}, // not Fast
+		{engine.Conv2DDims{N: 2, C: 640, H: 32, W: 32, OC: 640, KH: 3, KW: 3, OH: 32, OW: 32, P: fast}, 1, 4},     // 128 tiles
+		{engine.Conv2DDims{N: 2, C: 1280, H: 16, W: 16, OC: 1280, KH: 3, KW: 3, OH: 16, OW: 16, P: fast}, 1, 2},   // 32 tiles
+		{engine.Conv2DDims{N: 2, C: 1280, H: 16, W: 16, OC: 1280, KH: 3, KW: 3, OH: 16, OW: 16, P: p1}, 2, 4},     // forced
+		{engine.Conv2DDims{N: 1, C: 128, H: 512, W: 512, OC: 128, KH: 3, KW: 3, OH: 512, OW: 512, P: fast}, 1, 4}, // the VAE decoder
 	} {
 		b.winoF4 = c.f4
 		if got := b.winoTile(c.d); got != c.tile {

@@ -145,6 +145,7 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 	if p.VAE, err = loadVAE(vl, m.Config.VAE); err != nil {
 		return fail(fmt.Errorf("%s: VAE: %w", path, err))
 	}
+	p.VAE.FastDecode(true) // images end as 8-bit pixels
 	switch {
 	case o.VAEMemory == 0:
 		p.VAE.MaxActivationBytes = DefaultVAEMemory

@@ -138,6 +138,14 @@ func TestFixtures(t *testing.T) {
 						t.Fatal(err)
 					}
 					check(t, "decoded", read(t, b, dst), want)
+					// As the pipeline decodes: Fast convolutions (on GL,
+					// Winograd F(4x4, 3x3) at 64x64).
+					v.FastDecode(true)
+					if err := v.Decode(dst, z); err != nil {
+						t.Fatal(err)
+					}
+					check(t, "decoded (FastDecode)", read(t, b, dst), want)
+					v.FastDecode(false)
 
 					iv, is := ref(t, fx.refs, "vae.image") // [1, 3, 64, 96]
 					wantMean, ms := ref(t, fx.refs, "vae.encoded_mean")
@@ -155,6 +163,33 @@ func TestFixtures(t *testing.T) {
 					check(t, "encoded_logvar", read(t, b, logvar), wantLogvar)
 				})
 			}
+		})
+	}
+}
+
+// TestFastDecodeF4Everywhere decodes every fixture on the GL backend with
+// Winograd F(4x4, 3x3) forced on each 3x3 convolution it fits, not only
+// where FastDecode's default takes it (64x64 here), and holds it to the
+// same tolerance.
+func TestFastDecodeF4Everywhere(t *testing.T) {
+	t.Setenv("GLIMMER_GL_WINO_F4", "2")
+	b := enginetest.OpenGL(t)
+	defer b.Close()
+	for _, fx := range fixtureModels {
+		t.Run(fx.name, func(t *testing.T) {
+			v := loadVAE(t, b, fx)
+			defer v.Close()
+			v.FastDecode(true)
+			zv, zs := ref(t, fx.refs, "vae.z") // [1, 4, 8, 8]
+			want, ds := ref(t, fx.refs, "vae.decoded")
+			z := upload(b, zv, zs...)       // [1, 4, 8, 8]
+			dst := b.New(engine.F32, ds...) // [1, 3, 64, 64]
+			defer b.Free(z)
+			defer b.Free(dst)
+			if err := v.Decode(dst, z); err != nil {
+				t.Fatal(err)
+			}
+			check(t, "decoded", read(t, b, dst), want)
 		})
 	}
 }
