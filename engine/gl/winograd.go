@@ -39,7 +39,7 @@ func (b *Backend) useWinograd(d engine.Conv2DDims) bool {
 // from 6.9e-6 to 2.6e-5 (bound 1.7e-4), so only the decoder asks for it
 // (Conv2DParams.Fast). On the H100 it pays from 128 tiles of 4x4 (the
 // VAE decoder from 64x64; SD 1.5's 64x64 and 32x32 latents at batch 2):
-// VAE decode 84 -> 63 ms (docs/perf-notes.md).
+// VAE decode 80 -> 70-74 ms in one call (docs/perf-notes.md, p10).
 func (b *Backend) winoTile(d engine.Conv2DDims) int {
 	if b.winoF4 == 0 || b.winoF4 == 1 && !d.P.Fast {
 		return 2
