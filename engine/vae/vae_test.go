@@ -128,23 +128,11 @@ func TestFixtures(t *testing.T) {
 					v := loadVAE(t, b, fx)
 					defer v.Close()
 
-					zv, zs := ref(t, fx.refs, "vae.z") // [1, 4, 8, 8]
-					want, ds := ref(t, fx.refs, "vae.decoded")
-					z := upload(b, zv, zs...)       // [1, 4, 8, 8]
-					dst := b.New(engine.F32, ds...) // [1, 3, 64, 64]
-					defer b.Free(z)
-					defer b.Free(dst)
-					if err := v.Decode(dst, z); err != nil {
-						t.Fatal(err)
-					}
-					check(t, "decoded", read(t, b, dst), want)
+					checkDecode(t, b, v, fx, "decoded")
 					// As the pipeline decodes: Fast convolutions (on GL,
 					// Winograd F(4x4, 3x3) at 64x64).
 					v.FastDecode(true)
-					if err := v.Decode(dst, z); err != nil {
-						t.Fatal(err)
-					}
-					check(t, "decoded (FastDecode)", read(t, b, dst), want)
+					checkDecode(t, b, v, fx, "decoded (FastDecode)")
 					v.FastDecode(false)
 
 					iv, is := ref(t, fx.refs, "vae.image") // [1, 3, 64, 96]
@@ -180,18 +168,25 @@ func TestFastDecodeF4Everywhere(t *testing.T) {
 			v := loadVAE(t, b, fx)
 			defer v.Close()
 			v.FastDecode(true)
-			zv, zs := ref(t, fx.refs, "vae.z") // [1, 4, 8, 8]
-			want, ds := ref(t, fx.refs, "vae.decoded")
-			z := upload(b, zv, zs...)       // [1, 4, 8, 8]
-			dst := b.New(engine.F32, ds...) // [1, 3, 64, 64]
-			defer b.Free(z)
-			defer b.Free(dst)
-			if err := v.Decode(dst, z); err != nil {
-				t.Fatal(err)
-			}
-			check(t, "decoded", read(t, b, dst), want)
+			checkDecode(t, b, v, fx, "decoded")
 		})
 	}
+}
+
+// checkDecode decodes the fixture's vae.z and compares with its
+// vae.decoded.
+func checkDecode(t *testing.T, b engine.Backend, v *VAE, fx fixture, what string) {
+	t.Helper()
+	zv, zs := ref(t, fx.refs, "vae.z") // [1, 4, 8, 8]
+	want, ds := ref(t, fx.refs, "vae.decoded")
+	z := upload(b, zv, zs...)       // [1, 4, 8, 8]
+	dst := b.New(engine.F32, ds...) // [1, 3, 64, 64]
+	defer b.Free(z)
+	defer b.Free(dst)
+	if err := v.Decode(dst, z); err != nil {
+		t.Fatal(err)
+	}
+	check(t, what, read(t, b, dst), want)
 }
 
 // TestLoadDecoder checks that a decoder-only VAE decodes bit-identically
