@@ -373,6 +373,8 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x []float32, text *engine.Tensor,
 	guided bool, start time.Time, onStep func(Step)) error {
 	defer p.UNet.FreeActivations()
+	p.UNet.KeepContext(text) // the text's keys and values, projected at the first step
+	defer p.UNet.ForgetContext()
 	if p.TAESD != nil {
 		defer p.TAESD.FreeActivations()
 	}

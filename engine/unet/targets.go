@@ -13,6 +13,30 @@ type NamedLinear struct {
 	Linear *nn.Linear
 }
 
+// crossAttentions lists the attention over the text context (attn2) of
+// every transformer block, in down, mid, up order.
+func (u *UNet) crossAttentions() []*attention {
+	var out []*attention
+	add := func(ts ...*transformer2D) {
+		for _, t := range ts {
+			if t == nil {
+				continue
+			}
+			for _, blk := range t.Blocks {
+				out = append(out, blk.Attn2)
+			}
+		}
+	}
+	for _, d := range u.DownBlocks {
+		add(d.Attentions...)
+	}
+	add(u.MidBlock.Attention)
+	for _, up := range u.UpBlocks {
+		add(up.Attentions...)
+	}
+	return out
+}
+
 // AttentionProjections lists the to_q, to_k, to_v and to_out.0 layers of
 // every attention in the U-Net, in down, mid, up order: the layers a LoRA
 // adapts.

@@ -44,6 +44,10 @@ type attention struct {
 	ToV   *nn.Linear // to_v: [C, Ckv]
 	ToOut *nn.Linear // to_out.0: [C, C]
 	Heads int
+
+	// keepFor is the context whose keys and values are kept (UNet.
+	// KeepContext): keptK and keptV once its first forward made them.
+	keepFor, keptK, keptV *engine.Tensor
 }
 
 // feedForward is diffusers' FeedForward with GEGLU: net.0.proj maps C to
@@ -160,17 +164,45 @@ func (blk *basicTransformerBlock) forward(b engine.Backend, p *nn.Pool, h, conte
 // self-attention) to h [B, N, C].
 func (a *attention) forward(b engine.Backend, p *nn.Pool, h, x, ctx *engine.Tensor) {
 	bsz, n, ch := x.Dim(0), x.Dim(1), a.ToQ.Out
-	l := ctx.Dim(1)
 	q := p.Get(bsz, n, ch)                                          // [B, N, H*D]
 	a.ToQ.Forward(b, q, x)                                          // [B, N, H*D]
-	k := p.Get(bsz, l, ch)                                          // [B, L, H*D]
-	a.ToK.Forward(b, k, ctx)                                        // [B, L, H*D]
-	v := p.Get(bsz, l, ch)                                          // [B, L, H*D]
-	a.ToV.Forward(b, v, ctx)                                        // [B, L, H*D]
+	k, v, kept := a.keysValues(b, p, ctx)                           // [B, L, H*D] each
 	o := p.Get(bsz, n, ch)                                          // [B, N, H*D]
 	b.Attention(o, q, k, v, engine.AttentionParams{Heads: a.Heads}) // [B, N, H*D]
 	a.ToOut.ForwardAdd(b, h, o, h)                                  // [B, N, C], h + to_out(o)
-	p.Put(q, k, v, o)
+	p.Put(q, o)
+	if !kept {
+		p.Put(k, v)
+	}
+}
+
+// keysValues projects ctx [B, L, Ckv] to keys and values [B, L, H*D] in
+// tensors from p, or, for the context a.keepFor, in tensors of their own
+// that the first call fills and later calls return as they are (kept).
+func (a *attention) keysValues(b engine.Backend, p *nn.Pool, ctx *engine.Tensor) (k, v *engine.Tensor, kept bool) {
+	kept = ctx == a.keepFor
+	if kept && a.keptK != nil {
+		return a.keptK, a.keptV, true
+	}
+	bsz, l, ch := ctx.Dim(0), ctx.Dim(1), a.ToK.Out
+	if kept {
+		a.keptK, a.keptV = b.New(engine.F32, bsz, l, ch), b.New(engine.F32, bsz, l, ch) // [B, L, H*D] each
+		k, v = a.keptK, a.keptV
+	} else {
+		k, v = p.Get(bsz, l, ch), p.Get(bsz, l, ch) // [B, L, H*D] each
+	}
+	a.ToK.Forward(b, k, ctx) // [B, L, H*D]
+	a.ToV.Forward(b, v, ctx) // [B, L, H*D]
+	return k, v, kept
+}
+
+// forget frees the kept keys and values and keeps none from now on.
+func (a *attention) forget(b engine.Backend) {
+	if a.keptK != nil {
+		b.Free(a.keptK)
+		b.Free(a.keptV)
+	}
+	a.keepFor, a.keptK, a.keptV = nil, nil, nil
 }
 
 // forward adds net.2(GEGLU(net.0.proj(x))) for x [B, N, C] to h.

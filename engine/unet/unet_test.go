@@ -241,6 +241,97 @@ func TestBatch(t *testing.T) {
 	}
 }
 
+// TestKeepContext: with the context kept, the steps after the first reuse
+// its projected keys and values and give the same bits as computing them
+// again; ForgetContext gives their memory back.
+func TestKeepContext(t *testing.T) {
+	fx := fixtureModels[0]
+	for _, be := range backends {
+		t.Run(be.Name, func(t *testing.T) {
+			cb := &countingBackend{Backend: be.Open(t)}
+			b := engine.Backend(cb)
+			defer b.Close()
+			r := openRefs(t, fx.refs)
+			u := loadUNet(t, b, fx)
+			defer u.Close()
+			x0, xs := r.get(t, "unet.x")
+			e0, es := r.embedding(t, 0)
+			e1, _ := r.embedding(t, 1)
+			xs2 := append([]int{2}, xs[1:]...)
+			cs2 := append([]int{2}, es[1:]...)
+			ctx := upload(b, append(e0, e1...), cs2...) // [2, L, Ckv]
+			defer b.Free(ctx)
+			x1 := make([]float32, len(x0)) // a second latent: x reversed
+			for i := range x0 {
+				x1[i] = x0[len(x0)-1-i]
+			}
+			cat := func(a, b []float32) []float32 { return append(append([]float32{}, a...), b...) }
+			steps := []struct {
+				x  []float32
+				ts []float32
+			}{{cat(x0, x0), []float32{999}}, {cat(x1, x0), []float32{500, 700}}, {cat(x0, x1), []float32{1}}}
+			var calls []int // MatMul calls of each forward
+			forward := func(x []float32, ts []float32) []float32 {
+				cb.matMuls = 0
+				defer func() { calls = append(calls, cb.matMuls) }()
+				xt := upload(b, x, xs2...)
+				out := b.New(engine.F32, xs2[0], u.Config.OutChannels, xs2[2], xs2[3])
+				defer func() { b.Free(xt); b.Free(out) }()
+				if err := u.Forward(out, xt, ts, ctx); err != nil {
+					t.Fatal(err)
+				}
+				got, err := b.Read(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return got
+			}
+			var want [][]float32
+			for _, s := range steps {
+				want = append(want, forward(s.x, s.ts))
+			}
+			mem, ok := cb.Backend.(interface{ MemoryStats() engine.MemoryStats })
+			if !ok {
+				t.Fatalf("%s reports no memory stats", be.Name)
+			}
+			before := mem.MemoryStats().Current
+			u.KeepContext(ctx)
+			for i, s := range steps {
+				got := forward(s.x, s.ts)
+				for j := range got {
+					if math.Float32bits(got[j]) != math.Float32bits(want[i][j]) {
+						t.Fatalf("step %d with the context kept: out[%d] = %g, %g recomputed", i, j, got[j], want[i][j])
+					}
+				}
+			}
+			// Without: the same calls every step; kept: two fewer for each
+			// cross-attention after the first.
+			n := len(steps)
+			if calls[0] != calls[n] || calls[n+1] != calls[n+2] || calls[n+1] >= calls[n] || (calls[n]-calls[n+1])%2 != 0 {
+				t.Errorf("MatMul calls a step: %v recomputed, %v with the context kept", calls[:n], calls[n:])
+			}
+			if kept := mem.MemoryStats().Current - before; kept <= 0 {
+				t.Errorf("with the context kept the backend holds %d more bytes, want the keys and values", kept)
+			}
+			u.ForgetContext()
+			if mem.MemoryStats().Current != before {
+				t.Errorf("after ForgetContext the backend holds %d bytes, %d before KeepContext", mem.MemoryStats().Current, before)
+			}
+		})
+	}
+}
+
+// countingBackend counts MatMul calls.
+type countingBackend struct {
+	engine.Backend
+	matMuls int
+}
+
+func (c *countingBackend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) {
+	c.matMuls++
+	c.Backend.MatMul(dst, a, w, bias, p)
+}
+
 // TestForwardErrors checks that bad arguments are errors, not panics.
 func TestForwardErrors(t *testing.T) {
 	b := cpu.New()
