@@ -99,10 +99,17 @@ func upload(b engine.Backend, v []float32, shape ...int) *engine.Tensor {
 // run computes the U-Net on host values and returns the output.
 func run(t *testing.T, b engine.Backend, u *unet.UNet, x []float32, xs []int, ts []float32, ctx []float32, cs []int) []float32 {
 	t.Helper()
-	xt := upload(b, x, xs...)
 	ct := upload(b, ctx, cs...)
+	defer b.Free(ct)
+	return runWith(t, b, u, x, xs, ts, ct)
+}
+
+// runWith is run with the context already on the backend.
+func runWith(t *testing.T, b engine.Backend, u *unet.UNet, x []float32, xs []int, ts []float32, ct *engine.Tensor) []float32 {
+	t.Helper()
+	xt := upload(b, x, xs...)
 	out := b.New(engine.F32, xs[0], u.Config.OutChannels, xs[2], xs[3])
-	defer func() { b.Free(xt); b.Free(ct); b.Free(out) }()
+	defer func() { b.Free(xt); b.Free(out) }()
 	if err := u.Forward(out, xt, ts, ct); err != nil {
 		t.Fatal(err)
 	}
@@ -273,17 +280,8 @@ func TestKeepContext(t *testing.T) {
 			var calls []int // MatMul calls of each forward
 			forward := func(x []float32, ts []float32) []float32 {
 				cb.matMuls = 0
-				defer func() { calls = append(calls, cb.matMuls) }()
-				xt := upload(b, x, xs2...)
-				out := b.New(engine.F32, xs2[0], u.Config.OutChannels, xs2[2], xs2[3])
-				defer func() { b.Free(xt); b.Free(out) }()
-				if err := u.Forward(out, xt, ts, ctx); err != nil {
-					t.Fatal(err)
-				}
-				got, err := b.Read(out)
-				if err != nil {
-					t.Fatal(err)
-				}
+				got := runWith(t, b, u, x, xs2, ts, ctx)
+				calls = append(calls, cb.matMuls)
 				return got
 			}
 			var want [][]float32
