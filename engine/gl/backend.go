@@ -70,7 +70,7 @@ type Backend struct {
 	halfMode                    int     // gemm_core.glsl's HALF under SetHalfMath(true): 1 the driver's fp16, 2 emulated (GLIMMER_GL_HALF=2, tests), 0 none
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
-	half      int      // HALF of the GEMMs queued now: 0, or halfMode after SetHalfMath(true)
+	half      int       // HALF of the GEMMs queued now: 0, or halfMode after SetHalfMath(true)
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
 	lastPlan  gemmPlan  // the plan of the last GEMM queued (tests)
 	splitBuf  *buffer   // split-K partial sums, grown on demand

@@ -154,6 +154,7 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 		return fail(fmt.Errorf("%s: VAE: %w", path, err))
 	}
 	p.VAE.FastDecode(true) // images end as 8-bit pixels
+	p.UNet.FastConvs(true) // inference only: training's U-Net stays on the exact path
 	switch {
 	case o.VAEMemory == 0:
 		p.VAE.MaxActivationBytes = DefaultVAEMemory

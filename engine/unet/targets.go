@@ -37,6 +37,43 @@ func (u *UNet) crossAttentions() []*attention {
 	return out
 }
 
+// convs lists every convolution, in down, mid, up order.
+func (u *UNet) convs() []*nn.Conv2d {
+	out := []*nn.Conv2d{u.ConvIn, u.ConvOut}
+	res := func(rs ...*resnetBlock) {
+		for _, r := range rs {
+			out = append(out, r.Conv1, r.Conv2)
+			if r.ConvShortcut != nil {
+				out = append(out, r.ConvShortcut)
+			}
+		}
+	}
+	tr := func(ts ...*transformer2D) {
+		for _, t := range ts {
+			if t != nil && t.ProjInConv != nil {
+				out = append(out, t.ProjInConv, t.ProjOutConv)
+			}
+		}
+	}
+	for _, d := range u.DownBlocks {
+		res(d.Resnets...)
+		tr(d.Attentions...)
+		if d.Downsampler != nil {
+			out = append(out, d.Downsampler.Conv)
+		}
+	}
+	res(u.MidBlock.Resnets[:]...)
+	tr(u.MidBlock.Attention)
+	for _, up := range u.UpBlocks {
+		res(up.Resnets...)
+		tr(up.Attentions...)
+		if up.Upsampler != nil {
+			out = append(out, up.Upsampler.Conv)
+		}
+	}
+	return out
+}
+
 // AttentionProjections lists the to_q, to_k, to_v and to_out.0 layers of
 // every attention in the U-Net, in down, mid, up order: the layers a LoRA
 // adapts.

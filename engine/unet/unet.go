@@ -325,6 +325,20 @@ func (u *UNet) ActivationBytes() int64 { return u.pool.Bytes }
 // denoising loop, so they are not held while the VAE decodes.
 func (u *UNet) FreeActivations() { u.pool.Free() }
 
+// FastConvs marks every convolution Fast (engine.Conv2DParams) or not, as
+// vae.FastDecode does the decoder's: a backend may take a faster, slightly
+// less exact algorithm. On the GL backend that is Winograd F(4x4, 3x3)
+// where a convolution makes at least 128 tiles of 4x4 (SD 1.5's 64x64 and
+// 32x32 latents with CFG). Forced on every 3x3 convolution of the
+// fixtures' U-Nets it moves their outputs at most 1.7e-5 off diffusers'
+// (4.4e-6 to 8.7e-6 without), within the 1e-4 of float32 (TestFastConvs).
+// The pipeline turns it on; training leaves it off.
+func (u *UNet) FastConvs(on bool) {
+	for _, c := range u.convs() {
+		c.P.Fast = on
+	}
+}
+
 // KeepContext lets Forward project context's keys and values for the
 // cross-attentions once and reuse them for as long as it is called with
 // this same tensor, until ForgetContext: a generation's text embedding is

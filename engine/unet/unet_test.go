@@ -2,6 +2,7 @@ package unet_test
 
 import (
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -319,10 +320,83 @@ func TestKeepContext(t *testing.T) {
 	}
 }
 
-// countingBackend counts MatMul calls.
+// TestFastConvs checks that FastConvs marks every convolution the U-Net
+// runs, and holds the GL backend's fast algorithm for them, Winograd
+// F(4x4, 3x3), forced on each 3x3 convolution (GLIMMER_GL_WINO_F4=2; by
+// default it starts at 128 tiles, more than the fixtures' 8x8 latents
+// make), to the fixtures at the usual tolerance; it must also change
+// the result's bits, or F(4x4, 3x3) never ran.
+func TestFastConvs(t *testing.T) {
+	fx := fixtureModels[0]
+	r := openRefs(t, fx.refs)
+	x, xs := r.get(t, "unet.x")
+	e0, es := r.embedding(t, 0)
+	t.Run("marks", func(t *testing.T) {
+		cb := &countingBackend{Backend: cpu.New()}
+		defer cb.Close()
+		u := loadUNet(t, cb, fx)
+		defer u.Close()
+		for _, on := range []bool{true, false} {
+			u.FastConvs(on)
+			cb.convs, cb.fastConvs = 0, 0
+			run(t, cb, u, x, xs, []float32{500}, e0, es)
+			if want := map[bool]int{true: cb.convs, false: 0}[on]; cb.convs == 0 || cb.fastConvs != want {
+				t.Errorf("FastConvs(%v): %d of %d convolutions Fast, want %d", on, cb.fastConvs, cb.convs, want)
+			}
+		}
+	})
+	for _, fx := range fixtureModels[1:] { // sd1's two files hold the same weights
+		t.Run("gl/"+fx.name, func(t *testing.T) {
+			r := openRefs(t, fx.refs)
+			x, xs := r.get(t, "unet.x")
+			xw, xws := r.get(t, "unet.x_wide")
+			e0, es := r.embedding(t, 0)
+			e1, _ := r.embedding(t, 1)
+			cases := []fixtureCase{{"unet.eps.t999", x, xs, 999, e0}, {"unet.eps_wide.t500", xw, xws, 500, e1}}
+			outs := map[string][][]float32{}
+			for _, f4 := range []string{"0", "2"} {
+				t.Setenv("GLIMMER_GL_WINO_F4", f4)
+				b := enginetest.OpenGL(t)
+				u := loadUNet(t, b, fx)
+				u.FastConvs(true)
+				for _, c := range cases {
+					got := run(t, b, u, c.x, c.xs, []float32{c.t}, c.ctx, es)
+					outs[f4] = append(outs[f4], got)
+					if f4 == "0" {
+						continue
+					}
+					want, _ := r.get(t, c.ref)
+					maxErr, scale := compare(t, got, want)
+					t.Logf("%s: max|err| %.3g (max|ref| scale %.3g)", c.ref, maxErr, scale)
+					if maxErr > tolerance*scale {
+						t.Errorf("%s: max|err| %.3g > %.0e × %.3g", c.ref, maxErr, tolerance, scale)
+					}
+				}
+				u.Close()
+				b.Close()
+			}
+			for i, c := range cases {
+				if slices.Equal(outs["0"][i], outs["2"][i]) {
+					t.Errorf("%s: the same bits with F(4x4, 3x3) forced as without", c.ref)
+				}
+			}
+		})
+	}
+}
+
+// countingBackend counts MatMul calls, and Conv2D calls and those of them
+// marked Fast.
 type countingBackend struct {
 	engine.Backend
-	matMuls int
+	matMuls, convs, fastConvs int
+}
+
+func (c *countingBackend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) {
+	c.convs++
+	if p.Fast {
+		c.fastConvs++
+	}
+	c.Backend.Conv2D(dst, x, w, bias, p)
 }
 
 func (c *countingBackend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) {
