@@ -27,7 +27,6 @@ func runBench(env *Env, args []string) error {
 	fs.StringVar(&g.backend, "backend", "auto", "compute backend: auto, gl or cpu")
 	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer to use instead of the one found beside the model")
 	fs.BoolVar(&g.offload, "offload", false, offloadHelp)
-	fs.BoolVar(&g.half, "half", false, halfHelp)
 	runs := fs.Int("runs", 3, "timed runs after one warm-up run")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -53,7 +52,7 @@ func runBench(env *Env, args []string) error {
 	}
 	defer b.Close()
 	start := time.Now()
-	p, err := pipeline.Load(g.model, b, pipeline.Options{Tokenizer: g.tokenizer, Offload: g.offload, HalfMath: g.half}, nil)
+	p, err := pipeline.Load(g.model, b, pipeline.Options{Tokenizer: g.tokenizer, Offload: g.offload}, nil)
 	if err != nil {
 		return err
 	}
@@ -82,7 +81,6 @@ func runBench(env *Env, args []string) error {
 	den := med(func(t pipeline.Timings) time.Duration { return t.Denoise })
 	w := env.Stdout
 	fmt.Fprintf(w, "backend          %s\n", b.Name())
-	fmt.Fprintf(w, "products         %s\n", p.Precision())
 	fmt.Fprintf(w, "model            %s (%s, %s)\n", modelName(g.model), p.Config.Family, p.Model.Layout)
 	fmt.Fprintf(w, "image            %dx%d, %d steps, %s, CFG %g\n", g.p.Width, g.p.Height, g.p.Steps, g.p.Sampler, g.p.CFG)
 	fmt.Fprintf(w, "load             %s\n", ms(load))

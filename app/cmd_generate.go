@@ -34,11 +34,8 @@ type genFlags struct {
 	cfg                                               float64
 	loras                                             loraFlags
 	loraDir                                           string
-	offload, half                                     bool
+	offload                                           bool
 }
-
-// halfHelp documents --half for generate and bench.
-const halfHelp = "U-Net and VAE products in fp16 where the GPU has fast fp16 (NVIDIA from Turing on): faster; pixels move by up to about 2 steps of 255"
 
 // offloadHelp documents --offload for generate and bench.
 const offloadHelp = "keep idle weights off the GPU (text encoder between prompts, VAE during the steps, part of the U-Net while decoding): less GPU memory, uploads per image"
@@ -63,7 +60,6 @@ func runGenerate(env *Env, args []string) error {
 	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer to use instead of the one found beside the model")
 	fs.StringVar(&g.taesd, "taesd", "", "TAESD decoder file for previews (not needed for the final image)")
 	fs.BoolVar(&g.offload, "offload", false, offloadHelp)
-	fs.BoolVar(&g.half, "half", false, halfHelp)
 	fs.StringVar(&g.prediction, "prediction", "", "override the prediction type: eps or v (SD 2.x 768-v single files)")
 	fs.Var(&g.loras, "lora", "apply a kohya/A1111 LoRA: FILE or FILE:WEIGHT (repeatable; weight 1 by default)")
 	fs.StringVar(&g.loraDir, "lora-dir", "", "folder of the LoRAs named by <lora:NAME:WEIGHT> prompt tags; default: loras beside the model")
@@ -131,7 +127,7 @@ func runGenerate(env *Env, args []string) error {
 	}
 	defer b.Close()
 	loadStart := time.Now()
-	p, err := pipeline.Load(g.model, b, pipeline.Options{Prediction: pred, Tokenizer: g.tokenizer, TAESD: g.taesd, LoRAs: loras, Offload: g.offload, HalfMath: g.half},
+	p, err := pipeline.Load(g.model, b, pipeline.Options{Prediction: pred, Tokenizer: g.tokenizer, TAESD: g.taesd, LoRAs: loras, Offload: g.offload},
 		func(stage string) { fmt.Fprintf(env.Stderr, "loading %s\n", stage) })
 	if err != nil {
 		return err

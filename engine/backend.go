@@ -90,21 +90,6 @@ type Ops interface {
 	TimestepEmbedding(dst, t *Tensor, p TimestepParams)
 }
 
-// HalfMath is a Backend that can run MatMul and Conv2D in fp16: inputs
-// rounded to fp16, products summed in fp16 over runs of at most 16 and
-// the runs in fp32. Where the GPU has packed fp16 arithmetic that is about
-// twice the rate of fp32; each result is off by about 1e-3 of the sum of
-// its products' magnitudes (2^-11 per rounding). Inference may use it
-// where its results end as 8-bit pixels; training does not.
-type HalfMath interface {
-	// SetHalfMath turns fp16 products on or off for the ops queued after
-	// it (on does nothing where the backend has no fast fp16) and
-	// returns whether they were on.
-	SetHalfMath(on bool) (was bool)
-	// HalfMathAvailable reports whether SetHalfMath(true) takes effect.
-	HalfMathAvailable() bool
-}
-
 // MatMulParams configure MatMul. The zero value means alpha 1, no
 // transposes.
 type MatMulParams struct {

@@ -1,13 +1,6 @@
 // Shared helpers for every op. The GL backend prepends #version and the
 // variant's #define lines; every macro a shader tests with #if is defined.
 
-// HALF 1 (gemm_core.glsl) computes in the driver's fp16 types.
-#ifdef HALF
-#if HALF == 1
-#extension GL_NV_gpu_shader5 : require
-#endif
-#endif
-
 // The backend splits a dispatch of u_groups work groups over up to three
 // grid dimensions (drivers cap each, llvmpipe at 65,535); group_id()
 // rebuilds the linear work-group index.

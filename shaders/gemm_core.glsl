@@ -60,9 +60,6 @@
 #ifndef SPLITK
 #define SPLITK 1
 #endif
-#ifndef HALF
-#define HALF 0
-#endif
 #if SPLITK > 1
 uniform uint u_kchunk;
 #endif
@@ -72,37 +69,6 @@ layout(local_size_x = 256) in;
 #define QA (BM / 4) // vec4s across a slice row of A
 #define QB (BN / 4)
 
-#if HALF
-// HALF: the slices live in shared memory as fp16, four to a uvec2 along m
-// (A) or n (B), and the products are summed in fp16 over one slice (BK of
-// them) before the slice's sums join the fp32 accumulators. HALF 1 uses
-// the driver's fp16 arithmetic (GL_NV_gpu_shader5, enabled by
-// common.glsl); HALF 2 emulates it in fp32, rounding every result to fp16,
-// so that drivers without fp16 types (llvmpipe) test the same layout and
-// arithmetic.
-#if HALF == 1
-#define H4 f16vec4
-H4 h4(uvec2 u) { return H4(unpackFloat2x16(u.x), unpackFloat2x16(u.y)); }
-uint hpack(vec2 v) { return packFloat2x16(f16vec2(v)); }
-#define HMAD(a, b, c) ((a) * (b) + (c))
-#else
-#define H4 vec4
-H4 h4(uvec2 u) { return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y)); }
-uint hpack(vec2 v) { return packHalf2x16(v); }
-vec4 hround(vec4 v) { return h4(uvec2(packHalf2x16(v.xy), packHalf2x16(v.zw))); }
-#define HMAD(a, b, c) hround((a) * (b) + (c))
-#endif
-uvec2 hpack4(vec4 v) { return uvec2(hpack(v.xy), hpack(v.zw)); }
-
-// An operand that is k-contiguous in global memory reaches shared memory
-// as pairs of rows (m, m+1): each thread loads 4 k of both and stores 4
-// words, one per k, each two halves. Rows are padded so that those
-// stores, 32 bits each, fall in distinct banks across a warp (row length
-// in words = 2 (mod 8) for BK 16, 4 for BK 8).
-#define HPAD (BK == 8 ? 2 : 1)
-shared uvec2 Ah[2][BK][QA + HPAD];
-shared uvec2 Bh[2][BK][QB + HPAD];
-#else
 #if A_KCONTIG
 shared float Af[2][BK][BM + 4];
 vec4 readA(uint s, uint k, uint q) {
@@ -123,7 +89,6 @@ vec4 readB(uint s, uint k, uint q) {
 	return vec4(Bf[s][k][n], Bf[s][k][n + 1u], Bf[s][k][n + 2u], Bf[s][k][n + 3u]);
 }
 #endif
-#endif
 
 uint g_batch;
 uint g_split; // the K chunk of this work group (0 without SPLITK)
@@ -135,11 +100,17 @@ bool g_interior;
 float safeA(uint m, uint k) { return (g_interior || (m < u_M && k < u_K)) ? loadA(m, k) : 0.0; }
 float safeB(uint k, uint n) { return (g_interior || (k < u_K && n < u_N)) ? loadB(k, n) : 0.0; }
 
-// quadA gives four neighbours of A along its contiguous axis from (am,
-// ak): A[am, ak..ak+3] when k is contiguous, else A[am..am+3, ak]; zeros
-// outside the matrix. quadB likewise: B[bk, bn..bn+3] or B[bk..bk+3, bn].
-vec4 quadA(uint am, uint ak) {
+// A slice holds BM*BK/4 groups of 4 elements of A and BN*BK/4 of B, each 4
+// neighbours along the operand's contiguous axis; thread lid moves groups
+// lid, lid+256, ... (LA of A and LB of B; the last round may be partial).
+#define EA (BM * BK / 4)
+#define EB (BN * BK / 4)
+#define LA ((EA + 255) / 256)
+#define LB ((EB + 255) / 256)
+
+vec4 fetchA(uint m0, uint k0, uint e) {
 #if A_KCONTIG
+	uint am = m0 + e / (BK / 4), ak = k0 + (e % (BK / 4)) * 4u;
 #if A_FETCH4
 	if (g_interior || am < u_M) return loadA4(am, ak);
 	return vec4(0.0);
@@ -147,18 +118,21 @@ vec4 quadA(uint am, uint ak) {
 	return vec4(safeA(am, ak), safeA(am, ak + 1u), safeA(am, ak + 2u), safeA(am, ak + 3u));
 #endif
 #else
+	uint ak = k0 + e / QA, am = m0 + (e % QA) * 4u;
 	return vec4(safeA(am, ak), safeA(am + 1u, ak), safeA(am + 2u, ak), safeA(am + 3u, ak));
 #endif
 }
 
-vec4 quadB(uint bk, uint bn) {
+vec4 fetchB(uint n0, uint k0, uint e) {
 #if B_NCONTIG
+	uint bk = k0 + e / QB, bn = n0 + (e % QB) * 4u;
 #if B_FETCH4
 	return loadB4(bk, bn);
 #else
 	return vec4(safeB(bk, bn), safeB(bk, bn + 1u), safeB(bk, bn + 2u), safeB(bk, bn + 3u));
 #endif
 #else
+	uint bn = n0 + e / (BK / 4), bk = k0 + (e % (BK / 4)) * 4u;
 #if B_KFETCH4
 	if (g_interior || bn < u_N) return loadB4k(bk, bn);
 	return vec4(0.0);
@@ -168,116 +142,7 @@ vec4 quadB(uint bk, uint bn) {
 #endif
 }
 
-// A slice of A is cut into EA groups, B's into EB; thread lid moves groups
-// lid, lid+256, ... (LA of A and LB of B; the last round may be partial),
-// holding each in a register of type REG between fetch and stash. In fp32
-// a group is 4 neighbours along the operand's contiguous axis. In HALF a
-// k-contiguous operand's group is 4 k of a pair of rows, packed into 4
-// words (uvec4), and an m- or n-contiguous one's is 4 neighbours packed
-// into 2 (the .xy of a uvec4).
-#if HALF
-#define REG uvec4
-#if A_KCONTIG
-#define EA (BM * BK / 8)
-#else
-#define EA (BM * BK / 4)
-#endif
-#if B_NCONTIG
-#define EB (BN * BK / 4)
-#else
-#define EB (BN * BK / 8)
-#endif
-#else
-#define REG vec4
-#define EA (BM * BK / 4)
-#define EB (BN * BK / 4)
-#endif
-#define LA ((EA + 255) / 256)
-#define LB ((EB + 255) / 256)
-
-#if HALF
-uvec4 pairs(vec4 r0, vec4 r1) { // word j: (r0[j], r1[j])
-	return uvec4(hpack(vec2(r0.x, r1.x)), hpack(vec2(r0.y, r1.y)), hpack(vec2(r0.z, r1.z)), hpack(vec2(r0.w, r1.w)));
-}
-
-uvec4 fetchA(uint m0, uint k0, uint e) {
-#if A_KCONTIG
-	uint am = m0 + 2u * (e / (BK / 4)), ak = k0 + (e % (BK / 4)) * 4u;
-	return pairs(quadA(am, ak), quadA(am + 1u, ak));
-#else
-	return uvec4(hpack4(quadA(m0 + (e % QA) * 4u, k0 + e / QA)), 0u, 0u);
-#endif
-}
-
-uvec4 fetchB(uint n0, uint k0, uint e) {
-#if B_NCONTIG
-	return uvec4(hpack4(quadB(k0 + e / QB, n0 + (e % QB) * 4u)), 0u, 0u);
-#else
-	uint bn = n0 + 2u * (e / (BK / 4)), bk = k0 + (e % (BK / 4)) * 4u;
-	return pairs(quadB(bk, bn), quadB(bk, bn + 1u));
-#endif
-}
-
-void stashA(uint s, uint e, uvec4 v) {
-#if A_KCONTIG
-	uint p = e / (BK / 4), k = (e % (BK / 4)) * 4u;
-	for (uint j = 0u; j < 4u; j++) Ah[s][k + j][p >> 1][p & 1u] = v[j];
-#else
-	Ah[s][e / QA][e % QA] = v.xy;
-#endif
-}
-
-void stashB(uint s, uint e, uvec4 v) {
-#if B_NCONTIG
-	Bh[s][e / QB][e % QB] = v.xy;
-#else
-	uint p = e / (BK / 4), k = (e % (BK / 4)) * 4u;
-	for (uint j = 0u; j < 4u; j++) Bh[s][k + j][p >> 1][p & 1u] = v[j];
-#endif
-}
-#else
-vec4 fetchA(uint m0, uint k0, uint e) {
-#if A_KCONTIG
-	return quadA(m0 + e / (BK / 4), k0 + (e % (BK / 4)) * 4u);
-#else
-	return quadA(m0 + (e % QA) * 4u, k0 + e / QA);
-#endif
-}
-
-vec4 fetchB(uint n0, uint k0, uint e) {
-#if B_NCONTIG
-	return quadB(k0 + e / QB, n0 + (e % QB) * 4u);
-#else
-	return quadB(k0 + (e % (BK / 4)) * 4u, n0 + e / (BK / 4));
-#endif
-}
-
-void stashA(uint s, uint e, vec4 v) {
-#if A_KCONTIG
-	uint m = e / (BK / 4), k = (e % (BK / 4)) * 4u;
-	Af[s][k][m] = v.x;
-	Af[s][k + 1u][m] = v.y;
-	Af[s][k + 2u][m] = v.z;
-	Af[s][k + 3u][m] = v.w;
-#else
-	As[s][e / QA][e % QA] = v;
-#endif
-}
-
-void stashB(uint s, uint e, vec4 v) {
-#if B_NCONTIG
-	Bs[s][e / QB][e % QB] = v;
-#else
-	uint n = e / (BK / 4), k = (e % (BK / 4)) * 4u;
-	Bf[s][k][n] = v.x;
-	Bf[s][k + 1u][n] = v.y;
-	Bf[s][k + 2u][n] = v.z;
-	Bf[s][k + 3u][n] = v.w;
-#endif
-}
-#endif
-
-void fetch(uint m0, uint n0, uint k0, uint lid, out REG ra[LA], out REG rb[LB]) {
+void fetch(uint m0, uint n0, uint k0, uint lid, out vec4 ra[LA], out vec4 rb[LB]) {
 	for (uint r = 0u; r < uint(LA); r++) {
 		uint e = lid + 256u * r;
 		if (EA % 256 == 0 || e < uint(EA)) ra[r] = fetchA(m0, k0, e);
@@ -288,16 +153,32 @@ void fetch(uint m0, uint n0, uint k0, uint lid, out REG ra[LA], out REG rb[LB]) 
 	}
 }
 
-void stash(uint s, uint lid, REG ra[LA], REG rb[LB]) {
+void stash(uint s, uint lid, vec4 ra[LA], vec4 rb[LB]) {
 	for (uint r = 0u; r < uint(LA); r++) {
 		uint e = lid + 256u * r;
 		if (EA % 256 != 0 && e >= uint(EA)) break;
-		stashA(s, e, ra[r]);
+#if A_KCONTIG
+		uint m = e / (BK / 4), k = (e % (BK / 4)) * 4u;
+		Af[s][k][m] = ra[r].x;
+		Af[s][k + 1u][m] = ra[r].y;
+		Af[s][k + 2u][m] = ra[r].z;
+		Af[s][k + 3u][m] = ra[r].w;
+#else
+		As[s][e / QA][e % QA] = ra[r];
+#endif
 	}
 	for (uint r = 0u; r < uint(LB); r++) {
 		uint e = lid + 256u * r;
 		if (EB % 256 != 0 && e >= uint(EB)) break;
-		stashB(s, e, rb[r]);
+#if B_NCONTIG
+		Bs[s][e / QB][e % QB] = rb[r];
+#else
+		uint n = e / (BK / 4), k2 = (e % (BK / 4)) * 4u;
+		Bf[s][k2][n] = rb[r].x;
+		Bf[s][k2 + 1u][n] = rb[r].y;
+		Bf[s][k2 + 2u][n] = rb[r].z;
+		Bf[s][k2 + 3u][n] = rb[r].w;
+#endif
 	}
 }
 
@@ -332,7 +213,7 @@ void gemm_tile() {
 	for (uint i = 0u; i < 4u * RM; i++)
 		for (uint g = 0u; g < RN; g++) acc[i][g] = vec4(0.0);
 
-	REG ra[LA], rb[LB];
+	vec4 ra[LA], rb[LB];
 	fetch(m0, n0, kBegin, lid, ra, rb);
 	stash(0u, lid, ra, rb);
 	memoryBarrierShared();
@@ -343,22 +224,6 @@ void gemm_tile() {
 		uint cur = s & 1u;
 		bool more = s + 1u < slices;
 		if (more) fetch(m0, n0, kBegin + (s + 1u) * BK, lid, ra, rb);
-#if HALF
-		H4 hacc[4 * RM][RN]; // this slice's sums
-		for (uint i = 0u; i < 4u * RM; i++)
-			for (uint g = 0u; g < RN; g++) hacc[i][g] = H4(0.0);
-		for (uint k = 0u; k < BK; k++) {
-			H4 a[RM], b[RN];
-			for (uint h = 0u; h < RM; h++) a[h] = h4(Ah[cur][k][16u * h + ty]);
-			for (uint g = 0u; g < RN; g++) b[g] = h4(Bh[cur][k][16u * g + tx]);
-			for (uint h = 0u; h < RM; h++)
-				for (uint i = 0u; i < 4u; i++)
-					for (uint g = 0u; g < RN; g++)
-						hacc[4u * h + i][g] = HMAD(H4(a[h][i]), b[g], hacc[4u * h + i][g]);
-		}
-		for (uint i = 0u; i < 4u * RM; i++)
-			for (uint g = 0u; g < RN; g++) acc[i][g] += vec4(hacc[i][g]);
-#else
 		for (uint k = 0u; k < BK; k++) {
 			vec4 a[RM], b[RN];
 			for (uint h = 0u; h < RM; h++) a[h] = readA(cur, k, 16u * h + ty);
@@ -368,7 +233,6 @@ void gemm_tile() {
 					for (uint g = 0u; g < RN; g++)
 						acc[4u * h + i][g] += a[h][i] * b[g];
 		}
-#endif
 		if (more) stash(cur ^ 1u, lid, ra, rb);
 		memoryBarrierShared();
 		barrier();

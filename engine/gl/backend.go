@@ -57,7 +57,6 @@ type Backend struct {
 	renderer, version, platform string
 	limits                      Limits
 	gemmBK                      int     // K slice depth of the 128-wide GEMM tiles
-	halfBK                      int     // the same under SetHalfMath(true) (GLIMMER_GEMM_HALFBK)
 	fullGrid                    int     // fewer 128-wide GEMM tiles than this take 64-wide ones
 	splitTarget, splitMinK      int     // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
 	splitFew                    int     // below this many groups, chunks >= splitMinK/4 (GLIMMER_GEMM_SPLITFEW)
@@ -67,12 +66,9 @@ type Backend struct {
 	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
 	winoMax                     int     // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
 	extraDefs                   defines // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
-	halfMode                    int     // gemm_core.glsl's HALF under SetHalfMath(true): 1 the driver's fp16, 2 emulated (GLIMMER_GL_HALF=2, tests), 0 none
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
-	half      int       // HALF of the GEMMs queued now: 0, or halfMode after SetHalfMath(true)
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
-	lastPlan  gemmPlan  // the plan of the last GEMM queued (tests)
 	splitBuf  *buffer   // split-K partial sums, grown on demand
 	winoU     *buffer   // Winograd's transformed filters, grown on demand
 	winoV     *buffer   // Winograd's transformed input, grown on demand
@@ -85,7 +81,6 @@ type Backend struct {
 // starts with, before the environment's overrides.
 func (b *Backend) planDefaults() {
 	b.gemmBK, b.fullGrid, b.splitTarget, b.splitMinK, b.splitFew = 8, 256, 512, 256, 128
-	b.halfBK = 16
 }
 
 // New opens a headless OpenGL context on a thread of its own. It fails with
@@ -173,9 +168,6 @@ func (b *Backend) init(ctx platformContext) error {
 	if v := os.Getenv("GLIMMER_GEMM_BK"); v == "8" || v == "16" {
 		b.gemmBK, _ = strconv.Atoi(v)
 	}
-	if v := os.Getenv("GLIMMER_GEMM_HALFBK"); v == "8" || v == "16" {
-		b.halfBK, _ = strconv.Atoi(v)
-	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_FULLGRID")); err == nil {
 		b.fullGrid = v
 	}
@@ -186,16 +178,6 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MB")); err == nil && v > 0 {
 		b.winoMax = v << 20
-	}
-	b.halfMode = 0
-	if hasExtension("GL_NV_gpu_shader5") && hasExtension("GL_NV_mesh_shader") {
-		// fp16 types with packed arithmetic at twice the fp32 rate:
-		// NVIDIA from Turing on (mesh shaders came with it; Pascal's
-		// GeForce cards run fp16 at 1/64 of fp32).
-		b.halfMode = 1
-	}
-	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_HALF")); err == nil && v >= 0 && v <= 2 {
-		b.halfMode = v
 	}
 	b.extraDefs = defines{}
 	for _, kv := range strings.Split(os.Getenv("GLIMMER_GL_DEFS"), ",") {
@@ -420,32 +402,3 @@ func (b *Backend) Free(t *engine.Tensor) {
 }
 
 var _ engine.Backend = (*Backend)(nil)
-
-// hasExtension reports whether the context offers the named extension.
-// GL thread only.
-func hasExtension(name string) bool {
-	var n int32
-	gl.GetIntegerv(gl.NUM_EXTENSIONS, &n)
-	for i := range uint32(n) {
-		if gl.GoStr(gl.GetStringi(gl.EXTENSIONS, i)) == name {
-			return true
-		}
-	}
-	return false
-}
-
-// SetHalfMath turns gemm_core.glsl's fp16 products on or off for the
-// MatMul and Conv2D calls queued after it (engine.HalfMath). Call it from
-// the goroutine that queues them.
-func (b *Backend) SetHalfMath(on bool) (was bool) {
-	was = b.half != 0
-	b.half = 0
-	if on {
-		b.half = b.halfMode
-	}
-	return was
-}
-
-// HalfMathAvailable reports whether SetHalfMath(true) takes effect: on
-// NVIDIA GPUs from Turing on, or emulated where GLIMMER_GL_HALF=2.
-func (b *Backend) HalfMathAvailable() bool { return b.halfMode != 0 }

@@ -23,7 +23,6 @@ func BenchmarkGEMM(bm *testing.B) {
 		n, _ = strconv.Atoi(s)
 	}
 	b := openGL(bm)
-	halfBench(b)
 	for _, tr := range []struct {
 		name   string
 		ta, tb bool
@@ -56,7 +55,7 @@ func benchGEMM(bm *testing.B, b *Backend, n int, ta, tb bool) {
 	tol := 1e-5 * math.Sqrt(float64(n)) * 10
 	for s := 0; s < 64; s++ {
 		i, j := r.IntN(n), r.IntN(n)
-		var ref, mag float64
+		var ref float64
 		for k := 0; k < n; k++ {
 			ai, bi := i*n+k, k*n+j
 			if ta {
@@ -66,11 +65,6 @@ func benchGEMM(bm *testing.B, b *Backend, n int, ta, tb bool) {
 				bi = j*n + k
 			}
 			ref += float64(av[ai]) * float64(bv[bi])
-			mag += math.Abs(float64(av[ai]) * float64(bv[bi]))
-		}
-		tol := tol
-		if p := b.lastPlan; p.Half != 0 {
-			tol += halfTol(p.BK, n, mag)
 		}
 		if d := math.Abs(ref - float64(out[i*n+j])); d > tol {
 			bm.Fatalf("C[%d,%d] = %g, float64 reference %g (|diff| %g > %g)", i, j, out[i*n+j], ref, d, tol)
@@ -89,14 +83,6 @@ func benchGEMM(bm *testing.B, b *Backend, n int, ta, tb bool) {
 	b.Free(A)
 	b.Free(B)
 	b.Free(C)
-}
-
-// halfBench turns on fp16 products (SetHalfMath) for a benchmark where
-// GLIMMER_GEMM_HALF=1.
-func halfBench(b *Backend) {
-	if os.Getenv("GLIMMER_GEMM_HALF") == "1" {
-		b.SetHalfMath(true)
-	}
 }
 
 func openGL(tb testing.TB) *Backend {
@@ -294,7 +280,6 @@ func (c *gemmCase) check(tb testing.TB, b *Backend, r *rand.Rand, samples int) {
 	if samples <= 0 || samples > n {
 		samples = n
 	}
-	var relSum float64
 	for s := 0; s < samples; s++ {
 		i := s
 		if samples < n {
@@ -302,36 +287,10 @@ func (c *gemmCase) check(tb testing.TB, b *Backend, r *rand.Rand, samples int) {
 		}
 		want, mag := c.ref(i)
 		tol := 2*float64(c.k+2)*math.Ldexp(1, -24)*mag + 1e-30
-		if p := b.lastPlan; p.Half != 0 {
-			tol += halfTol(p.BK, c.k, mag)
-		}
-		d := math.Abs(float64(out[i]) - want)
-		if !(d <= tol) {
+		if d := math.Abs(float64(out[i]) - want); !(d <= tol) {
 			tb.Fatalf("%s: out[%d] = %g, float64 reference %g (|diff| %g > %g)", c.name, i, out[i], want, d, tol)
 		}
-		relSum += d / (mag + 1e-30)
 	}
-	// fp16 products: the bound above is the worst case; a plan that lost
-	// or misplaced a term would still pass it where K is large, so the
-	// mean error must also stay below one fp16 rounding of the terms'
-	// magnitude (2^-11: rounding errors of random sign average far less,
-	// while one term of K lost costs about 1/K of it).
-	if b.lastPlan.Half != 0 {
-		if mean := relSum / float64(samples); mean > math.Ldexp(1, -11) {
-			tb.Fatalf("%s: mean |diff| %.3g of the products' magnitude, want at most 2^-11 with fp16 products", c.name, mean)
-		}
-	}
-}
-
-// halfTol bounds the extra error of HALF (gemm_core.glsl) on a sum of k
-// products whose magnitudes add to mag, sliced bk at a time: both inputs
-// rounded to fp16 (2 roundings of u = 2^-11 each), the slice's running
-// sum rounded to fp16 after each of its bk terms (recursive summation,
-// bk·u) and once more where the emulation rounds to fp32 first; fp16's
-// subnormals add at most 2^-25 absolute per rounding (3 per term).
-func halfTol(bk, k int, mag float64) float64 {
-	u := math.Ldexp(1, -11)
-	return float64(bk+3)*u*mag + 3*float64(k)*math.Ldexp(1, -25)
 }
 
 // testPlans are the GEMM variants every shape is checked on: each tile,
@@ -393,52 +352,6 @@ func TestGEMMPlans(t *testing.T) {
 	}
 }
 
-// TestGEMMPlansHalf holds the fp16 products (SetHalfMath, gemm_core.glsl's
-// HALF) to the float64 reference within halfTol, on every tile and slice
-// depth: the driver's fp16 where it has it, else the emulation, which
-// rounds as the hardware does and shares the shader's layout.
-func TestGEMMPlansHalf(t *testing.T) {
-	b := openGL(t)
-	b.winograd = false
-	defer func(m int) { b.halfMode, b.gemmForce = m, nil; b.SetHalfMath(false) }(b.halfMode)
-	if b.halfMode == 0 {
-		b.halfMode = 2
-	}
-	b.SetHalfMath(true)
-	r := rand.New(rand.NewPCG(5, 6))
-	cases := []*gemmCase{
-		linearCase(t, b, r, 2, 37, 70, 101, false, true, false, engine.F16, true, 0),   // x·Wᵀ: both operands k-contiguous (row pairs), odd K
-		linearCase(t, b, r, 2, 66, 131, 96, false, true, false, engine.F32, true, 0),   // the same, F32 weights rounded on the way in
-		linearCase(t, b, r, 3, 45, 67, 50, false, false, true, engine.F32, false, 0.5), // batched A·B, alpha
-		linearCase(t, b, r, 2, 70, 36, 83, true, false, false, engine.F16, true, 0),    // Aᵀ·B: both m- and n-contiguous
-		linearCase(t, b, r, 2, 20, 33, 64, true, true, true, engine.F32, false, 0.25),  // Aᵀ·Bᵀ
-		linearCase(t, b, r, 2, 45, 68, 52, false, false, false, engine.F16, true, 0),   // vec4 loaders
-		convCase(t, b, r, 2, 5, 9, 11, 70, 3, 3, 1, 1, engine.F16, true),               // 3x3
-		convCase(t, b, r, 2, 66, 5, 7, 130, 1, 1, 1, 0, engine.F16, true),              // 1x1
-		convCase(t, b, r, 2, 68, 6, 10, 36, 1, 1, 1, 0, engine.F16, true),              // 1x1, N4
-	}
-	names := []string{"linearF16", "linearF32", "batchedB", "transA", "transAB", "linearNN4", "conv3x3", "conv1x1", "conv1x1N4"}
-	// Each tile shape, both slice depths (the row pairs' padding differs),
-	// split K, and the backend's own choice (128x128 tiles take BK 16).
-	plans := []*gemmPlan{nil,
-		{BM: 64, BN: 64, BK: 16, Split: 1}, {BM: 128, BN: 128, BK: 16, Split: 1}, {BM: 64, BN: 128, BK: 8, Split: 1},
-		{BM: 128, BN: 64, BK: 16, Split: 3}, {BM: 128, BN: 128, BK: 8, Split: 2},
-	}
-	for _, p := range plans {
-		b.gemmForce = p
-		for i, c := range cases {
-			c.name = fmt.Sprintf("%s %+v HALF %d", names[i], p, b.halfMode)
-			c.check(t, b, r, 0)
-			if b.lastPlan.Half != b.halfMode {
-				t.Fatalf("%s ran with HALF %d", c.name, b.lastPlan.Half)
-			}
-		}
-	}
-	for _, c := range cases {
-		c.free()
-	}
-}
-
 // TestGEMMPlanChoice: the plans gemmPlan's doc promises for SD 1.5's
 // shapes, with New's defaults.
 func TestGEMMPlanChoice(t *testing.T) {
@@ -492,7 +405,6 @@ func (p *gemmPlan) label() string {
 // auto,128x128/8/s8,... replaces the plans.
 func BenchmarkSDGEMM(bm *testing.B) {
 	b := openGL(bm)
-	halfBench(b)
 	plans := sdPlans
 	if f := os.Getenv("GLIMMER_SDGEMM_PLANS"); f != "" {
 		plans = nil

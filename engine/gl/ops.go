@@ -45,7 +45,6 @@ func (b *Backend) gemmShape(m, n, batch int) (tile, bk, groups int) {
 // KChunk (a multiple of BK) whose partial sums gemm_splitk.comp adds.
 type gemmPlan struct {
 	BM, BN, BK, Split, KChunk int
-	Half                      int // the core's HALF: 0 fp32, 1 fp16 products, 2 those emulated
 }
 
 // groups is the number of work groups the GEMM's pass runs.
@@ -55,9 +54,6 @@ func (p gemmPlan) groups(m, n, batch int) int {
 
 func (p gemmPlan) defines(d defines) defines {
 	d["TILE"], d["BM"], d["BN"], d["BK"], d["SPLITK"] = max(p.BM, p.BN), p.BM, p.BN, p.BK, p.Split
-	if p.Half != 0 {
-		d["HALF"] = p.Half
-	}
 	return d
 }
 
@@ -94,9 +90,6 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 		maxSplit := 8
 		if ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= b.fullGrid || 4*pad(128) <= 5*pad(64) {
 			p = gemmPlan{BM: 128, BN: 128, BK: b.gemmBK, Split: 1}
-			if b.half != 0 {
-				p.BK = b.halfBK // fp16 slices take half the shared memory
-			}
 			maxSplit = 4
 		}
 		for g := p.groups(m, n, batch); g*p.Split < b.splitTarget && 2*p.Split <= maxSplit; {
@@ -110,8 +103,6 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 			p.Split *= 2
 		}
 	}
-	p.Half = b.half
-	defer func() { b.lastPlan = p }()
 	// A split whose partial sums would overflow the scratch cap shrinks.
 	for p.Split > 1 && p.Split*batch*m*n*4 > partMax {
 		p.Split--

@@ -52,8 +52,7 @@ func BenchmarkSD15(b *testing.B) {
 	}
 	defer be.Close()
 	start := time.Now()
-	p, err := pipeline.Load(path, be, pipeline.Options{Tokenizer: vocab, Offload: os.Getenv("GLIMMER_OFFLOAD") == "1",
-		HalfMath: os.Getenv("GLIMMER_HALF") == "1"}, nil)
+	p, err := pipeline.Load(path, be, pipeline.Options{Tokenizer: vocab, Offload: os.Getenv("GLIMMER_OFFLOAD") == "1"}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -61,13 +61,6 @@ type Options struct {
 	// those weights are then off the device: run the networks through
 	// Generate only.
 	Offload bool
-	// HalfMath runs the U-Net's and the VAE decoder's products in fp16
-	// where the backend can (engine.HalfMath: about twice the arithmetic
-	// rate on NVIDIA GPUs from Turing on), as fp16 pipelines do. The
-	// fixtures' images then land up to about 1e-2 from diffusers' float32
-	// (2-3 steps of 8 bits; within 2e-3, a quarter of that, in fp32), so
-	// it is off by default. The text encoder always runs in fp32.
-	HalfMath bool
 }
 
 // DefaultVAEMemory lets SD's decoder run whole up to about 1450x1450
@@ -89,7 +82,6 @@ type Pipeline struct {
 
 	pool        *nn.Pool
 	weightBytes int64
-	half        engine.HalfMath // the backend's fp16 products for the U-Net and the decoder, or nil
 
 	// With Options.Offload: the text encoder's, U-Net's and VAE's
 	// weights, and the last prompt's encoding and what it was encoded
@@ -171,9 +163,6 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 		return fail(fmt.Errorf("%s: uploading weights: %w", path, err))
 	}
 	p.weightBytes = tl.Bytes() + ul.Bytes() + vl.Bytes()
-	if h, ok := b.(engine.HalfMath); ok && h.HalfMathAvailable() && o.HalfMath {
-		p.half = h
-	}
 	if o.Offload {
 		p.offText = nn.NewOffload(b, p.Text.Weights())
 		if err := p.offText.Out(math.MaxInt64); err != nil {
@@ -327,9 +316,6 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 		defer p.Text.Release(text)
 	}
 	res.Timings.Text = time.Since(start)
-	if p.half != nil {
-		defer p.half.SetHalfMath(p.half.SetHalfMath(true))
-	}
 
 	gen := rng.New(r.Seed)
 	s, err := sample.New(r.Sampler, r.Schedule, r.Steps,
@@ -526,15 +512,6 @@ func (p *Pipeline) preview(mode Preview, x []float32, c, h, w int) (image.Image,
 		return ToImage(v, w*8, h*8), nil
 	}
 	return nil, nil
-}
-
-// Precision says how the U-Net's and the decoder's products run: "fp32",
-// or "fp16" under Options.HalfMath where the backend has fast fp16.
-func (p *Pipeline) Precision() string {
-	if p.half != nil {
-		return "fp16 (summed in fp32 every 16)"
-	}
-	return "fp32"
 }
 
 // WeightBytes is the device memory the networks' weights take.
