@@ -28,11 +28,24 @@
 //       each thread reads its dims as float4s; separate (KVSEP) or sharing
 //       Ks's memory VK keys at a time;
 //   Ps: the probabilities of a tile, key-contiguous rows.
+// With SHUF (subgroups of a multiple of RX lanes, GL_KHR_shader_subgroup
+// with shuffles and clustered reductions; below), a row's RX threads are RX
+// neighbouring lanes of one subgroup: the tile's row maximum and the final
+// row sums are clustered reductions, and each thread keeps its
+// probabilities in registers, from where the row's other threads read them
+// by shuffles while they multiply by V. Ps and Ms are then not needed, the
+// freed shared memory lets V have its own (KVSEP), and a tile takes two
+// barriers instead of up to seven.
 // Defines: HEAD_DIM, CAUSAL, RX, RY, TQ, TK (a multiple of 4), DC (head
 // dims per chunk of the score product, a multiple of 4 that divides the
 // head rounded up to 4), QRES, KVSEP, VK (keys per V chunk without KVSEP;
 // a multiple of 4 dividing BK), and NT = RX*RY (a literal for
-// local_size_x).
+// local_size_x), SHUF.
+#if SHUF == 1
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_KHR_shader_subgroup_clustered : require
+#endif
 #include "common.glsl"
 
 #define BQ (RY * TQ)
@@ -66,13 +79,67 @@ shared vec4 Vs[BK * VST];
 #else
 #define VS Ks
 #endif
+#if !SHUF
 shared vec4 Ps[BQ * PST];
 shared uint Ms[2 * BQ]; // tile row maxima, encoded; two, used alternately
+#endif
 
 const float LOG2E = 1.4426950408889634;
 const float NEG = -1.0e30; // finite "minus infinity": NEG - NEG is 0, not NaN
 
 uint g_width;
+
+// SHUF 1 takes the driver's subgroup operations. SHUF 2 emulates them,
+// for testing the layout on drivers without subgroups (llvmpipe), through
+// shared memory: subgroups of 32 invocations, the reductions over a
+// barrier each, and a tile's probabilities published once (PUBLISH) for
+// PR_FROM to read.
+#if SHUF == 1
+#define LANE gl_SubgroupInvocationID
+#define PUBLISH(pr)
+#define PR_FROM(i, c, lane) subgroupShuffle(pr[i][c], lane)
+
+void rowMaxes(inout float v[TQ]) {
+	for (uint i = 0u; i < TQ; i++) v[i] = subgroupClusteredMax(v[i], RX);
+}
+
+void rowSums(inout float v[TQ]) {
+	for (uint i = 0u; i < TQ; i++) v[i] = subgroupClusteredAdd(v[i], RX);
+}
+#elif SHUF == 2
+#define LANE (gl_LocalInvocationIndex % 32u)
+shared float Xs[NT * TQ * TK];
+#define PUBLISH(pr) publish(pr)
+#define PR_FROM(i, c, lane) Xs[((gl_LocalInvocationIndex - LANE + (lane)) * TQ + (i)) * TK + (c)]
+
+void publish(float pr[TQ][TK]) {
+	uint l = gl_LocalInvocationIndex;
+	for (uint i = 0u; i < TQ; i++)
+		for (uint c = 0u; c < TK; c++) Xs[(l * TQ + i) * TK + c] = pr[i][c];
+	memoryBarrierShared();
+	barrier();
+}
+
+// rowReduce: each row's maximum (op 0) or sum (op 1) of v.
+void rowReduce(inout float v[TQ], uint op) {
+	uint l = gl_LocalInvocationIndex, r0 = l - l % RX;
+	for (uint i = 0u; i < TQ; i++) Xs[l * TQ + i] = v[i];
+	memoryBarrierShared();
+	barrier();
+	for (uint i = 0u; i < TQ; i++) {
+		float t = Xs[r0 * TQ + i];
+		for (uint x = 1u; x < RX; x++) {
+			float y = Xs[(r0 + x) * TQ + i];
+			t = op == 0u ? max(t, y) : t + y;
+		}
+		v[i] = t;
+	}
+	barrier();
+}
+
+void rowMaxes(inout float v[TQ]) { rowReduce(v, 0u); }
+void rowSums(inout float v[TQ]) { rowReduce(v, 1u); }
+#endif
 
 // Four neighbouring elements of a head row, zero past the head or the
 // tensor's rows. base: the (batch, head) offset; row: query or key index.
@@ -162,7 +229,9 @@ void main() {
 		Qs[r * QST + g] = fetchQ(qbase, q0 + r, 4u * g) * qscale;
 	}
 #endif
+#if !SHUF
 	for (uint e = lid; e < 2u * BQ; e += NT) Ms[e] = encodeMax(NEG);
+#endif
 
 	float m[TQ], l[TQ], o[TQ][TD];
 	for (uint i = 0u; i < TQ; i++) {
@@ -226,9 +295,14 @@ void main() {
 				s[i][j] = seen ? s[i][j] : NEG;
 				mx = max(mx, s[i][j]);
 			}
-			atomicMax(Ms[(it & 1u) * BQ + ty + RY * i], encodeMax(mx));
 			mt[i] = mx;
+#if !SHUF
+			atomicMax(Ms[(it & 1u) * BQ + ty + RY * i], encodeMax(mx));
+#endif
 		}
+#if SHUF
+		rowMaxes(mt);
+#else
 		memoryBarrierShared();
 		barrier();
 		for (uint i = 0u; i < TQ; i++) mt[i] = decodeMax(Ms[(it & 1u) * BQ + ty + RY * i]);
@@ -236,8 +310,13 @@ void main() {
 		// before this tile's first barrier, its next writers run after the
 		// next tile's.
 		for (uint e = lid; e < BQ; e += NT) Ms[((it + 1u) & 1u) * BQ + e] = encodeMax(NEG);
+#endif
 
-		// Online softmax: rescale, then this tile's probabilities into Ps.
+		// Online softmax: rescale, then this tile's probabilities into Ps
+		// (with SHUF, into pr).
+#if SHUF
+		float pr[TQ][TK];
+#endif
 		for (uint i = 0u; i < TQ; i++) {
 			float mn = max(m[i], mt[i]);
 			float corr = exp2(m[i] - mn);
@@ -251,17 +330,45 @@ void main() {
 					p[c] = x > 0.5 * NEG ? exp2(x - mn) : 0.0;
 				}
 				l[i] += p.x + p.y + p.z + p.w;
+#if SHUF
+				for (uint c = 0u; c < 4u; c++) pr[i][4u * j4 + c] = p[c];
+#else
 				Ps[(ty + RY * i) * PST + tx * (TK / 4u) + j4] = p;
+#endif
 			}
 		}
 
 		// O += P V.
+#if SHUF
+		PUBLISH(pr);
+#endif
 		for (uint v0 = 0u; v0 < BK; v0 += VROWS) {
 #if !KVSEP
 			loadV(kbase, k0 + v0, lid);
 #endif
+#if !SHUF || !KVSEP
 			memoryBarrierShared();
 			barrier();
+#endif
+#if SHUF
+			// Key v0 + TK*kq + c is thread v0/TK + kq's pr[.][c], in the
+			// lane that many past the row's first.
+			uint row0 = LANE - tx;
+			for (uint kq = 0u; kq < VROWS / TK; kq++) {
+				for (uint c = 0u; c < TK; c++) {
+					float p[TQ];
+					for (uint i = 0u; i < TQ; i++) p[i] = PR_FROM(i, c, row0 + v0 / TK + kq);
+					for (uint t4 = 0u; t4 < TD4; t4++) {
+						vec4 v = VS[(kq * TK + c) * VST + t4 * RX + tx];
+						for (uint u = 0u; u < 4u; u++) {
+							if (4u * t4 + u < TD) {
+								for (uint i = 0u; i < TQ; i++) o[i][4u * t4 + u] += p[i] * v[u];
+							}
+						}
+					}
+				}
+			}
+#else
 			for (uint kk = 0u; kk < VROWS; kk += 4u) {
 				vec4 p[TQ];
 				for (uint i = 0u; i < TQ; i++) p[i] = Ps[(ty + RY * i) * PST + (v0 + kk) / 4u];
@@ -276,11 +383,15 @@ void main() {
 					}
 				}
 			}
+#endif
 			barrier(); // the tile is consumed before the next overwrites it
 		}
 	}
 
 	// Row sums over the row's RX threads.
+#if SHUF
+	rowSums(l);
+#else
 	for (uint i = 0u; i < TQ; i++) Ps[(ty + RY * i) * PST + tx] = vec4(l[i]); // PST >= RX: TK >= 4
 	memoryBarrierShared();
 	barrier();
@@ -289,6 +400,7 @@ void main() {
 		for (uint x = 0u; x < RX; x++) sum += Ps[(ty + RY * i) * PST + x].x;
 		l[i] = sum;
 	}
+#endif
 	for (uint i = 0u; i < TQ; i++) {
 		uint qi = q0 + ty + RY * i;
 		if (qi >= u_Nq) continue;

@@ -66,6 +66,7 @@ type Backend struct {
 	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
 	winoMax                     int     // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
 	extraDefs                   defines // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
+	subgroupSize                int     // compute shaders' subgroup size where they have shuffles and clustered reductions (GL_KHR_shader_subgroup), else 0
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
@@ -179,6 +180,7 @@ func (b *Backend) init(ctx platformContext) error {
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MB")); err == nil && v > 0 {
 		b.winoMax = v << 20
 	}
+	b.subgroupSize = subgroupSize()
 	b.extraDefs = defines{}
 	for _, kv := range strings.Split(os.Getenv("GLIMMER_GL_DEFS"), ",") {
 		name, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
@@ -402,3 +404,45 @@ func (b *Backend) Free(t *engine.Tensor) {
 }
 
 var _ engine.Backend = (*Backend)(nil)
+
+// GL_KHR_shader_subgroup's queries (its enums are not in go-gl's 4.3
+// core profile).
+const (
+	glSubgroupSize              = 0x9532
+	glSubgroupSupportedStages   = 0x9533
+	glSubgroupSupportedFeatures = 0x9534
+	glSubgroupFeatureBasic      = 0x01
+	glSubgroupFeatureShuffle    = 0x10
+	glSubgroupFeatureClustered  = 0x40
+)
+
+// subgroupSize is the subgroup size of compute shaders where the driver
+// offers GL_KHR_shader_subgroup with shuffles and clustered reductions
+// in them (attention.comp's SHUF), else 0. GL thread only.
+func subgroupSize() int {
+	if !hasExtension("GL_KHR_shader_subgroup") {
+		return 0
+	}
+	var size, stages, features int32
+	gl.GetIntegerv(glSubgroupSize, &size)
+	gl.GetIntegerv(glSubgroupSupportedStages, &stages)
+	gl.GetIntegerv(glSubgroupSupportedFeatures, &features)
+	need := int32(glSubgroupFeatureBasic | glSubgroupFeatureShuffle | glSubgroupFeatureClustered)
+	if stages&gl.COMPUTE_SHADER_BIT == 0 || features&need != need || size < 1 {
+		return 0
+	}
+	return int(size)
+}
+
+// hasExtension reports whether the context offers the named extension.
+// GL thread only.
+func hasExtension(name string) bool {
+	var n int32
+	gl.GetIntegerv(gl.NUM_EXTENSIONS, &n)
+	for i := range uint32(n) {
+		if gl.GoStr(gl.GetStringi(gl.EXTENSIONS, i)) == name {
+			return true
+		}
+	}
+	return false
+}

@@ -370,6 +370,7 @@ type attnConfig struct {
 	VK             int  // keys per V chunk when V shares K's memory
 	QRes           bool // the group's queries stay in shared memory
 	KVSep          bool // V has memory of its own, loaded with K
+	Shuf           int  // rows' maxima, sums and probabilities through subgroup operations (no Ps, Ms): 1 the driver's, 2 emulated (tests)
 }
 
 func (c attnConfig) bq() int { return c.RY * c.TQ }
@@ -391,6 +392,12 @@ func (c attnConfig) sharedBytes(headDim int) int {
 	} else {
 		kv = max(kv, c.VK*vst)
 	}
+	switch c.Shuf {
+	case 1:
+		return 16 * (c.bq()*qst + kv)
+	case 2:
+		return 16*(c.bq()*qst+kv) + 4*c.nt()*c.TQ*c.TK
+	}
 	return 16*(c.bq()*qst+kv+c.bq()*odd(c.bk()/4)) + 4*2*c.bq()
 }
 
@@ -405,6 +412,10 @@ func (b *Backend) attnInvalid(c attnConfig, headDim, shared int) string {
 		return "DC must be a multiple of 4 dividing the head rounded up to 4"
 	case !c.KVSep && (c.VK < 4 || c.VK%4 != 0 || c.bk()%c.VK != 0):
 		return "VK must be a multiple of 4 dividing BK"
+	case c.Shuf == 1 && (b.subgroupSize == 0 || b.subgroupSize%c.RX != 0), c.Shuf == 2 && 32%c.RX != 0:
+		return "SHUF needs RX dividing the subgroup size"
+	case c.Shuf != 0 && !c.KVSep && c.VK%c.TK != 0:
+		return "SHUF without KVSEP needs VK a multiple of TK"
 	case c.nt() > b.limits.MaxGroupInvoc:
 		return "too many threads"
 	case c.sharedBytes(headDim) > shared:
@@ -443,7 +454,7 @@ func attnShape(headDim int) attnConfig {
 // against 0.401 for a V tile of its own with 40-dim chunks); halving the
 // grid's rows (RY) while nothing fits (GL 4.3's minimums, 16 KiB and 256
 // threads, fit head dims 3 to 512 by RY 4). GLIMMER_GL_ATTN, e.g.
-// "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,SH=32768", forces fields
+// "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,SH=32768,SHUF=0", forces fields
 // for tuning (SH caps the shared memory used); a forced variant that
 // cannot run panics.
 func (b *Backend) attnConfig(headDim int) attnConfig {
@@ -463,6 +474,12 @@ func (b *Backend) attnConfig(headDim int) attnConfig {
 		if v, ok := force[name]; ok {
 			*f = v
 		}
+	}
+	if b.subgroupSize > 0 && b.subgroupSize%c.RX == 0 {
+		c.Shuf = 1
+	}
+	if v, ok := force["SHUF"]; ok {
+		c.Shuf = v
 	}
 	shared := b.limits.MaxSharedBytes
 	if v, ok := force["SH"]; ok {
@@ -515,7 +532,7 @@ func (b *Backend) Attention(dst, q, k, v *engine.Tensor, p engine.AttentionParam
 	d := engine.CheckAttention(dst, q, k, v, p)
 	c := b.attnConfig(d.HeadDim)
 	def := defines{"HEAD_DIM": d.HeadDim, "CAUSAL": b2i(d.Causal), "RX": c.RX, "RY": c.RY, "TQ": c.TQ,
-		"TK": c.TK, "DC": c.DC, "VK": c.VK, "QRES": b2i(c.QRes), "KVSEP": b2i(c.KVSep), "NT": c.nt()}
+		"TK": c.TK, "DC": c.DC, "VK": c.VK, "QRES": b2i(c.QRes), "KVSEP": b2i(c.KVSep), "NT": c.nt(), "SHUF": c.Shuf}
 	groups := ceilDiv(d.Nq, c.bq()) * d.Heads * d.B
 	b.dispatch("attention", def, groups, []*buffer{buf(dst), buf(q), buf(k), buf(v)}, func(u uniforms) {
 		u.u("u_Nq", uint32(d.Nq))
