@@ -6,9 +6,11 @@
 # sd15_tensor_names.tsv and bpe_simple_vocab_16e6.txt.gz (from ../shared/refdata).
 # GLIMMER_OFFLOAD=1 measures --offload; GLIMMER_GL_WINOGRAD=0 runs the 3x3
 # convolutions as implicit GEMMs instead of by Winograd F(2x2, 3x3);
-# GLIMMER_GL_WINO_F4=0 keeps the VAE decoder on F(2x2, 3x3) (the default
-# takes F(4x4, 3x3) for its convolutions from 128 tiles; 2 forces it on
-# every one, the U-Net's too); GLIMMER_GL_DEFS="K4=0,N4=0" adds (here:
+# GLIMMER_GL_WINO_F4=0 keeps every convolution on F(2x2, 3x3) (the default
+# takes F(4x4, 3x3) for the U-Net's and the VAE decoder's, which inference
+# marks Fast, from 128 tiles; 2 forces it on every one);
+# GLIMMER_GL_ATTN=SHUF=0 runs attention without subgroup operations (the
+# shared-memory exchange of p10); GLIMMER_GL_DEFS="K4=0,N4=0" adds (here:
 # overrides) #defines in every shader, e.g. to time the GEMMs' scalar
 # loaders against their vec4 ones; GLIMMER_GL_PROFILE=1 adds the per-shader profile of the steps
 # and of the decode (every dispatch fenced, which adds about 40 µs to
