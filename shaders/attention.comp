@@ -35,7 +35,8 @@
 // probabilities in registers, from where the row's other threads read them
 // by shuffles while they multiply by V. Ps and Ms are then not needed, the
 // freed shared memory lets V have its own (KVSEP), and a tile takes two
-// barriers instead of up to seven.
+// barriers instead of up to seven. (Opt-in until measured on a GPU:
+// GLIMMER_GL_ATTN=SHUF=1.)
 // Defines: HEAD_DIM, CAUSAL, RX, RY, TQ, TK (a multiple of 4), DC (head
 // dims per chunk of the score product, a multiple of 4 that divides the
 // head rounded up to 4), QRES, KVSEP, VK (keys per V chunk without KVSEP;

@@ -43,7 +43,7 @@ func TestConformanceWideTiles(t *testing.T) {
 // V sharing K's memory and streamed queries at some head dims; forced
 // here (GLIMMER_GL_ATTN): V in 4-key chunks at every head dim, and 8-key
 // score blocks on 4-thread rows; and each with the rows' subgroup
-// operations (SHUF, the default where the driver has them) emulated.
+// operations (SHUF, opt-in) emulated through shared memory.
 func TestConformanceAttentionVariants(t *testing.T) {
 	for _, v := range []string{"SEP=0,VK=4", "RX=4,RY=8,TQ=2,TK=8", "SHUF=2", "SHUF=2,SEP=0,VK=4", "SHUF=2,RX=4,RY=8,TQ=2,TK=8"} {
 		t.Run(v, func(t *testing.T) {

@@ -454,7 +454,7 @@ func attnShape(headDim int) attnConfig {
 // against 0.401 for a V tile of its own with 40-dim chunks); halving the
 // grid's rows (RY) while nothing fits (GL 4.3's minimums, 16 KiB and 256
 // threads, fit head dims 3 to 512 by RY 4). GLIMMER_GL_ATTN, e.g.
-// "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,SH=32768,SHUF=0", forces fields
+// "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,SH=32768,SHUF=1", forces fields
 // for tuning (SH caps the shared memory used); a forced variant that
 // cannot run panics.
 func (b *Backend) attnConfig(headDim int) attnConfig {
@@ -475,9 +475,10 @@ func (b *Backend) attnConfig(headDim int) attnConfig {
 			*f = v
 		}
 	}
-	if b.subgroupSize > 0 && b.subgroupSize%c.RX == 0 {
-		c.Shuf = 1
-	}
+	// SHUF is opt-in (GLIMMER_GL_ATTN=SHUF=1 where the driver has the
+	// subgroup operations, SHUF=2 emulated): its layout passes the
+	// conformance suite emulated on llvmpipe, but it has not yet run on
+	// a GPU's own subgroups, so it is not the default anywhere.
 	if v, ok := force["SHUF"]; ok {
 		c.Shuf = v
 	}
