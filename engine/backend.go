@@ -112,8 +112,8 @@ type Conv2DParams struct {
 	Residual *Tensor
 	// Fast lets a backend trade a few times the usual rounding error for
 	// speed, for convolutions whose result is bound for 8-bit pixels (the
-	// VAE decoder at inference). The GL backend then takes Winograd
-	// F(4x4, 3x3) where it pays; the CPU backend ignores it.
+	// U-Net and the VAE decoder at inference). The GL backend then takes
+	// Winograd F(4x4, 3x3) where it pays; the CPU backend ignores it.
 	Fast bool
 }
 
