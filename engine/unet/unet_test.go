@@ -140,6 +140,29 @@ func compare(t *testing.T, got, want []float32) (maxErr, scale float64) {
 	return maxErr, scale
 }
 
+// check compares got with the reference tensor name within tolerance.
+func (r refs) check(t *testing.T, name string, got []float32) {
+	t.Helper()
+	want, _ := r.get(t, name)
+	maxErr, scale := compare(t, got, want)
+	t.Logf("%s: max|err| %.3g (max|ref| scale %.3g)", name, maxErr, scale)
+	if maxErr > tolerance*scale {
+		t.Errorf("%s: max|err| %.3g > %.0e × %.3g", name, maxErr, tolerance, scale)
+	}
+}
+
+// reversed is x back to front: a second latent for batch tests.
+func reversed(x []float32) []float32 {
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[len(x)-1-i] = v
+	}
+	return out
+}
+
+// twice is shape with its batch dimension set to 2.
+func twice(shape []int) []int { return append([]int{2}, shape[1:]...) }
+
 // fixtureCase is one U-Net call with its reference output.
 type fixtureCase struct {
 	ref string    // reference tensor name
@@ -183,13 +206,7 @@ func TestFixtures(t *testing.T) {
 						cases = []fixtureCase{cases[0], cases[3]}
 					}
 					for _, c := range cases {
-						want, _ := r.get(t, c.ref)
-						got := run(t, b, u, c.x, c.xs, []float32{c.t}, c.ctx, es)
-						maxErr, scale := compare(t, got, want)
-						t.Logf("%s: max|err| %.3g (max|ref| scale %.3g)", c.ref, maxErr, scale)
-						if maxErr > tolerance*scale {
-							t.Errorf("%s: max|err| %.3g > %.0e × %.3g", c.ref, maxErr, tolerance, scale)
-						}
+						r.check(t, c.ref, run(t, b, u, c.x, c.xs, []float32{c.t}, c.ctx, es))
 					}
 					t.Logf("%v", time.Since(start).Round(time.Millisecond))
 				})
@@ -212,14 +229,10 @@ func TestBatch(t *testing.T) {
 			u := loadUNet(t, b, fx)
 			defer u.Close()
 			x0, xs := r.get(t, "unet.x")
-			x1 := make([]float32, len(x0)) // a second latent: x reversed
-			for i := range x0 {
-				x1[i] = x0[len(x0)-1-i]
-			}
+			x1 := reversed(x0)
 			e0, es := r.embedding(t, 0)
 			e1, _ := r.embedding(t, 1)
-			xs2 := append([]int{2}, xs[1:]...)
-			cs2 := append([]int{2}, es[1:]...)
+			xs2, cs2 := twice(xs), twice(es)
 
 			want0 := run(t, b, u, x0, xs, []float32{999}, e0, es)
 			want1 := run(t, b, u, x1, xs, []float32{500}, e1, es)
@@ -265,14 +278,10 @@ func TestKeepContext(t *testing.T) {
 			x0, xs := r.get(t, "unet.x")
 			e0, es := r.embedding(t, 0)
 			e1, _ := r.embedding(t, 1)
-			xs2 := append([]int{2}, xs[1:]...)
-			cs2 := append([]int{2}, es[1:]...)
+			xs2, cs2 := twice(xs), twice(es)
 			ctx := upload(b, append(e0, e1...), cs2...) // [2, L, Ckv]
 			defer b.Free(ctx)
-			x1 := make([]float32, len(x0)) // a second latent: x reversed
-			for i := range x0 {
-				x1[i] = x0[len(x0)-1-i]
-			}
+			x1 := reversed(x0)
 			cat := func(a, b []float32) []float32 { return append(append([]float32{}, a...), b...) }
 			steps := []struct {
 				x  []float32
@@ -362,14 +371,8 @@ func TestFastConvs(t *testing.T) {
 				for _, c := range cases {
 					got := run(t, b, u, c.x, c.xs, []float32{c.t}, c.ctx, es)
 					outs[f4] = append(outs[f4], got)
-					if f4 == "0" {
-						continue
-					}
-					want, _ := r.get(t, c.ref)
-					maxErr, scale := compare(t, got, want)
-					t.Logf("%s: max|err| %.3g (max|ref| scale %.3g)", c.ref, maxErr, scale)
-					if maxErr > tolerance*scale {
-						t.Errorf("%s: max|err| %.3g > %.0e × %.3g", c.ref, maxErr, tolerance, scale)
+					if f4 == "2" {
+						r.check(t, c.ref, got)
 					}
 				}
 				u.Close()
