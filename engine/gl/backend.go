@@ -38,6 +38,7 @@ type Limits struct {
 	MaxGroupInvoc  int    // GL_MAX_COMPUTE_WORK_GROUP_INVOCATIONS
 	MaxSharedBytes int    // GL_MAX_COMPUTE_SHARED_MEMORY_SIZE
 	MaxSSBOBytes   int    // GL_MAX_SHADER_STORAGE_BLOCK_SIZE
+	SubgroupSize   int    // compute shaders' subgroup size where they have shuffles and clustered reductions (GL_KHR_shader_subgroup), else 0
 }
 
 // Backend runs engine ops as compute shaders. Create it with New.
@@ -66,7 +67,6 @@ type Backend struct {
 	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
 	winoMax                     int     // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
 	extraDefs                   defines // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
-	subgroupSize                int     // compute shaders' subgroup size where they have shuffles and clustered reductions (GL_KHR_shader_subgroup), else 0
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
@@ -156,6 +156,7 @@ func (b *Backend) init(ctx platformContext) error {
 	b.limits.MaxSharedBytes = int(v)
 	gl.GetIntegerv(gl.MAX_SHADER_STORAGE_BLOCK_SIZE, &v)
 	b.limits.MaxSSBOBytes = int(uint32(v))
+	b.limits.SubgroupSize = subgroupSize()
 	if b.limits.MaxGroupInvoc < 256 || b.limits.MaxSharedBytes < 16384 {
 		return fmt.Errorf("gl: %q (OpenGL %s) allows %d invocations and %d bytes of shared memory per work group; 256 and 16384 are needed",
 			b.renderer, b.version, b.limits.MaxGroupInvoc, b.limits.MaxSharedBytes)
@@ -180,7 +181,6 @@ func (b *Backend) init(ctx platformContext) error {
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MB")); err == nil && v > 0 {
 		b.winoMax = v << 20
 	}
-	b.subgroupSize = subgroupSize()
 	b.extraDefs = defines{}
 	for _, kv := range strings.Split(os.Getenv("GLIMMER_GL_DEFS"), ",") {
 		name, val, ok := strings.Cut(strings.TrimSpace(kv), "=")

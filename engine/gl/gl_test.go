@@ -43,9 +43,17 @@ func TestConformanceWideTiles(t *testing.T) {
 // V sharing K's memory and streamed queries at some head dims; forced
 // here (GLIMMER_GL_ATTN): V in 4-key chunks at every head dim, and 8-key
 // score blocks on 4-thread rows; and each with the rows' subgroup
-// operations (SHUF, opt-in) emulated through shared memory.
+// operations (SHUF) emulated through shared memory, and where the driver
+// has subgroups (not llvmpipe) through its own.
 func TestConformanceAttentionVariants(t *testing.T) {
-	for _, v := range []string{"SEP=0,VK=4", "RX=4,RY=8,TQ=2,TK=8", "SHUF=2", "SHUF=2,SEP=0,VK=4", "SHUF=2,RX=4,RY=8,TQ=2,TK=8"} {
+	variants := []string{"SEP=0,VK=4", "RX=4,RY=8,TQ=2,TK=8", "SHUF=2", "SHUF=2,SEP=0,VK=4", "SHUF=2,RX=4,RY=8,TQ=2,TK=8"}
+	b := newBackend(t)().(*gl.Backend)
+	sub := b.Limits().SubgroupSize
+	b.Close()
+	if sub > 0 {
+		variants = append(variants, "SHUF=1", "SHUF=1,SEP=0,VK=4", "SHUF=1,RX=4,RY=8,TQ=2,TK=8")
+	}
+	for _, v := range variants {
 		t.Run(v, func(t *testing.T) {
 			t.Setenv("GLIMMER_GL_ATTN", v)
 			conformance.RunAttention(t, newBackend(t))

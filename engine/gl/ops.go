@@ -412,7 +412,7 @@ func (b *Backend) attnInvalid(c attnConfig, headDim, shared int) string {
 		return "DC must be a multiple of 4 dividing the head rounded up to 4"
 	case !c.KVSep && (c.VK < 4 || c.VK%4 != 0 || c.bk()%c.VK != 0):
 		return "VK must be a multiple of 4 dividing BK"
-	case c.Shuf == 1 && (b.subgroupSize == 0 || b.subgroupSize%c.RX != 0), c.Shuf == 2 && 32%c.RX != 0:
+	case c.Shuf == 1 && (b.limits.SubgroupSize == 0 || b.limits.SubgroupSize%c.RX != 0), c.Shuf == 2 && 32%c.RX != 0:
 		return "SHUF needs RX dividing the subgroup size"
 	case c.Shuf != 0 && !c.KVSep && c.VK%c.TK != 0:
 		return "SHUF without KVSEP needs VK a multiple of TK"
