@@ -425,16 +425,21 @@ func (b *Backend) attnInvalid(c attnConfig, headDim, shared int) string {
 }
 
 // attnShape is the thread grid per head dim, the fastest of those tried
-// on the H200 at SD 1.5's shapes (docs/perf-notes.md): many threads per
-// group beat small shared-memory footprints. Head dim 40, 4096 tokens:
-// 128 queries on 256 threads, 4x4 score blocks, 5 output dims a thread
-// (2.78 ms; 64 queries on 128 threads in 24 KiB 3.33).
-// 80, 1024 tokens: 64 queries on 256 threads, TQ 2 (0.37 ms; 64 on 128
-// threads 0.47). 160, 256 tokens: 32 queries on 256 threads, 16 per row
-// (0.070 ms; 32 on 128 threads, 8 per row 0.101). 512, the VAE: 32
-// queries on 512 threads, 32 per row, 16 output dims each (2.20 ms; 16
-// queries on 128 threads 5.1).
-func attnShape(headDim int) attnConfig {
+// at SD 1.5's shapes (docs/perf-notes.md), with the rows' subgroup
+// operations (shuf) or without. Many threads per group beat small
+// shared-memory footprints. Without subgroups (H200, p5): head dim 40,
+// 4096 tokens: 128 queries on 256 threads, 4x4 score blocks, 5 output dims
+// a thread (2.78 ms; 64 queries on 128 threads in 24 KiB 3.33). 80, 1024
+// tokens: 64 queries on 256 threads, TQ 2 (0.37 ms; 64 on 128 threads
+// 0.47). 160, 256 tokens: 32 queries on 256 threads, 16 per row (0.070
+// ms; 32 on 128 threads, 8 per row 0.101). 512, the VAE: 32 queries on
+// 512 threads, 32 per row, 16 output dims each (2.20 ms; 16 queries on
+// 128 threads 5.1). With them, V has room for a tile of its own and wider
+// key blocks pay (H100, p12): see shufShape.
+func attnShape(headDim int, shuf bool) attnConfig {
+	if shuf {
+		return shufShape(headDim)
+	}
 	switch {
 	case headDim <= 48:
 		return attnConfig{RX: 8, RY: 32, TQ: 4, TK: 4}
@@ -447,20 +452,50 @@ func attnShape(headDim int) attnConfig {
 	}
 }
 
+// shufShape is attnShape with the rows' subgroup operations, from sweeps
+// on the H100 (p12; ms a call, against the grid above without them and
+// with them on that grid): head dim 40, 512 queries on 512 threads in
+// 4-thread rows, 4x8 score blocks (1.74; 2.76, 2.72); 80, 128 queries on
+// 256 threads, 4x16 (0.241; 0.364, 0.371); 160, the grid above (0.065;
+// 0.068; 32-thread rows ran 0.061 but their 256-key tiles slowed the
+// 77-key cross-attention from 0.032 to 0.051); 512, 16-key blocks (2.01;
+// 2.24, 2.14).
+func shufShape(headDim int) attnConfig {
+	switch {
+	case headDim <= 48:
+		return attnConfig{RX: 4, RY: 128, TQ: 4, TK: 8, Shuf: 1}
+	case headDim <= 96:
+		return attnConfig{RX: 8, RY: 32, TQ: 4, TK: 16, Shuf: 1}
+	case headDim <= 192:
+		return attnConfig{RX: 16, RY: 16, TQ: 2, TK: 4, Shuf: 1}
+	default:
+		return attnConfig{RX: 32, RY: 16, TQ: 2, TK: 16, Shuf: 1}
+	}
+}
+
 // attnConfig completes the head dim's thread grid with the memory layout
 // that fits the driver: preferring resident queries, then whole-head
 // score products, then a V tile of its own, then whole V tiles (at head
 // dim 80, V sharing K's memory with whole-head products ran 0.371 ms
 // against 0.401 for a V tile of its own with 40-dim chunks); halving the
-// grid's rows (RY) while nothing fits (GL 4.3's minimums, 16 KiB and 256
-// threads, fit head dims 3 to 512 by RY 4). GLIMMER_GL_ATTN, e.g.
-// "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,SH=32768,SHUF=1", forces fields
-// for tuning (SH caps the shared memory used); a forced variant that
-// cannot run panics.
+// grid's rows (RY), then the score blocks' keys (TK), while nothing fits
+// (GL 4.3's minimums, 16 KiB and 256 threads, fit head dims 3 to 512 by
+// RY 4). Rows use the driver's
+// subgroup operations (SHUF) where it has them and a row's threads divide
+// its subgroups.
+//
+// GLIMMER_GL_ATTN, e.g. "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,
+// SH=32768,SHUF=1", forces fields for tuning (SH caps the shared memory
+// used; SHUF=0 turns the subgroup operations off, SHUF=2 emulates them
+// through shared memory for the tests), GLIMMER_GL_ATTN_<head dim> for
+// one head dim; a forced variant that cannot run panics.
 func (b *Backend) attnConfig(headDim int) attnConfig {
-	c := attnShape(headDim)
 	force := map[string]int{}
-	if env := os.Getenv("GLIMMER_GL_ATTN"); env != "" {
+	env := os.Getenv(fmt.Sprintf("GLIMMER_GL_ATTN_%d", headDim))
+	if env == "" {
+		env = os.Getenv("GLIMMER_GL_ATTN")
+	}
+	if env != "" {
 		for _, kv := range strings.Split(env, ",") {
 			k, v, ok := strings.Cut(kv, "=")
 			n, err := strconv.Atoi(v)
@@ -470,17 +505,16 @@ func (b *Backend) attnConfig(headDim int) attnConfig {
 			force[k] = n
 		}
 	}
+	shuf, forced := force["SHUF"]
+	if !forced && b.limits.SubgroupSize > 0 && b.limits.SubgroupSize%shufShape(headDim).RX == 0 {
+		shuf = 1
+	}
+	c := attnShape(headDim, shuf != 0)
+	c.Shuf = shuf
 	for name, f := range map[string]*int{"RX": &c.RX, "RY": &c.RY, "TQ": &c.TQ, "TK": &c.TK} {
 		if v, ok := force[name]; ok {
 			*f = v
 		}
-	}
-	// SHUF is opt-in (GLIMMER_GL_ATTN=SHUF=1 where the driver has the
-	// subgroup operations, SHUF=2 emulated): its layout passes the
-	// conformance suite emulated on llvmpipe, but it has not yet run on
-	// a GPU's own subgroups, so it is not the default anywhere.
-	if v, ok := force["SHUF"]; ok {
-		c.Shuf = v
 	}
 	shared := b.limits.MaxSharedBytes
 	if v, ok := force["SH"]; ok {
@@ -510,11 +544,20 @@ func (b *Backend) attnConfig(headDim int) attnConfig {
 				}
 			}
 		}
-		if _, ok := force["RY"]; ok || c.RY == 1 {
+		_, fixRY := force["RY"]
+		_, fixTK := force["TK"]
+		switch {
+		case !fixRY && c.RY > 1:
+			c.RY /= 2
+		case !fixTK && c.TK > 4:
+			c.TK /= 2 // SHUF's V chunks hold whole score blocks: narrower ones fit smaller memories
+			if !fixRY {
+				c.RY = attnShape(headDim, c.Shuf != 0).RY
+			}
+		default:
 			panic(fmt.Sprintf("gl: no attention variant of %+v fits head dim %d in %d bytes of shared memory and %d threads",
 				c, headDim, shared, b.limits.MaxGroupInvoc))
 		}
-		c.RY /= 2
 	}
 }
 
