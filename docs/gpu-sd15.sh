@@ -9,8 +9,9 @@
 # GLIMMER_GL_WINO_F4=0 keeps every convolution on F(2x2, 3x3) (the default
 # takes F(4x4, 3x3) for the U-Net's and the VAE decoder's, which inference
 # marks Fast, from 128 tiles; 2 forces it on every one);
-# GLIMMER_GL_ATTN=SHUF=1 runs attention with the driver's subgroup
-# operations (p11, opt-in until measured); GLIMMER_GL_DEFS="K4=0,N4=0" adds (here:
+# GLIMMER_GL_ATTN=SHUF=0 runs attention without the driver's subgroup
+# operations (p11's kernel; GLIMMER_GL_ATTN_40=... tunes one head dim);
+# GLIMMER_GL_DEFS="K4=0,N4=0" adds (here:
 # overrides) #defines in every shader, e.g. to time the GEMMs' scalar
 # loaders against their vec4 ones; GLIMMER_GL_PROFILE=1 adds the per-shader profile of the steps
 # and of the decode (every dispatch fenced, which adds about 40 µs to
