@@ -479,10 +479,9 @@ func shufShape(headDim int) attnConfig {
 // dim 80, V sharing K's memory with whole-head products ran 0.371 ms
 // against 0.401 for a V tile of its own with 40-dim chunks); halving the
 // grid's rows (RY), then the score blocks' keys (TK), while nothing fits
-// (GL 4.3's minimums, 16 KiB and 256 threads, fit head dims 3 to 512 by
-// RY 4). Rows use the driver's
-// subgroup operations (SHUF) where it has them and a row's threads divide
-// its subgroups.
+// (the backend's minimums, 16 KiB and 256 threads, fit head dims 3 to 512
+// by RY 4). Rows use the driver's subgroup operations (SHUF) where it has
+// them and a row's threads divide its subgroups.
 //
 // GLIMMER_GL_ATTN, e.g. "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,
 // SH=32768,SHUF=1", forces fields for tuning (SH caps the shared memory
