@@ -53,6 +53,7 @@ type Backend struct {
 	freqs    map[engine.TimestepParams]uint32 // timestep frequency tables
 	err      error                            // first error since the last Sync
 	profile  *profile                         // per-shader GPU time, when profiling
+	hazards  hazards                          // buffers touched since the last memory barrier
 
 	// Set once at start.
 	renderer, version, platform string
@@ -63,10 +64,13 @@ type Backend struct {
 	splitFew                    int     // below this many groups, chunks >= splitMinK/4 (GLIMMER_GEMM_SPLITFEW)
 	gnChunks                    int     // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int     // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
+	convFoldMode                int     // Conv2D's images as one GEMM: 0 never, 1 small maps, 2 every whole-vec4 map (convFold)
+	winoMinPixels               int     // Winograd only for output maps of at least this many pixels (GLIMMER_GL_WINO_MINPX)
 	winograd                    bool    // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
 	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
 	winoMax                     int     // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
 	extraDefs                   defines // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
+	barrierAll                  bool    // a memory barrier after every dispatch (GLIMMER_GL_BARRIERS=all) instead of only where hazards.go finds a dependency
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
@@ -181,6 +185,7 @@ func (b *Backend) init(ctx platformContext) error {
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MB")); err == nil && v > 0 {
 		b.winoMax = v << 20
 	}
+	b.barrierAll = os.Getenv("GLIMMER_GL_BARRIERS") == "all"
 	b.extraDefs = defines{}
 	for _, kv := range strings.Split(os.Getenv("GLIMMER_GL_DEFS"), ",") {
 		name, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
@@ -191,6 +196,13 @@ func (b *Backend) init(ctx platformContext) error {
 	b.convConst = 1
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVCONST")); err == nil {
 		b.convConst = v
+	}
+	b.convFoldMode = 1
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVFOLD")); err == nil {
+		b.convFoldMode = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MINPX")); err == nil {
+		b.winoMinPixels = v
 	}
 	if os.Getenv("GLIMMER_GL_GROUPNORM") == "single" {
 		b.gnChunks = -1
@@ -346,6 +358,7 @@ func (b *Backend) WriteRaw(t *engine.Tensor, src []byte) {
 	if len(src) >= rawDirectBytes {
 		s := buf(t)
 		b.call(func() {
+			b.hazards.host()
 			gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, s.id)
 			gl.BufferSubData(gl.SHADER_STORAGE_BUFFER, 0, len(src), gl.Ptr(src))
 			b.checkGL("upload")
@@ -360,6 +373,7 @@ func (b *Backend) WriteRaw(t *engine.Tensor, src []byte) {
 func (b *Backend) upload(t *engine.Tensor, raw []byte) {
 	s := buf(t)
 	b.enqueue(func() {
+		b.hazards.host()
 		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, s.id)
 		gl.BufferSubData(gl.SHADER_STORAGE_BUFFER, 0, len(raw), gl.Ptr(raw))
 		b.checkGL("upload")
@@ -373,7 +387,7 @@ func (b *Backend) Read(t *engine.Tensor) ([]float32, error) {
 	raw := make([]byte, storageBytes(t.DType(), n))
 	var err error
 	b.call(func() {
-		gl.MemoryBarrier(gl.BUFFER_UPDATE_BARRIER_BIT)
+		b.hazards.host()
 		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, s.id)
 		gl.GetBufferSubData(gl.SHADER_STORAGE_BUFFER, 0, len(raw), gl.Ptr(raw))
 		b.checkGL("read back")

@@ -19,6 +19,10 @@ type program struct {
 	op       string
 	id       uint32
 	uniforms map[string]int32
+	// readOnly[i]: every declaration of binding i is readonly, so a
+	// dispatch only reads the buffer bound there (hazards.go). Bindings
+	// past its end count as written.
+	readOnly []bool
 }
 
 // defines are the #define lines that select a shader variant.
@@ -102,6 +106,7 @@ func (b *Backend) program(op string, d defines) (*program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gl: %s on %q: %w", op, b.renderer, err)
 	}
+	p.readOnly = readOnlyBindings(src, d)
 	b.programs[key] = p
 	b.dump(key, src, p)
 	return p, nil
@@ -235,13 +240,16 @@ func (b *Backend) dispatch(op string, d defines, groups int, bufs []*buffer, set
 			set(u)
 		}
 		x, y, z := split(groups, b.limits.MaxGroupCount)
+		b.hazards.before(p, bufs, b.barrierAll)
 		var start time.Time
 		if b.profile != nil {
 			gl.Finish()
 			start = time.Now()
 		}
 		gl.DispatchCompute(uint32(x), uint32(y), uint32(z))
-		gl.MemoryBarrier(gl.SHADER_STORAGE_BARRIER_BIT | gl.BUFFER_UPDATE_BARRIER_BIT)
+		if b.barrierAll {
+			gl.MemoryBarrier(barrierBits)
+		}
 		if b.profile != nil {
 			gl.Finish()
 			b.profile.add(op+" "+d.key(), time.Since(start))
