@@ -6,7 +6,10 @@
 // padding: B is the input itself, [C, H*W]), KSQ and OWC (below), and the
 // core's tile (TILE or BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is
 // the scratch buffer [SPLITK, N, OC, OH*OW] of raw partial sums;
-// gemm_splitk.comp adds them, the bias and the residual.
+// gemm_splitk.comp adds them, the bias and the residual. FOLDN: the
+// images run as one GEMM whose columns are (image, oy, ox), u_OHW output
+// pixels an image (a multiple of 4), so small feature maps fill whole
+// 128-wide tiles; g_batch is then 0.
 #include "common.glsl"
 
 layout(std430, binding = 0) writeonly buffer Ybuf { float y[]; };
@@ -38,6 +41,19 @@ uniform uint u_M, u_N, u_K;   // OC, OH*OW, C*KH*KW
 uniform int u_C, u_H, u_W;    // input channels and extent
 uniform int u_KH, u_KW, u_OW; // kernel extent, output width
 uniform int u_SH, u_SW, u_PH, u_PW;
+#ifndef FOLDN
+#define FOLDN 0
+#endif
+#if FOLDN && !N4
+#error FOLDN needs whole vec4s of pixels (N4)
+#endif
+#if FOLDN
+uniform uint u_OHW;
+#define OHW_ u_OHW
+#else
+#define OHW_ u_N
+#endif
+
 // KSQ > 0: a square KSQ x KSQ kernel and OWC > 0: the output width, as
 // constants, so the gather's divisions by them compile to multiplications.
 #ifndef KSQ
@@ -93,6 +109,18 @@ void storeC(uint m, uint n, float acc);
 
 #include "gemm_core.glsl"
 
+// image splits GEMM column n into its image and its pixel (n becomes the
+// pixel).
+uint image(inout uint n) {
+#if FOLDN
+	uint img = n / u_OHW;
+	n -= img * u_OHW;
+	return img;
+#else
+	return g_batch;
+#endif
+}
+
 float loadA(uint m, uint k) {
 	return w_at(m * u_K + k); // W [OC, C*KH*KW]
 }
@@ -118,13 +146,15 @@ vec4 loadA4(uint m, uint k) {
 
 #if CONV1X1
 float loadB(uint k, uint n) {
-	return x[(g_batch * u_K + k) * u_N + n]; // X [N, C, H*W]
+	uint img = image(n);
+	return x[(img * u_K + k) * OHW_ + n]; // X [N, C, H*W]
 }
 
 vec4 loadB4(uint k, uint n) {
 #if N4
 	if (!g_interior && (k >= u_K || n >= u_N)) return vec4(0.0);
-	return x4[((g_batch * u_K + k) * u_N + n) >> 2];
+	uint img = image(n);
+	return x4[((img * u_K + k) * OHW_ + n) >> 2];
 #else
 	if (k >= u_K) return vec4(0.0);
 	uint base = (g_batch * u_K + k) * u_N;
@@ -141,6 +171,8 @@ vec4 loadB4(uint k, uint n) {
 vec4 loadB4(uint k, uint n) {
 	vec4 v = vec4(0.0);
 	if (k >= u_K) return v;
+	int end = int(u_N) - int(n); // columns left in the GEMM
+	uint img = image(n);
 	int kk = int(k);
 	int khw = KH_ * KW_;
 	int c = kk / khw;
@@ -150,9 +182,9 @@ vec4 loadB4(uint k, uint n) {
 	int nn = int(n);
 	int oy = nn / OW_;
 	int ox = nn - oy * OW_;
-	int plane = (int(g_batch) * u_C + c) * u_H;
+	int plane = (int(img) * u_C + c) * u_H;
 	for (int j = 0; j < 4; j++) {
-		if (nn + j >= int(u_N)) break;
+		if (j >= end) break;
 		int iy = oy * u_SH - u_PH + ky;
 		int ix = ox * u_SW - u_PW + kx;
 		if (iy >= 0 && iy < u_H && ix >= 0 && ix < u_W) v[j] = x[(plane + iy) * u_W + ix];
@@ -165,6 +197,7 @@ vec4 loadB4(uint k, uint n) {
 }
 
 float loadB(uint k, uint n) {
+	uint img = image(n);
 	int kk = int(k), nn = int(n);
 	int khw = KH_ * KW_;
 	int c = kk / khw;
@@ -176,15 +209,16 @@ float loadB(uint k, uint n) {
 	int iy = oy * u_SH - u_PH + ky;
 	int ix = ox * u_SW - u_PW + kx;
 	if (iy < 0 || iy >= u_H || ix < 0 || ix >= u_W) return 0.0;
-	return x[((int(g_batch) * u_C + c) * u_H + iy) * u_W + ix]; // X [N, C, H, W]
+	return x[((int(img) * u_C + c) * u_H + iy) * u_W + ix]; // X [N, C, H, W]
 }
 #endif
 
 void storeC(uint m, uint n, float acc) {
+	uint img = image(n);
 #if SPLITK > 1
-	y[g_split * u_partStride + (g_batch * u_M + m) * u_N + n] = acc;
+	y[g_split * u_partStride + (img * u_M + m) * OHW_ + n] = acc;
 #else
-	uint i = (g_batch * u_M + m) * u_N + n;
+	uint i = (img * u_M + m) * OHW_ + n;
 #if HAS_BIAS
 	acc += bias_at(m);
 #endif

@@ -325,9 +325,12 @@ func TestGEMMPlans(t *testing.T) {
 		linearCase(t, b, r, 3, 30, 36, 44, false, false, true, engine.F32, false, 0), // batched A·B, F32
 		convCase(t, b, r, 2, 68, 6, 10, 36, 1, 1, 1, 0, engine.F16, true),            // 1x1, 60 pixels
 		convCase(t, b, r, 1, 12, 7, 5, 20, 1, 1, 1, 0, engine.F32, false),            // 1x1, F32 weights
+		// Images folded into one GEMM (FOLDN: maps under 128 pixels).
+		convCase(t, b, r, 3, 6, 8, 8, 20, 3, 3, 1, 1, engine.F16, true), // 3x3, 64 pixels
+		convCase(t, b, r, 2, 5, 9, 8, 12, 3, 3, 2, 1, engine.F32, true), // stride 2, 5x4 out
 	}
 	names := []string{"linearF16", "linearF32", "batchedB", "transA", "transAB", "conv3x3", "conv3x3s2", "conv1x1", "conv1x1tiny",
-		"linearNN4", "batchedNN4", "conv1x1N4", "conv1x1K4"}
+		"linearNN4", "batchedNN4", "conv1x1N4", "conv1x1K4", "conv3x3fold", "conv3x3s2fold"}
 	for _, p := range testPlans {
 		b.gemmForce = p
 		for i, c := range cases {
@@ -347,6 +350,17 @@ func TestGEMMPlans(t *testing.T) {
 			}
 		}
 	}
+	// Images never folded, and folded wherever the map is whole vec4s.
+	for _, fm := range []int{0, 2} {
+		b.convFoldMode = fm
+		for i, c := range cases {
+			if strings.HasPrefix(names[i], "conv") {
+				c.name = fmt.Sprintf("%s convFold %d", names[i], fm)
+				c.check(t, b, r, 0)
+			}
+		}
+	}
+	b.convFoldMode = 1
 	for _, c := range cases {
 		c.free()
 	}

@@ -88,9 +88,12 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 		pad := func(t int) int { return ceilDiv(m, t) * t * ceilDiv(n, t) * t }
 		p = gemmPlan{BM: 64, BN: 64, BK: 16, Split: 1}
 		maxSplit := 8
-		if ceilDiv(m, 128)*ceilDiv(n, 128)*batch >= b.fullGrid || 4*pad(128) <= 5*pad(64) {
+		if g := ceilDiv(m, 128) * ceilDiv(n, 128) * batch; g >= b.fullGrid || 4*pad(128) <= 5*pad(64) {
 			p = gemmPlan{BM: 128, BN: 128, BK: b.gemmBK, Split: 1}
 			maxSplit = 4
+			if g < 32 {
+				maxSplit = 32 // deep products on a handful of tiles (folded 8x8 convolutions)
+			}
 		}
 		for g := p.groups(m, n, batch); g*p.Split < b.splitTarget && 2*p.Split <= maxSplit; {
 			minK := b.splitMinK
@@ -236,9 +239,14 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 		return
 	}
 	m, n, k := d.OC, d.OH*d.OW, d.C*d.KH*d.KW
-	plan := b.gemmPlan(m, n, k, d.N)
+	fold := b.convFold(d)
+	cols, batch := n, d.N // the GEMM's columns and batch entries
+	if fold {
+		cols, batch = d.N*n, 1
+	}
+	plan := b.gemmPlan(m, cols, k, batch)
 	pointwise := d.KH == 1 && d.KW == 1 && d.P.StrideH == 1 && d.P.StrideW == 1 && d.P.PadH == 0 && d.P.PadW == 0
-	def := plan.defines(defines{"W_F16": isF16(w), "CONV1X1": b2i(pointwise), "K4": b2i(k%4 == 0), "N4": b2i(n%4 == 0)})
+	def := plan.defines(defines{"W_F16": isF16(w), "CONV1X1": b2i(pointwise), "K4": b2i(k%4 == 0), "N4": b2i(n%4 == 0), "FOLDN": b2i(fold)})
 	if !pointwise && d.KH == d.KW && b.convConst >= 1 {
 		def["KSQ"] = d.KH
 	}
@@ -251,10 +259,13 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 		out = b.splitScratch(plan.Split * total)
 	}
 	bufs := b.gemmEpilogue(def, []*buffer{out, buf(x), buf(w)}, plan, bias, p.Residual)
-	b.dispatch("conv2d", def, plan.groups(m, n, d.N), bufs, func(u uniforms) {
+	b.dispatch("conv2d", def, plan.groups(m, cols, batch), bufs, func(u uniforms) {
 		u.u("u_M", uint32(m))
-		u.u("u_N", uint32(n))
+		u.u("u_N", uint32(cols))
 		u.u("u_K", uint32(k))
+		if fold {
+			u.u("u_OHW", uint32(n))
+		}
 		u.i("u_C", d.C)
 		u.i("u_H", d.H)
 		u.i("u_W", d.W)
@@ -273,6 +284,19 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 	if plan.Split > 1 {
 		b.splitFinish(plan, buf(dst), out, total, 1, bias, p.Residual, n, m)
 	}
+}
+
+// convFold reports whether Conv2D runs d's images as one GEMM (FOLDN in
+// conv2d.comp) rather than one GEMM each: for feature maps of fewer than
+// 128 pixels (a multiple of 4), which a 128-wide tile would mostly pad,
+// or for every whole-vec4 map with b.convFoldMode 2 (GLIMMER_GL_CONVFOLD;
+// 0 never folds).
+func (b *Backend) convFold(d engine.Conv2DDims) bool {
+	n := d.OH * d.OW
+	if d.N < 2 || n%4 != 0 || b.convFoldMode == 0 {
+		return false
+	}
+	return n < 128 || b.convFoldMode == 2
 }
 
 func (b *Backend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupNormParams) {

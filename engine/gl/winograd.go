@@ -25,6 +25,9 @@ func (b *Backend) useWinograd(d engine.Conv2DDims) bool {
 	if !b.winograd || d.KH != 3 || d.KW != 3 || d.P.StrideH != 1 || d.P.StrideW != 1 || d.P.PadH != 1 || d.P.PadW != 1 {
 		return false
 	}
+	if d.OH*d.OW < b.winoMinPixels {
+		return false
+	}
 	_, _, ok := b.winoChunks(d, 2)
 	return ok
 }
