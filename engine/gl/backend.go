@@ -65,7 +65,7 @@ type Backend struct {
 	gnChunks                    int     // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int     // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
 	convFoldMode                int     // Conv2D's images as one GEMM: 0 never, 1 small maps, 2 every whole-vec4 map (convFold)
-	winoMinPixels               int     // Winograd only for output maps of at least this many pixels (GLIMMER_GL_WINO_MINPX)
+	winoMinPixels               int     // folded convolutions of maps under this many pixels skip Winograd (GLIMMER_GL_WINO_MINPX)
 	winograd                    bool    // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
 	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
 	winoMax                     int     // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
@@ -201,6 +201,7 @@ func (b *Backend) init(ctx platformContext) error {
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVFOLD")); err == nil {
 		b.convFoldMode = v
 	}
+	b.winoMinPixels = 128
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MINPX")); err == nil {
 		b.winoMinPixels = v
 	}

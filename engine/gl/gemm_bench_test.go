@@ -380,6 +380,8 @@ func TestGEMMPlanChoice(t *testing.T) {
 		{"3x3 conv, 1280 channels at 8x8", 1280, 64, 11520, 2, gemmPlan{BM: 64, BN: 64, BK: 16, Split: 8, KChunk: 1440}},
 		{"77-token projection", 154, 640, 768, 1, gemmPlan{BM: 64, BN: 64, BK: 16, Split: 8, KChunk: 96}},
 		{"linear 4096x320x320", 8192, 320, 320, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 1, KChunk: 320}},
+		{"3x3 conv, 1280 channels at 8x8, two images folded", 1280, 128, 11520, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 24, KChunk: 480}},
+		{"1x1 conv, 1280 channels at 8x8, two images folded", 1280, 128, 1280, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 20, KChunk: 64}},
 	} {
 		if got := b.gemmPlan(c.m, c.n, c.k, c.batch); got != c.want {
 			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)

@@ -57,6 +57,13 @@ func (p gemmPlan) defines(d defines) defines {
 	return d
 }
 
+// fewTiles and oneWave: a product of fewer than fewTiles 128x128 tiles
+// splits K toward oneWave work groups, about one wave of two such groups
+// on each of the H100's and H200's 132 SMs. The folded 8x8 convolutions
+// of SD 1.5 (10 tiles, K 11,520) ran 0.243 ms a call split in 32 (320
+// groups), 0.228 in 16, 0.166 in 24 (BenchmarkSDGEMM, H100).
+const fewTiles, oneWave = 32, 240
+
 // gemmSplitMax caps the scratch buffer of split-K partial sums.
 const gemmSplitMax = 64 << 20
 
@@ -67,10 +74,13 @@ const gemmSplitMax = 64 << 20
 // by at most 25% more than 64x64 tiles (slices of 16) would; then K is
 // split in 2, 4 (8 for 64x64 tiles) while the groups number fewer than
 // splitTarget and every chunk keeps at least splitMinK of K (a quarter of
-// it while the groups number fewer than splitFew). So 64x64 latents at
-// 320 channels run 128x128 tiles in 4 chunks (192 -> 768 groups, 0.96 ->
-// 0.67 ms per 3x3 convolution against p3's 64x64), 8x8 at 1280 run 64x64
-// in 8 (40 -> 320 groups, 1.09 -> 0.34 ms), and the cross-attention's
+// it while the groups number fewer than splitFew); products of fewer
+// than fewTiles 128x128 tiles split toward oneWave groups instead. So
+// 64x64 latents at 320 channels run 128x128 tiles in 4 chunks (192 -> 768
+// groups, 0.96 -> 0.67 ms per 3x3 convolution against p3's 64x64), 8x8
+// at 1280 with CFG's two images folded into one GEMM (Conv2D) 128x128 in
+// 24 (10 -> 240 groups), unfolded 64x64 in 8 (40 -> 320 groups, 1.09 ->
+// 0.34 ms), and the cross-attention's
 // projections of 77 tokens (30 groups, K 768) split in 8 chunks of 96.
 // b.gemmForce, set by tests and benchmarks, overrides the tile, slice
 // depth and split.
@@ -88,11 +98,15 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 		pad := func(t int) int { return ceilDiv(m, t) * t * ceilDiv(n, t) * t }
 		p = gemmPlan{BM: 64, BN: 64, BK: 16, Split: 1}
 		maxSplit := 8
-		if g := ceilDiv(m, 128) * ceilDiv(n, 128) * batch; g >= b.fullGrid || 4*pad(128) <= 5*pad(64) {
+		g := ceilDiv(m, 128) * ceilDiv(n, 128) * batch
+		if g >= b.fullGrid || 4*pad(128) <= 5*pad(64) {
 			p = gemmPlan{BM: 128, BN: 128, BK: b.gemmBK, Split: 1}
 			maxSplit = 4
-			if g < 32 {
-				maxSplit = 32 // deep products on a handful of tiles (folded 8x8 convolutions)
+			if g < fewTiles {
+				// A deep product on a handful of tiles (the folded 8x8
+				// convolutions): K in as many chunks as one wave holds.
+				p.Split = max(1, min(oneWave/g, k/max(b.splitMinK/4, 1), 32))
+				maxSplit = 0
 			}
 		}
 		for g := p.groups(m, n, batch); g*p.Split < b.splitTarget && 2*p.Split <= maxSplit; {

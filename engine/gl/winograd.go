@@ -17,15 +17,18 @@ const (
 
 // useWinograd reports whether Conv2D runs d by convWinograd: 3x3, stride
 // 1, padding 1, unless b.winograd is off (GLIMMER_GL_WINOGRAD=0), when the
-// scratch cap holds at least one output channel's transformed filters.
-// On the H100 every such convolution of SD 1.5 (U-Net and VAE) is faster
-// this way than as an implicit GEMM, the 8x8 latents least (0.31 -> 0.29
-// ms); docs/perf-notes.md.
+// scratch cap holds at least one output channel's transformed filters,
+// and unless Conv2D folds the images of a map under b.winoMinPixels
+// (GLIMMER_GL_WINO_MINPX, default 128) into one GEMM: SD 1.5's 8x8
+// latents with CFG, 1280 channels, take 0.166 ms a call that way against
+// 0.270 by Winograd F(2x2, 3x3) (H100, p13). Every other 3x3 convolution
+// of SD 1.5 (U-Net and VAE) is faster by Winograd than as an implicit
+// GEMM (16x16 latents folded: 0.576 against 0.446 ms); docs/perf-notes.md.
 func (b *Backend) useWinograd(d engine.Conv2DDims) bool {
 	if !b.winograd || d.KH != 3 || d.KW != 3 || d.P.StrideH != 1 || d.P.StrideW != 1 || d.P.PadH != 1 || d.P.PadW != 1 {
 		return false
 	}
-	if d.OH*d.OW < b.winoMinPixels {
+	if b.convFold(d) && d.OH*d.OW < b.winoMinPixels {
 		return false
 	}
 	_, _, ok := b.winoChunks(d, 2)

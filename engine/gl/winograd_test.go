@@ -24,6 +24,7 @@ import (
 func TestWinogradPlans(t *testing.T) {
 	b := openGL(t)
 	b.winograd = true
+	b.winoMinPixels = 0 // Winograd for the small folded maps below too
 	defer func() { b.gemmForce, b.winoMax, b.winoF4 = nil, 0, 0 }()
 	r := rand.New(rand.NewPCG(8, 9))
 	cases := []*gemmCase{
@@ -117,14 +118,16 @@ func TestEvenChunks(t *testing.T) {
 // stride 1, padding 1, when on and its scratch cap holds at least one
 // output channel's transformed filters.
 func TestWinogradChoice(t *testing.T) {
-	b := &Backend{winograd: true}
+	b := &Backend{winograd: true, convFoldMode: 1, winoMinPixels: 128} // New's defaults
 	p1 := engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}
 	for _, c := range []struct {
 		d    engine.Conv2DDims
 		want bool
 	}{
 		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 64, OW: 64, P: p1}, true},
-		{engine.Conv2DDims{N: 2, C: 2560, H: 8, W: 8, OC: 1280, KH: 3, KW: 3, OH: 8, OW: 8, P: p1}, true},       // in chunks of 320 channels
+		{engine.Conv2DDims{N: 1, C: 2560, H: 8, W: 8, OC: 1280, KH: 3, KW: 3, OH: 8, OW: 8, P: p1}, true},       // in chunks of 320 channels
+		{engine.Conv2DDims{N: 2, C: 2560, H: 8, W: 8, OC: 1280, KH: 3, KW: 3, OH: 8, OW: 8, P: p1}, false},      // two images folded into one implicit GEMM
+		{engine.Conv2DDims{N: 2, C: 1280, H: 16, W: 16, OC: 1280, KH: 3, KW: 3, OH: 16, OW: 16, P: p1}, true},   // 256 pixels: not folded
 		{engine.Conv2DDims{N: 1, C: 128, H: 512, W: 512, OC: 128, KH: 3, KW: 3, OH: 512, OW: 512, P: p1}, true}, // the VAE's full resolution, in chunks of 5960 tiles
 		{engine.Conv2DDims{N: 1, C: 5, H: 9, W: 11, OC: 70, KH: 3, KW: 3, OH: 9, OW: 11, P: p1}, true},
 		{engine.Conv2DDims{N: 2, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, OH: 32, OW: 32, P: engine.Conv2DParams{StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}}, false}, // stride 2

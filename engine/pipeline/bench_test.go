@@ -2,6 +2,8 @@ package pipeline_test
 
 import (
 	"context"
+	"hash/fnv"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -80,12 +82,19 @@ func BenchmarkSD15(b *testing.B) {
 		}
 	}
 	var sum pipeline.Timings
+	hashes := map[uint64]int{} // the decoded images' bits: one value when runs are deterministic
 	b.ResetTimer()
 	for range b.N {
 		res, err := p.Generate(context.Background(), req, onStep)
 		if err != nil {
 			b.Fatal(err)
 		}
+		h := fnv.New64a()
+		for _, v := range res.Decoded {
+			bits := math.Float32bits(v)
+			h.Write([]byte{byte(bits), byte(bits >> 8), byte(bits >> 16), byte(bits >> 24)})
+		}
+		hashes[h.Sum64()]++
 		t := res.Timings
 		sum.Text += t.Text
 		sum.Denoise += t.Denoise
@@ -98,6 +107,9 @@ func BenchmarkSD15(b *testing.B) {
 			b.Logf("per-shader GPU time of the VAE decode, image %d:\n%s", b.N, s)
 		}
 	}
+	// Logged so that runs under other settings that must not change a bit
+	// (GLIMMER_GL_BARRIERS=all) can be compared.
+	b.Logf("decoded image FNV-1a hashes (count): %v", hashes)
 	n := float64(b.N)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / n }
 	b.ReportMetric(ms(sum.Total), "ms/image")
