@@ -13,7 +13,9 @@
 //                s_i·s_j, s = (¼, -⅙, -⅙, 1/24, 1/24, 1): the scales the
 //                filter transform's integer G' left out.
 // Defines: WINO_M, SPLITK, HAS_BIAS, BIAS_F16, HAS_RES and RES_BINDING
-// (as conv2d.comp).
+// (as conv2d.comp), and OUTV: WINO_M where the output's width is a
+// multiple of it, so a tile's rows are written (and the residual read) as
+// whole vec2s or vec4s, else 1.
 #include "common.glsl"
 
 #define WA (WINO_M + 2) // the input tile's side
@@ -32,6 +34,20 @@ float bias_at(uint i) { return bias_f[i]; }
 #endif
 #if HAS_RES
 layout(std430, binding = RES_BINDING) readonly buffer Resbuf { float res[]; };
+#endif
+#ifndef OUTV
+#define OUTV 1
+#endif
+#if OUTV == 4
+#define VT vec4
+#elif OUTV == 2
+#define VT vec2
+#endif
+#if OUTV > 1
+layout(std430, binding = 0) writeonly buffer YbufV { VT yv[]; };
+#if HAS_RES
+layout(std430, binding = RES_BINDING) readonly buffer ResbufV { VT resv[]; };
+#endif
 #endif
 
 uniform uint u_OC;          // output channels
@@ -82,16 +98,34 @@ void main() {
 	}
 	for (int q = 0; q < WA; q++) at(m, q, WA);     // down each column: Aᵀ m
 	for (int r = 0; r < WINO_M; r++) at(m, r * WA, 1); // across the rows left: (Aᵀ m) A
+#if HAS_BIAS
+	float bias = bias_at(oc);
+#endif
 	for (uint dy = 0u; dy < uint(WINO_M); dy++) {
 		uint oy = uint(WINO_M) * ty + dy;
 		if (oy >= u_H) break;
+#if OUTV > 1
+		// The row's WINO_M outputs lie inside the output (its width is a
+		// multiple of WINO_M) and start on a whole VT.
+		uint oi = ((img * u_OC + oc) * u_H + oy) * u_W + uint(WINO_M) * tx;
+		VT v;
+		for (int dx = 0; dx < WINO_M; dx++) v[dx] = m[dy * uint(WA) + uint(dx)];
+#if HAS_BIAS
+		v += bias;
+#endif
+#if HAS_RES
+		v += resv[oi / uint(OUTV)];
+#endif
+		yv[oi / uint(OUTV)] = v; // Y [N, OC, H, W]
+		continue;
+#endif
 		for (uint dx = 0u; dx < uint(WINO_M); dx++) {
 			uint ox = uint(WINO_M) * tx + dx;
 			if (ox >= u_W) break;
 			uint oi = ((img * u_OC + oc) * u_H + oy) * u_W + ox;
 			float v = m[dy * uint(WA) + dx];
 #if HAS_BIAS
-			v += bias_at(oc);
+			v += bias;
 #endif
 #if HAS_RES
 			v += res[oi];

@@ -170,7 +170,10 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 					un.u("u_kchunk", uint32(plan.KChunk))
 				}
 			})
-			odef := defines{"SPLITK": plan.Split, "WINO_M": m}
+			odef := defines{"SPLITK": plan.Split, "WINO_M": m, "OUTV": 1}
+			if d.OW%m == 0 {
+				odef["OUTV"] = m // whole vec2 or vec4 rows
+			}
 			bufs := withEpilogue(odef, []*buffer{buf(dst), part}, bias, res)
 			n := tc * occ
 			b.dispatch("winograd_output", odef, elemGroups(n), bufs, func(un uniforms) {
