@@ -11,6 +11,12 @@
 # marks Fast, from 128 tiles; 2 forces it on every one);
 # GLIMMER_GL_ATTN=SHUF=0 runs attention without the driver's subgroup
 # operations (p11's kernel; GLIMMER_GL_ATTN_40=... tunes one head dim);
+# GLIMMER_GL_BARRIERS=all puts a memory barrier after every dispatch
+# (p12's way; by default only dependent dispatches get one, and the
+# decoded image's hash, logged, must not change); GLIMMER_GL_CONVFOLD=0
+# runs CFG's two images as separate GEMMs in the small-map convolutions
+# and GLIMMER_GL_WINO_MINPX=0 sends the 8x8 latents' 3x3 convolutions
+# back to Winograd (p12 on all three: also GLIMMER_GL_DEFS=OUTV=1);
 # GLIMMER_GL_DEFS="K4=0,N4=0" adds (here:
 # overrides) #defines in every shader, e.g. to time the GEMMs' scalar
 # loaders against their vec4 ones; GLIMMER_GL_PROFILE=1 adds the per-shader profile of the steps
