@@ -16,7 +16,8 @@
 # decoded image's hash, logged, must not change); GLIMMER_GL_CONVFOLD=0
 # runs CFG's two images as separate GEMMs in the small-map convolutions
 # and GLIMMER_GL_WINO_MINPX=0 sends the 8x8 latents' 3x3 convolutions
-# back to Winograd (p12 on all three: also GLIMMER_GL_DEFS=OUTV=1);
+# back to Winograd (p12 on all three); GLIMMER_GL_WINO_OUTV=1 turns on
+# the Winograd output transform's vector stores (p13, not yet timed);
 # GLIMMER_GL_DEFS="K4=0,N4=0" adds (here:
 # overrides) #defines in every shader, e.g. to time the GEMMs' scalar
 # loaders against their vec4 ones; GLIMMER_GL_PROFILE=1 adds the per-shader profile of the steps

@@ -69,6 +69,7 @@ type Backend struct {
 	winograd                    bool    // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
 	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
 	winoMax                     int     // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
+	winoOutVec                  bool    // the output transform stores whole vec2/vec4 rows (GLIMMER_GL_WINO_OUTV=1; not yet timed on a GPU)
 	extraDefs                   defines // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
 	barrierAll                  bool    // a memory barrier after every dispatch (GLIMMER_GL_BARRIERS=all) instead of only where hazards.go finds a dependency
 
@@ -201,6 +202,7 @@ func (b *Backend) init(ctx platformContext) error {
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVFOLD")); err == nil {
 		b.convFoldMode = v
 	}
+	b.winoOutVec = os.Getenv("GLIMMER_GL_WINO_OUTV") == "1"
 	b.winoMinPixels = 128
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MINPX")); err == nil {
 		b.winoMinPixels = v

@@ -171,7 +171,7 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 				}
 			})
 			odef := defines{"SPLITK": plan.Split, "WINO_M": m, "OUTV": 1}
-			if d.OW%m == 0 {
+			if b.winoOutVec && d.OW%m == 0 {
 				odef["OUTV"] = m // whole vec2 or vec4 rows
 			}
 			bufs := withEpilogue(odef, []*buffer{buf(dst), part}, bias, res)

@@ -90,6 +90,17 @@ func TestWinogradPlans(t *testing.T) {
 			b.winoMax = 0
 		}
 	}
+	// Rows stored as whole vec2s and vec4s where the width allows (cases
+	// 2 and 3, and 3's residual read so).
+	b.winoOutVec = true
+	for _, f4 := range []int{0, 2} {
+		b.winoF4 = f4
+		for i, c := range cases {
+			c.name = fmt.Sprintf("F4 mode %d case %d, vector output", f4, i)
+			c.check(t, b, r, 0)
+		}
+	}
+	b.winoOutVec = false
 	for _, c := range cases {
 		c.free()
 	}
