@@ -37,7 +37,7 @@ float bias_at(uint i) { return bias_f[i]; }
 layout(std430, binding = RES_BINDING) readonly buffer Resbuf { float res[]; };
 #endif
 
-uniform uint u_M, u_N, u_K;   // OC, OH*OW, C*KH*KW
+uniform uint u_M, u_N, u_K;   // OC, OH*OW (N*OH*OW with FOLDN), C*KH*KW
 uniform int u_C, u_H, u_W;    // input channels and extent
 uniform int u_KH, u_KW, u_OW; // kernel extent, output width
 uniform int u_SH, u_SW, u_PH, u_PW;

@@ -37,9 +37,9 @@ type hazards struct {
 }
 
 // before places a barrier ahead of a dispatch of p over bufs where it
-// depends on the dispatches since the last one (always, with all: the
-// barrier after each dispatch already ordered them), then records the
-// dispatch's accesses.
+// depends on the dispatches since the last barrier, then records the
+// dispatch's accesses. With all it does nothing: the barrier after every
+// dispatch already orders them.
 func (h *hazards) before(p *program, bufs []*buffer, all bool) {
 	if all {
 		return
