@@ -153,16 +153,24 @@ void fetch(uint m0, uint n0, uint k0, uint lid, out vec4 ra[LA], out vec4 rb[LB]
 	}
 }
 
+// STASH_T stores group e of a k-contiguous operand (v: the tile's row
+// e / (BK/4) at k (e % (BK/4))*4 .. +3, as fetchA and fetchB place it)
+// transposed into slice s of the padded float array F, one k row per
+// component.
+#define STASH_T(F, s, e, v) { \
+	uint row_ = (e) / (BK / 4), k_ = ((e) % (BK / 4)) * 4u; \
+	F[s][k_][row_] = (v).x; \
+	F[s][k_ + 1u][row_] = (v).y; \
+	F[s][k_ + 2u][row_] = (v).z; \
+	F[s][k_ + 3u][row_] = (v).w; \
+}
+
 void stash(uint s, uint lid, vec4 ra[LA], vec4 rb[LB]) {
 	for (uint r = 0u; r < uint(LA); r++) {
 		uint e = lid + 256u * r;
 		if (EA % 256 != 0 && e >= uint(EA)) break;
 #if A_KCONTIG
-		uint m = e / (BK / 4), k = (e % (BK / 4)) * 4u;
-		Af[s][k][m] = ra[r].x;
-		Af[s][k + 1u][m] = ra[r].y;
-		Af[s][k + 2u][m] = ra[r].z;
-		Af[s][k + 3u][m] = ra[r].w;
+		STASH_T(Af, s, e, ra[r])
 #else
 		As[s][e / QA][e % QA] = ra[r];
 #endif
@@ -173,11 +181,7 @@ void stash(uint s, uint lid, vec4 ra[LA], vec4 rb[LB]) {
 #if B_NCONTIG
 		Bs[s][e / QB][e % QB] = rb[r];
 #else
-		uint n = e / (BK / 4), k2 = (e % (BK / 4)) * 4u;
-		Bf[s][k2][n] = rb[r].x;
-		Bf[s][k2 + 1u][n] = rb[r].y;
-		Bf[s][k2 + 2u][n] = rb[r].z;
-		Bf[s][k2 + 3u][n] = rb[r].w;
+		STASH_T(Bf, s, e, rb[r])
 #endif
 	}
 }
