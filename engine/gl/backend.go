@@ -83,10 +83,12 @@ type Backend struct {
 	closed bool
 }
 
-// planDefaults sets the GEMM planner's tuning (gemmPlan) to what New
-// starts with, before the environment's overrides.
+// planDefaults sets the GEMM planner's tuning (gemmPlan) and the
+// convolutions' choice of path (convFold, useWinograd) to what New starts
+// with, before the environment's overrides.
 func (b *Backend) planDefaults() {
 	b.gemmBK, b.fullGrid, b.splitTarget, b.splitMinK, b.splitFew = 8, 256, 512, 256, 128
+	b.convFoldMode, b.winoMinPixels = 1, 128
 }
 
 // New opens a headless OpenGL context on a thread of its own. It fails with
@@ -198,12 +200,10 @@ func (b *Backend) init(ctx platformContext) error {
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVCONST")); err == nil {
 		b.convConst = v
 	}
-	b.convFoldMode = 1
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVFOLD")); err == nil {
 		b.convFoldMode = v
 	}
 	b.winoOutVec = os.Getenv("GLIMMER_GL_WINO_OUTV") == "1"
-	b.winoMinPixels = 128
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MINPX")); err == nil {
 		b.winoMinPixels = v
 	}

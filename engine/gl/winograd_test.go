@@ -129,7 +129,8 @@ func TestEvenChunks(t *testing.T) {
 // stride 1, padding 1, when on and its scratch cap holds at least one
 // output channel's transformed filters.
 func TestWinogradChoice(t *testing.T) {
-	b := &Backend{winograd: true, convFoldMode: 1, winoMinPixels: 128} // New's defaults
+	b := &Backend{winograd: true}
+	b.planDefaults()
 	p1 := engine.Conv2DParams{StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}
 	for _, c := range []struct {
 		d    engine.Conv2DDims
