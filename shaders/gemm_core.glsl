@@ -1,9 +1,13 @@
 // Tiled GEMM core shared by matmul and conv2d (implicit GEMM):
 // C[M, N] = A[M, K] x B[K, N] for one batch entry per work-group slice.
 //
-// 256 threads (16x16) compute a BM x BN block of C, each 64 or 128 (RM =
-// BM/64, RN = BN/64); each thread holds (4*RM) x (4*RN) results in
-// registers: rows 64*h + ty*4 + i, columns 64*g + tx*4 + j. K advances BK
+// WX x WY threads (16x16 unless the backend defines them) compute a BM x
+// BN block of C, each 64 or 128 (RM = BM/(4*WY), RN = BN/(4*WX)); each
+// thread holds (4*RM) x (4*RN) results in registers: rows 4*WY*h + ty*4 +
+// i, columns 4*WX*g + tx*4 + j. Fewer threads with 8x8 results each (WX =
+// BN/8, WY = BM/8: 64 threads for 64x64) make small tiles as dense in
+// arithmetic as 128x128's, for products too small to fill the GPU with
+// those. K advances BK
 // at a time through double-buffered shared memory: the next slice is
 // loaded from global memory into registers while the current one is
 // multiplied. The backend picks the tile per problem (ops.go, gemmPlan):
@@ -60,11 +64,25 @@
 #ifndef SPLITK
 #define SPLITK 1
 #endif
+#ifndef WX
+#define WX 16
+#endif
+#ifndef WY
+#define WY 16
+#endif
+// NT, the threads of a work group, is a literal for layout() (GLSL 4.30
+// takes no expressions there): the backend defines it with WX and WY.
+#ifndef NT
+#define NT 256
+#endif
+#if NT != WX * WY
+#error NT must be WX * WY
+#endif
 #if SPLITK > 1
 uniform uint u_kchunk;
 #endif
 
-layout(local_size_x = 256) in;
+layout(local_size_x = NT) in;
 
 #define QA (BM / 4) // vec4s across a slice row of A
 #define QB (BN / 4)
@@ -102,11 +120,11 @@ float safeB(uint k, uint n) { return (g_interior || (k < u_K && n < u_N)) ? load
 
 // A slice holds BM*BK/4 groups of 4 elements of A and BN*BK/4 of B, each 4
 // neighbours along the operand's contiguous axis; thread lid moves groups
-// lid, lid+256, ... (LA of A and LB of B; the last round may be partial).
+// lid, lid+NT, ... (LA of A and LB of B; the last round may be partial).
 #define EA (BM * BK / 4)
 #define EB (BN * BK / 4)
-#define LA ((EA + 255) / 256)
-#define LB ((EB + 255) / 256)
+#define LA ((EA + NT - 1) / NT)
+#define LB ((EB + NT - 1) / NT)
 
 vec4 fetchA(uint m0, uint k0, uint e) {
 #if A_KCONTIG
@@ -144,12 +162,12 @@ vec4 fetchB(uint n0, uint k0, uint e) {
 
 void fetch(uint m0, uint n0, uint k0, uint lid, out vec4 ra[LA], out vec4 rb[LB]) {
 	for (uint r = 0u; r < uint(LA); r++) {
-		uint e = lid + 256u * r;
-		if (EA % 256 == 0 || e < uint(EA)) ra[r] = fetchA(m0, k0, e);
+		uint e = lid + uint(NT) * r;
+		if (EA % NT == 0 || e < uint(EA)) ra[r] = fetchA(m0, k0, e);
 	}
 	for (uint r = 0u; r < uint(LB); r++) {
-		uint e = lid + 256u * r;
-		if (EB % 256 == 0 || e < uint(EB)) rb[r] = fetchB(n0, k0, e);
+		uint e = lid + uint(NT) * r;
+		if (EB % NT == 0 || e < uint(EB)) rb[r] = fetchB(n0, k0, e);
 	}
 }
 
@@ -167,8 +185,8 @@ void fetch(uint m0, uint n0, uint k0, uint lid, out vec4 ra[LA], out vec4 rb[LB]
 
 void stash(uint s, uint lid, vec4 ra[LA], vec4 rb[LB]) {
 	for (uint r = 0u; r < uint(LA); r++) {
-		uint e = lid + 256u * r;
-		if (EA % 256 != 0 && e >= uint(EA)) break;
+		uint e = lid + uint(NT) * r;
+		if (EA % NT != 0 && e >= uint(EA)) break;
 #if A_KCONTIG
 		STASH_T(Af, s, e, ra[r])
 #else
@@ -176,8 +194,8 @@ void stash(uint s, uint lid, vec4 ra[LA], vec4 rb[LB]) {
 #endif
 	}
 	for (uint r = 0u; r < uint(LB); r++) {
-		uint e = lid + 256u * r;
-		if (EB % 256 != 0 && e >= uint(EB)) break;
+		uint e = lid + uint(NT) * r;
+		if (EB % NT != 0 && e >= uint(EB)) break;
 #if B_NCONTIG
 		Bs[s][e / QB][e % QB] = rb[r];
 #else
@@ -186,8 +204,8 @@ void stash(uint s, uint lid, vec4 ra[LA], vec4 rb[LB]) {
 	}
 }
 
-#define RM (BM / 64) // 4-row groups per thread
-#define RN (BN / 64) // 4-column groups per thread
+#define RM (BM / (4 * WY)) // 4-row groups per thread
+#define RN (BN / (4 * WX)) // 4-column groups per thread
 
 void gemm_tile() {
 	uint tilesN = (u_N + BN - 1u) / BN;
@@ -211,7 +229,7 @@ void gemm_tile() {
 	g_interior = m0 + BM <= u_M && n0 + BN <= u_N && kEnd % BK == 0u;
 
 	uint lid = gl_LocalInvocationID.x;
-	uint tx = lid % 16u, ty = lid / 16u;
+	uint tx = lid % uint(WX), ty = lid / uint(WX);
 
 	vec4 acc[4 * RM][RN]; // acc[row][column group]
 	for (uint i = 0u; i < 4u * RM; i++)
@@ -230,8 +248,8 @@ void gemm_tile() {
 		if (more) fetch(m0, n0, kBegin + (s + 1u) * BK, lid, ra, rb);
 		for (uint k = 0u; k < BK; k++) {
 			vec4 a[RM], b[RN];
-			for (uint h = 0u; h < RM; h++) a[h] = readA(cur, k, 16u * h + ty);
-			for (uint g = 0u; g < RN; g++) b[g] = readB(cur, k, 16u * g + tx);
+			for (uint h = 0u; h < RM; h++) a[h] = readA(cur, k, uint(WY) * h + ty);
+			for (uint g = 0u; g < RN; g++) b[g] = readB(cur, k, uint(WX) * g + tx);
 			for (uint h = 0u; h < RM; h++)
 				for (uint i = 0u; i < 4u; i++)
 					for (uint g = 0u; g < RN; g++)
@@ -243,11 +261,11 @@ void gemm_tile() {
 	}
 
 	for (uint i = 0u; i < 4u * RM; i++) {
-		uint m = m0 + 64u * (i / 4u) + ty * 4u + (i % 4u);
+		uint m = m0 + 4u * uint(WY) * (i / 4u) + ty * 4u + (i % 4u);
 		if (m >= u_M) continue;
 		for (uint g = 0u; g < RN; g++) {
 			for (uint j = 0u; j < 4u; j++) {
-				uint n = n0 + g * 64u + tx * 4u + j;
+				uint n = n0 + 4u * uint(WX) * g + tx * 4u + j;
 				if (n < u_N) storeC(m, n, acc[i][g][j]);
 			}
 		}

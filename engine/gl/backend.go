@@ -62,6 +62,7 @@ type Backend struct {
 	fullGrid                    int     // fewer 128-wide GEMM tiles than this take 64-wide ones
 	splitTarget, splitMinK      int     // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
 	splitFew                    int     // below this many groups, chunks >= splitMinK/4 (GLIMMER_GEMM_SPLITFEW)
+	halfMin                     int     // 128x128 products of halfMin to fullGrid tiles take half tiles of 128 threads (GLIMMER_GEMM_HALFMIN; 0 never)
 	gnChunks                    int     // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int     // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
 	convFoldMode                int     // Conv2D's images as one GEMM: 0 never, 1 small maps, 2 every whole-vec4 map (convFold)
@@ -69,7 +70,7 @@ type Backend struct {
 	winograd                    bool    // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
 	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
 	winoMax                     int     // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
-	winoOutVec                  bool    // the output transform stores whole vec2/vec4 rows (GLIMMER_GL_WINO_OUTV=1; not yet timed on a GPU)
+	winoOutVec                  bool    // the output transform stores whole vec2/vec4 rows where they fit (GLIMMER_GL_WINO_OUTV=0: never)
 	extraDefs                   defines // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
 	barrierAll                  bool    // a memory barrier after every dispatch (GLIMMER_GL_BARRIERS=all) instead of only where hazards.go finds a dependency
 
@@ -88,6 +89,7 @@ type Backend struct {
 // with, before the environment's overrides.
 func (b *Backend) planDefaults() {
 	b.gemmBK, b.fullGrid, b.splitTarget, b.splitMinK, b.splitFew = 8, 256, 512, 256, 128
+	b.halfMin = 64
 	b.convFoldMode, b.winoMinPixels = 1, 128
 }
 
@@ -203,7 +205,7 @@ func (b *Backend) init(ctx platformContext) error {
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVFOLD")); err == nil {
 		b.convFoldMode = v
 	}
-	b.winoOutVec = os.Getenv("GLIMMER_GL_WINO_OUTV") == "1"
+	b.winoOutVec = os.Getenv("GLIMMER_GL_WINO_OUTV") != "0"
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MINPX")); err == nil {
 		b.winoMinPixels = v
 	}
@@ -212,6 +214,9 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_SPLITFEW")); err == nil {
 		b.splitFew = v // 0: splitMinK always
+	}
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_HALFMIN")); err == nil {
+		b.halfMin = v
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_SPLIT")); err == nil {
 		b.splitTarget = v // 0: never split K

@@ -301,6 +301,10 @@ var testPlans = []*gemmPlan{nil,
 	{BM: 64, BN: 64, BK: 16, Split: 1}, {BM: 128, BN: 128, BK: 8, Split: 1},
 	{BM: 128, BN: 64, BK: 16, Split: 1}, {BM: 64, BN: 128, BK: 8, Split: 1}, {BM: 128, BN: 64, BK: 8, Split: 3},
 	{BM: 64, BN: 64, BK: 16, Split: 2}, {BM: 64, BN: 64, BK: 16, Split: 3}, {BM: 128, BN: 128, BK: 8, Split: 2},
+	// 8x8 results a thread in smaller work groups.
+	{BM: 64, BN: 64, BK: 8, Split: 1, Threads: 64}, {BM: 128, BN: 64, BK: 16, Split: 1, Threads: 128},
+	{BM: 64, BN: 128, BK: 8, Split: 3, Threads: 128}, {BM: 32, BN: 64, BK: 8, Split: 2, Threads: 32},
+	{BM: 128, BN: 32, BK: 8, Split: 1, Threads: 64},
 }
 
 // TestGEMMPlans holds every tile and split-K variant of MatMul and Conv2D
@@ -379,7 +383,10 @@ func TestGEMMPlanChoice(t *testing.T) {
 		{"3x3 conv, 320 channels at 64x64", 320, 4096, 2880, 2, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 4, KChunk: 720}},
 		{"3x3 conv, 1280 channels at 8x8", 1280, 64, 11520, 2, gemmPlan{BM: 64, BN: 64, BK: 16, Split: 8, KChunk: 1440}},
 		{"77-token projection", 154, 640, 768, 1, gemmPlan{BM: 64, BN: 64, BK: 16, Split: 8, KChunk: 96}},
-		{"linear 4096x320x320", 8192, 320, 320, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 1, KChunk: 320}},
+		{"linear 4096x320x320", 8192, 320, 320, 1, gemmPlan{BM: 128, BN: 64, BK: 8, Split: 1, KChunk: 320, Threads: 128}},
+		{"linear 4096x320x1280", 8192, 320, 1280, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 4, KChunk: 320}},
+		{"1x1 conv, 640 channels at 32x32", 640, 1024, 640, 2, gemmPlan{BM: 128, BN: 64, BK: 8, Split: 2, KChunk: 320, Threads: 128}},
+		{"Winograd's product, 640 channels at 32x32", 640, 128, 640, 36, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 2, KChunk: 320}},
 		{"3x3 conv, 1280 channels at 8x8, two images folded", 1280, 128, 11520, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 24, KChunk: 480}},
 		{"1x1 conv, 1280 channels at 8x8, two images folded", 1280, 128, 1280, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 20, KChunk: 64}},
 	} {
@@ -407,6 +414,9 @@ func (p *gemmPlan) label() string {
 	if p == nil {
 		return "auto"
 	}
+	if p.Threads != 0 {
+		return fmt.Sprintf("%dx%d/%d/s%d/t%d", p.BM, p.BN, p.BK, p.Split, p.Threads)
+	}
 	return fmt.Sprintf("%dx%d/%d/s%d", p.BM, p.BN, p.BK, p.Split)
 }
 
@@ -430,8 +440,8 @@ func BenchmarkSDGEMM(bm *testing.B) {
 				continue
 			}
 			p := &gemmPlan{}
-			if _, err := fmt.Sscanf(l, "%dx%d/%d/s%d", &p.BM, &p.BN, &p.BK, &p.Split); err != nil {
-				bm.Fatalf("GLIMMER_SDGEMM_PLANS: %q is not BMxBN/BK/sSPLIT: %v", l, err)
+			if _, err := fmt.Sscanf(l, "%dx%d/%d/s%d/t%d", &p.BM, &p.BN, &p.BK, &p.Split, &p.Threads); err != nil && p.Split == 0 {
+				bm.Fatalf("GLIMMER_SDGEMM_PLANS: %q is not BMxBN/BK/sSPLIT[/tTHREADS]: %v", l, err)
 			}
 			plans = append(plans, p)
 		}
@@ -447,7 +457,15 @@ func BenchmarkSDGEMM(bm *testing.B) {
 			return convCase(bm, b, r, 2, c, hw, hw, oc, k, k, stride, k/2, engine.F16, true)
 		}
 	}
+	// Linear layers with their weights [In, Out], as generation holds
+	// them (nn.Loader.TransposeLinears); linC as checkpoints and training
+	// hold them, [Out, In], timed for comparison (0 calls a step).
 	lin := func(m, n, k int) func() *gemmCase {
+		return func() *gemmCase {
+			return linearCase(bm, b, r, 2, m, n, k, false, false, false, engine.F16, true, 0)
+		}
+	}
+	linC := func(m, n, k int) func() *gemmCase {
 		return func() *gemmCase {
 			return linearCase(bm, b, r, 2, m, n, k, false, true, false, engine.F16, true, 0)
 		}
@@ -479,6 +497,10 @@ func BenchmarkSDGEMM(bm *testing.B) {
 		{"L 256x10240x1280", 5, lin(256, 10240, 1280)},
 		{"L 256x1280x5120", 5, lin(256, 1280, 5120)},
 		{"L 77x640x768", 30, lin(77, 640, 768)},
+		{"Lc 4096x320x320", 0, linC(4096, 320, 320)},
+		{"Lc 1024x640x640", 0, linC(1024, 640, 640)},
+		{"Lc 256x1280x1280", 0, linC(256, 1280, 1280)},
+		{"Lc 4096x2560x320", 0, linC(4096, 2560, 320)},
 	}
 	if f := os.Getenv("GLIMMER_SDGEMM"); f != "" {
 		keep := shapes[:0]

@@ -43,8 +43,10 @@ func (b *Backend) gemmShape(m, n, batch int) (tile, bk, groups int) {
 // gemmPlan is one way to run a GEMM through gemm_core.glsl: a BM x BN tile
 // (64 or 128 each), K slices of BK, and K split into Split chunks of
 // KChunk (a multiple of BK) whose partial sums gemm_splitk.comp adds.
+// Threads is the work group's size: 0 for 256 (16x16), else BM*BN/64,
+// each thread then computing 8x8 of the tile.
 type gemmPlan struct {
-	BM, BN, BK, Split, KChunk int
+	BM, BN, BK, Split, KChunk, Threads int
 }
 
 // groups is the number of work groups the GEMM's pass runs.
@@ -54,6 +56,10 @@ func (p gemmPlan) groups(m, n, batch int) int {
 
 func (p gemmPlan) defines(d defines) defines {
 	d["TILE"], d["BM"], d["BN"], d["BK"], d["SPLITK"] = max(p.BM, p.BN), p.BM, p.BN, p.BK, p.Split
+	d["WX"], d["WY"], d["NT"] = 16, 16, 256
+	if p.Threads != 0 {
+		d["WX"], d["WY"], d["NT"] = p.BN/8, p.BM/8, p.BN*p.BM/64
+	}
 	return d
 }
 
@@ -64,6 +70,18 @@ func (p gemmPlan) defines(d defines) defines {
 // groups), 0.228 in 16, 0.166 in 24 (BenchmarkSDGEMM, H100).
 const fewTiles, oneWave = 32, 240
 
+// halfMaxK: products of K up to this many, at least two 128-wide tiles
+// across N and halfMin to fullGrid 128x128 tiles in all, run 128x64
+// tiles of 128 threads (Threads). Where a group's K is short its fixed
+// costs (first loads, epilogue) weigh and more groups pay; where it is
+// deep, 128x128's fewer loads per product do. BenchmarkSDGEMM, H100, ms
+// a call, 128x128 against 128x64: the 1x1 convolutions 320>320 at 64x64
+// 0.0825 → 0.0743 and 640>640 at 32x32 0.0942 → 0.0822 (K split in 2),
+// the linear layers 4096x320x320 0.0924 → 0.0857 and 1024x640x640 0.0959
+// → 0.0936; but K 1280 (4096x320x1280: 0.3025 → 0.3569) and Winograd's
+// 128-column products (640 channels at 32x32: 0.3124 → 0.3339) lost.
+const halfMaxK = 640
+
 // gemmSplitMax caps the scratch buffer of split-K partial sums.
 const gemmSplitMax = 64 << 20
 
@@ -71,7 +89,8 @@ const gemmSplitMax = 64 << 20
 // batch entries, by the fit to SD 1.5's shapes on the H200
 // (BenchmarkSDGEMM, docs/perf-notes.md): 128x128 tiles with K slices of
 // gemmBK when they make at least fullGrid work groups or pad the product
-// by at most 25% more than 64x64 tiles (slices of 16) would; then K is
+// by at most 25% more than 64x64 tiles (slices of 16) would (128x64 of
+// 128 threads for shallow products under a full grid: halfMaxK); then K is
 // split in 2, 4 (8 for 64x64 tiles) while the groups number fewer than
 // splitTarget and every chunk keeps at least splitMinK of K (a quarter of
 // it while the groups number fewer than splitFew); products of fewer
@@ -93,7 +112,7 @@ func (b *Backend) gemmPlan(m, n, k, batch int) gemmPlan {
 func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 	var p gemmPlan
 	if f := b.gemmForce; f != nil {
-		p = gemmPlan{BM: f.BM, BN: f.BN, BK: f.BK, Split: max(f.Split, 1)}
+		p = gemmPlan{BM: f.BM, BN: f.BN, BK: f.BK, Split: max(f.Split, 1), Threads: f.Threads}
 	} else {
 		pad := func(t int) int { return ceilDiv(m, t) * t * ceilDiv(n, t) * t }
 		p = gemmPlan{BM: 64, BN: 64, BK: 16, Split: 1}
@@ -102,11 +121,17 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 		if g >= b.fullGrid || 4*pad(128) <= 5*pad(64) {
 			p = gemmPlan{BM: 128, BN: 128, BK: b.gemmBK, Split: 1}
 			maxSplit = 4
-			if g < fewTiles {
+			switch {
+			case g < fewTiles:
 				// A deep product on a handful of tiles (the folded 8x8
 				// convolutions): K in as many chunks as one wave holds.
 				p.Split = max(1, min(oneWave/g, k/max(b.splitMinK/4, 1), 32))
 				maxSplit = 0
+			case b.halfMin > 0 && g >= b.halfMin && g < b.fullGrid && k <= halfMaxK && n >= 2*128:
+				// A shallow product under a full grid: 128x64 tiles of
+				// 128 threads, 8x8 results each as in 128x128, so twice
+				// the groups at the same arithmetic per thread.
+				p.BN, p.Threads = 64, 128
 			}
 		}
 		for g := p.groups(m, n, batch); g*p.Split < b.splitTarget && 2*p.Split <= maxSplit; {

@@ -82,7 +82,7 @@ func TestWinogradPlans(t *testing.T) {
 			if !ok || occ != k.chunk[v][0] || tc != k.chunk[v][1] {
 				t.Fatalf("%s chunked case %d: winoChunks = %d, %d, %v; want %d, %d, true", name, i, occ, tc, ok, k.chunk[v][0], k.chunk[v][1])
 			}
-			for _, p := range []*gemmPlan{nil, {BM: 64, BN: 64, BK: 16, Split: 3}} {
+			for _, p := range []*gemmPlan{nil, {BM: 64, BN: 64, BK: 16, Split: 3}, {BM: 128, BN: 32, BK: 8, Split: 2, Threads: 64}} {
 				b.gemmForce = p
 				k.c.name = fmt.Sprintf("%s chunked case %d %+v", name, i, p)
 				k.c.check(t, b, r, 0)
@@ -90,17 +90,18 @@ func TestWinogradPlans(t *testing.T) {
 			b.winoMax = 0
 		}
 	}
-	// Rows stored as whole vec2s and vec4s where the width allows (cases
-	// 2 and 3, and 3's residual read so).
-	b.winoOutVec = true
+	// The cases above store rows as whole vec2s and vec4s where the width
+	// allows (New's default: cases 2 and 3, and 3's residual read so);
+	// here every output is stored alone.
+	b.winoOutVec = false
 	for _, f4 := range []int{0, 2} {
 		b.winoF4 = f4
 		for i, c := range cases {
-			c.name = fmt.Sprintf("F4 mode %d case %d, vector output", f4, i)
+			c.name = fmt.Sprintf("F4 mode %d case %d, scalar output", f4, i)
 			c.check(t, b, r, 0)
 		}
 	}
-	b.winoOutVec = false
+	b.winoOutVec = true
 	for _, c := range cases {
 		c.free()
 	}
