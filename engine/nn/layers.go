@@ -4,11 +4,12 @@ import "glimmer/engine"
 
 // Linear is y = x Wᵀ + b, W [Out, In] as stored in checkpoints.
 type Linear struct {
-	Weight *engine.Tensor // [Out, In]
-	Bias   *engine.Tensor // [Out] or nil
-	In     int
-	Out    int
-	LoRA   *LoRA // a low-rank update being trained, or nil
+	Weight     *engine.Tensor // [Out, In]; [In, Out] when Transposed
+	Bias       *engine.Tensor // [Out] or nil
+	In         int
+	Out        int
+	Transposed bool  // Weight holds Wᵀ (Loader.TransposeLinears)
+	LoRA       *LoRA // a low-rank update being trained, or nil
 }
 
 // LoRA is a trainable low-rank update of a frozen Linear layer (Hu et al.
@@ -23,8 +24,8 @@ type LoRA struct {
 
 // NewLinear binds name.weight (and name.bias when bias is set).
 func NewLinear(l *Loader, name string, in, out int, bias bool) *Linear {
-	m := &Linear{In: in, Out: out}
-	m.Weight = l.Tensor(name+".weight", out, in)
+	m := &Linear{In: in, Out: out, Transposed: l.st.linT}
+	m.Weight = l.tensor(name+".weight", []int{out, in}, m.Transposed) // [Out, In] or [In, Out]
 	if bias {
 		m.Bias = l.Tensor(name+".bias", out)
 	}
@@ -35,7 +36,7 @@ func NewLinear(l *Loader, name string, in, out int, bias bool) *Linear {
 func (m *Linear) Forward(b engine.Backend, dst, x *engine.Tensor) {
 	rows := x.Numel() / m.In
 	b.MatMul(dst.Reshape(rows, m.Out), x.Reshape(rows, m.In), m.Weight, m.Bias,
-		engine.MatMulParams{TransB: true}) // [rows, Out]
+		engine.MatMulParams{TransB: !m.Transposed}) // [rows, Out]
 	if l := m.LoRA; l != nil {
 		rank := l.Down.Dim(0)
 		h := b.New(engine.F32, rows, rank)                                                 // [rows, Rank]
@@ -62,7 +63,7 @@ func (m *Linear) ForwardAdd(b engine.Backend, dst, x, res *engine.Tensor) {
 		return
 	}
 	b.MatMul(dst.Reshape(rows, m.Out), x.Reshape(rows, m.In), m.Weight, m.Bias,
-		engine.MatMulParams{TransB: true, Residual: res.Reshape(rows, m.Out)}) // [rows, Out]
+		engine.MatMulParams{TransB: !m.Transposed, Residual: res.Reshape(rows, m.Out)}) // [rows, Out]
 }
 
 // Conv2d is a 2-D convolution with a square kernel, as torch's.

@@ -34,6 +34,7 @@ type loadState struct {
 	names   []string // full name of each tensor
 	bytes   int64
 	f32     bool
+	linT    bool // Linear weights stored [In, Out] (TransposeLinears)
 	init    func(name string, shape engine.Shape) []float32 // NewInitLoader
 }
 
@@ -80,16 +81,37 @@ func (l *Loader) Tensors() []*engine.Tensor { return l.st.tensors }
 // Names lists the full checkpoint name of each tensor in Tensors.
 func (l *Loader) Names() []string { return l.st.names }
 
+// TransposeLinears makes the Linear layers bound through this loader and
+// its subs hold their weights transposed on the device, [In, Out]
+// (Linear.Transposed): the GL backend's products read a weight faster
+// along Out than along In. For inference: training and LoRA code expect
+// the checkpoint's [Out, In].
+func (l *Loader) TransposeLinears() { l.st.linT = true }
+
 // Tensor uploads the named weight, checking it has the given shape. After
 // an error it returns nil and records the error.
 func (l *Loader) Tensor(name string, shape ...int) *engine.Tensor {
+	return l.tensor(name, shape, false)
+}
+
+// tensor is Tensor, with a matrix [R, C] uploaded as its transpose [C, R]
+// when transpose is set.
+func (l *Loader) tensor(name string, shape []int, transpose bool) *engine.Tensor {
 	if l.st.err != nil {
 		return nil
 	}
 	full := l.join(name)
+	dev := shape // the device tensor's shape
+	if transpose {
+		dev = []int{shape[1], shape[0]}
+	}
 	if l.st.init != nil {
-		t := l.B.New(engine.F32, shape...) // shape
-		l.B.Write(t, l.st.init(full, shape))
+		v := l.st.init(full, shape)
+		if transpose {
+			v = transposed(v, shape[0], shape[1])
+		}
+		t := l.B.New(engine.F32, dev...) // dev
+		l.B.Write(t, v)
 		l.record(full, t)
 		return t
 	}
@@ -106,10 +128,14 @@ func (l *Loader) Tensor(name string, shape ...int) *engine.Tensor {
 	if l.st.f32 {
 		dtype = engine.F32
 	}
-	t := l.B.New(dtype, shape...)
+	t := l.B.New(dtype, dev...) // dev
 	switch {
+	case d.DType == dtype && transpose:
+		l.B.WriteRaw(t, transposedBytes(d.Bytes, shape[0], shape[1], dtype.Size()))
 	case d.DType == dtype:
 		l.B.WriteRaw(t, d.Bytes)
+	case transpose:
+		l.B.Write(t, transposed(toFloat32(d), shape[0], shape[1]))
 	default:
 		l.B.Write(t, toFloat32(d))
 	}

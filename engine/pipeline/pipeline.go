@@ -133,6 +133,7 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 	}
 	say("U-Net")
 	ul := nn.NewLoader(b, unetSrc, o.F32Weights)
+	ul.TransposeLinears() // inference only: products read the weights along their outputs
 	if p.UNet, err = unet.Load(ul, m.Config.UNet); err != nil {
 		return fail(fmt.Errorf("%s: U-Net: %w", path, err))
 	}
