@@ -16,8 +16,10 @@
 # decoded image's hash, logged, must not change); GLIMMER_GL_CONVFOLD=0
 # runs CFG's two images as separate GEMMs in the small-map convolutions
 # and GLIMMER_GL_WINO_MINPX=0 sends the 8x8 latents' 3x3 convolutions
-# back to Winograd (p12 on all three); GLIMMER_GL_WINO_OUTV=1 turns on
-# the Winograd output transform's vector stores (p13, not yet timed);
+# back to Winograd (p12 on all three); GLIMMER_GL_WINO_OUTV=0 turns off
+# the Winograd output transform's vector stores (on since p14);
+# GLIMMER_GEMM_HALFMIN=0 keeps shallow products on 128x128 tiles instead
+# of 128x64 of 128 threads (p14);
 # GLIMMER_GL_DEFS="K4=0,N4=0" adds (here:
 # overrides) #defines in every shader, e.g. to time the GEMMs' scalar
 # loaders against their vec4 ones; GLIMMER_GL_PROFILE=1 adds the per-shader profile of the steps
