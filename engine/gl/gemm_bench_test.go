@@ -107,8 +107,8 @@ type gemmCase struct {
 	k      int                            // terms per output
 	free   func()
 	perRun int // calls per U-Net step (benchmark weighting)
-	// addResidual, for convolutions, uploads a residual of dst's shape
-	// and makes run pass it (Conv2DParams.Residual) and ref add it.
+	// addResidual uploads a residual of dst's shape and makes run pass
+	// it (Conv2DParams.Residual, MatMulParams.Residual) and ref add it.
 	addResidual func(tb testing.TB, r *rand.Rand)
 }
 
@@ -198,7 +198,25 @@ func linearCase(tb testing.TB, b *Backend, r *rand.Rand, batch, m, n, k int, tra
 			}
 		}
 	}
+	c.addResidual = func(tb testing.TB, r *rand.Rand) {
+		res, rv := uploaded(tb, b, r, engine.F32, batch, m, n) // [batch, M, N]
+		q := p
+		q.Residual = res
+		c.run = func() { b.MatMul(dst, x, w, bs, q) }
+		c.withResidual(b, res, rv)
+	}
 	return c
+}
+
+// withResidual makes c's reference add rv (the values of res) and its
+// free release res too.
+func (c *gemmCase) withResidual(b *Backend, res *engine.Tensor, rv []float32) {
+	ref, free := c.ref, c.free
+	c.ref = func(i int) (float64, float64) {
+		s, mag := ref(i)
+		return s + float64(rv[i]), mag + math.Abs(float64(rv[i]))
+	}
+	c.free = func() { free(); b.Free(res) }
 }
 
 // convCase: x [n, c, h, w] convolved with w [oc, c, kh, kw] (+ bias [oc]).
@@ -249,12 +267,7 @@ func convCase(tb testing.TB, b *Backend, r *rand.Rand, nb, c, h, wd, oc, kh, kw,
 		q := p
 		q.Residual = res
 		cs.run = func() { b.Conv2D(dst, x, w, bs, q) }
-		ref, free := cs.ref, cs.free
-		cs.ref = func(i int) (float64, float64) {
-			s, mag := ref(i)
-			return s + float64(rv[i]), mag + math.Abs(float64(rv[i]))
-		}
-		cs.free = func() { free(); b.Free(res) }
+		cs.withResidual(b, res, rv)
 	}
 	return cs
 }
@@ -332,16 +345,28 @@ func TestGEMMPlans(t *testing.T) {
 		// Images folded into one GEMM (FOLDN: maps under 128 pixels).
 		convCase(t, b, r, 3, 6, 8, 8, 20, 3, 3, 1, 1, engine.F16, true), // 3x3, 64 pixels
 		convCase(t, b, r, 2, 5, 9, 8, 12, 3, 3, 2, 1, engine.F32, true), // stride 2, 5x4 out
+		// Residuals added in the epilogue, to whole vec4 rows (STORE4).
+		linearCase(t, b, r, 2, 21, 44, 36, false, false, false, engine.F16, true, 0.5), // A·B + res
+		convCase(t, b, r, 2, 20, 4, 6, 12, 1, 1, 1, 0, engine.F16, true),              // 1x1 + res
 	}
 	names := []string{"linearF16", "linearF32", "batchedB", "transA", "transAB", "conv3x3", "conv3x3s2", "conv1x1", "conv1x1tiny",
-		"linearNN4", "batchedNN4", "conv1x1N4", "conv1x1K4", "conv3x3fold", "conv3x3s2fold"}
-	for _, p := range testPlans {
-		b.gemmForce = p
-		for i, c := range cases {
-			c.name = fmt.Sprintf("%s %+v", names[i], p)
-			c.check(t, b, r, 0)
+		"linearNN4", "batchedNN4", "conv1x1N4", "conv1x1K4", "conv3x3fold", "conv3x3s2fold", "linearRes", "conv1x1Res"}
+	cases[len(cases)-2].addResidual(t, r)
+	cases[len(cases)-1].addResidual(t, r)
+	// Every plan with scalar stores and with whole vec4s stored where a
+	// row allows (STORE4: the N4 cases and every split's partials).
+	defer func() { b.gemmStore4 = false }()
+	for _, store4 := range []bool{false, true} {
+		b.gemmStore4 = store4
+		for _, p := range testPlans {
+			b.gemmForce = p
+			for i, c := range cases {
+				c.name = fmt.Sprintf("%s %+v store4 %v", names[i], p, store4)
+				c.check(t, b, r, 0)
+			}
 		}
 	}
+	b.gemmStore4 = false
 	b.gemmForce = nil
 	// The convolution's gather with its kernel size and output width as
 	// uniforms, as constants, and the kernel size alone a constant.

@@ -92,7 +92,8 @@ func TestWinogradPlans(t *testing.T) {
 	}
 	// The cases above store rows as whole vec2s and vec4s where the width
 	// allows (New's default: cases 2 and 3, and 3's residual read so);
-	// here every output is stored alone.
+	// here every output is stored alone; then the GEMMs store vec4s
+	// (STORE4).
 	b.winoOutVec = false
 	for _, f4 := range []int{0, 2} {
 		b.winoF4 = f4
@@ -102,6 +103,15 @@ func TestWinogradPlans(t *testing.T) {
 		}
 	}
 	b.winoOutVec = true
+	b.gemmStore4 = true
+	for _, f4 := range []int{0, 2} {
+		b.winoF4 = f4
+		for i, c := range cases {
+			c.name = fmt.Sprintf("F4 mode %d case %d, GEMM vec4 stores", f4, i)
+			c.check(t, b, r, 0)
+		}
+	}
+	b.gemmStore4 = false
 	for _, c := range cases {
 		c.free()
 	}
