@@ -347,7 +347,7 @@ func TestGEMMPlans(t *testing.T) {
 		convCase(t, b, r, 2, 5, 9, 8, 12, 3, 3, 2, 1, engine.F32, true), // stride 2, 5x4 out
 		// Residuals added in the epilogue, to whole vec4 rows (STORE4).
 		linearCase(t, b, r, 2, 21, 44, 36, false, false, false, engine.F16, true, 0.5), // A·B + res
-		convCase(t, b, r, 2, 20, 4, 6, 12, 1, 1, 1, 0, engine.F16, true),              // 1x1 + res
+		convCase(t, b, r, 2, 20, 4, 6, 12, 1, 1, 1, 0, engine.F16, true),               // 1x1 + res
 	}
 	names := []string{"linearF16", "linearF32", "batchedB", "transA", "transAB", "conv3x3", "conv3x3s2", "conv1x1", "conv1x1tiny",
 		"linearNN4", "batchedNN4", "conv1x1N4", "conv1x1K4", "conv3x3fold", "conv3x3s2fold", "linearRes", "conv1x1Res"}
@@ -446,14 +446,15 @@ func (p *gemmPlan) label() string {
 }
 
 // BenchmarkSDGEMM times SD 1.5's convolutions and linear layers (512x512,
-// batch 2 for CFG, F16 weights as the checkpoint has them) under every
-// plan in sdPlans, and prints per shape the milliseconds per call, and per
-// plan the milliseconds per U-Net step that the shapes' calls add up to
-// (calls per step counted from the architecture; similar shapes folded
-// together). Each variant is first checked on 24 sampled outputs against
-// float64, then warmed up and timed over >= 60 ms of back-to-back calls.
-// GLIMMER_SDGEMM=name,name narrows the shapes; GLIMMER_SDGEMM_PLANS=
-// auto,128x128/8/s8,... replaces the plans.
+// batch 2 for CFG, F16 weights, the linear layers' [In, Out] as generation
+// holds them) under every plan in sdPlans, and prints per shape the
+// milliseconds per call, and per plan the milliseconds per U-Net step
+// that the shapes' calls add up to (calls per step counted from the
+// architecture; similar shapes folded together). Each variant is first
+// checked on 24 sampled outputs against float64, then warmed up and timed
+// over >= 60 ms of back-to-back calls. GLIMMER_SDGEMM=name,name narrows
+// the shapes; GLIMMER_SDGEMM_PLANS=auto,128x128/8/s8,128x64/8/s2/t128,...
+// replaces the plans (tTHREADS: work groups of 8x8 results a thread).
 func BenchmarkSDGEMM(bm *testing.B) {
 	b := openGL(bm)
 	plans := sdPlans

@@ -34,7 +34,7 @@ type loadState struct {
 	names   []string // full name of each tensor
 	bytes   int64
 	f32     bool
-	linT    bool // Linear weights stored [In, Out] (TransposeLinears)
+	linT    bool                                            // Linear weights stored [In, Out] (TransposeLinears)
 	init    func(name string, shape engine.Shape) []float32 // NewInitLoader
 }
 
