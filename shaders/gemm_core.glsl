@@ -2,7 +2,8 @@
 // C[M, N] = A[M, K] x B[K, N] for one batch entry per work-group slice.
 //
 // WX x WY threads (16x16 unless the backend defines them) compute a BM x
-// BN block of C, each 64 or 128 (RM = BM/(4*WY), RN = BN/(4*WX)); each
+// BN block of C, each 64 or 128 (32 too with fewer threads; RM =
+// BM/(4*WY), RN = BN/(4*WX)); each
 // thread holds (4*RM) x (4*RN) results in registers: rows 4*WY*h + ty*4 +
 // i, columns 4*WX*g + tx*4 + j. Fewer threads with 8x8 results each (WX =
 // BN/8, WY = BM/8: 64 threads for 64x64) make small tiles as dense in

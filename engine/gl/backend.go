@@ -62,7 +62,7 @@ type Backend struct {
 	fullGrid                    int     // fewer 128-wide GEMM tiles than this take 64-wide ones
 	splitTarget, splitMinK      int     // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
 	splitFew                    int     // below this many groups, chunks >= splitMinK/4 (GLIMMER_GEMM_SPLITFEW)
-	halfMin                     int     // 128x128 products of halfMin to fullGrid tiles take half tiles of 128 threads (GLIMMER_GEMM_HALFMIN; 0 never)
+	halfMin                     int     // 128x128 products of halfMin to fullGrid tiles and K <= halfMaxK take 128x64 tiles of 128 threads (GLIMMER_GEMM_HALFMIN; 0 never)
 	gnChunks                    int     // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int     // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
 	convFoldMode                int     // Conv2D's images as one GEMM: 0 never, 1 small maps, 2 every whole-vec4 map (convFold)

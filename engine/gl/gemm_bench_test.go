@@ -469,6 +469,9 @@ func BenchmarkSDGEMM(bm *testing.B) {
 			if _, err := fmt.Sscanf(l, "%dx%d/%d/s%d/t%d", &p.BM, &p.BN, &p.BK, &p.Split, &p.Threads); err != nil && p.Split == 0 {
 				bm.Fatalf("GLIMMER_SDGEMM_PLANS: %q is not BMxBN/BK/sSPLIT[/tTHREADS]: %v", l, err)
 			}
+			if p.Threads != 0 && p.Threads != p.BM*p.BN/64 {
+				bm.Fatalf("GLIMMER_SDGEMM_PLANS: %q: a %dx%d tile of 8x8 results a thread takes %d threads", l, p.BM, p.BN, p.BM*p.BN/64)
+			}
 			plans = append(plans, p)
 		}
 	}

@@ -41,10 +41,11 @@ func (b *Backend) gemmShape(m, n, batch int) (tile, bk, groups int) {
 }
 
 // gemmPlan is one way to run a GEMM through gemm_core.glsl: a BM x BN tile
-// (64 or 128 each), K slices of BK, and K split into Split chunks of
-// KChunk (a multiple of BK) whose partial sums gemm_splitk.comp adds.
-// Threads is the work group's size: 0 for 256 (16x16), else BM*BN/64,
-// each thread then computing 8x8 of the tile.
+// (64 or 128 each; 32 too with Threads), K slices of BK, and K split into
+// Split chunks of KChunk (a multiple of BK) whose partial sums
+// gemm_splitk.comp adds. Threads is the work group's size: 0 for 256
+// (16x16), else it must be BM*BN/64, each thread then computing 8x8 of
+// the tile.
 type gemmPlan struct {
 	BM, BN, BK, Split, KChunk, Threads int
 }

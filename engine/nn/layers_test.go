@@ -1,17 +1,15 @@
 package nn_test
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"testing"
-
-	"github.com/x448/float16"
 
 	"glimmer/engine"
 	"glimmer/engine/enginetest"
 	"glimmer/engine/model"
 	"glimmer/engine/nn"
+	"glimmer/engine/safetensors"
 )
 
 // mapSource serves tensors from memory, as a checkpoint would.
@@ -27,15 +25,11 @@ func (s mapSource) Raw(name string) (model.Data, error) {
 
 // encode stores v little-endian in dtype, as a checkpoint holds it.
 func encode(dt engine.DType, shape engine.Shape, v []float32) model.Data {
-	b := make([]byte, len(v)*dt.Size())
-	for i, x := range v {
-		if dt == engine.F16 {
-			binary.LittleEndian.PutUint16(b[2*i:], float16.Fromfloat32(x).Bits())
-		} else {
-			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-		}
+	t := safetensors.F32Tensor("", shape, v)
+	if dt == engine.F16 {
+		t = safetensors.F16Tensor("", shape, v)
 	}
-	return model.Data{DType: dt, Shape: shape, Bytes: b}
+	return model.Data{DType: dt, Shape: shape, Bytes: t.Data}
 }
 
 // TestTransposeLinears loads the same Linear layers as the checkpoint has
