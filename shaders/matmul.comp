@@ -77,7 +77,9 @@ uniform uint u_partStride; // elements per partial: batch * M * N
 float loadA(uint m, uint k);
 float loadB(uint k, uint n);
 void storeC(uint m, uint n, float acc);
+#if C_STORE4
 void storeC4(uint m, uint n, vec4 acc);
+#endif
 vec4 loadA4(uint m, uint k);
 vec4 loadB4(uint k, uint n);
 vec4 loadB4k(uint k, uint n);
