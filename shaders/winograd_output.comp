@@ -15,8 +15,8 @@
 // Defines: WINO_M, SPLITK, HAS_BIAS, BIAS_F16, HAS_RES and RES_BINDING
 // (as conv2d.comp), and OUTV: WINO_M where the output's width is a
 // multiple of it, so a tile's rows are written (and the residual read) as
-// whole vec2s or vec4s, else 1 (the backend asks for it only with
-// GLIMMER_GL_WINO_OUTV=1 until it is timed on a GPU).
+// whole vec2s or vec4s, else 1 (the backend's default;
+// GLIMMER_GL_WINO_OUTV=0 keeps every store scalar).
 #include "common.glsl"
 
 #define WA (WINO_M + 2) // the input tile's side

@@ -2,6 +2,7 @@ package gl
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 
 	gl "github.com/go-gl/gl/v4.3-core/gl"
@@ -46,7 +47,7 @@ func (h *hazards) before(p *program, bufs []*buffer, all bool) {
 	}
 	need := false
 	for i, s := range bufs {
-		if contains(h.writes, s.id) || !p.reads(i) && contains(h.reads, s.id) {
+		if slices.Contains(h.writes, s.id) || !p.reads(i) && slices.Contains(h.reads, s.id) {
 			need = true
 			break
 		}
@@ -75,15 +76,6 @@ func (h *hazards) barrier() {
 	gl.MemoryBarrier(barrierBits)
 	h.reads, h.writes = h.reads[:0], h.writes[:0]
 	h.barriers++
-}
-
-func contains(ids []uint32, id uint32) bool {
-	for _, v := range ids {
-		if v == id {
-			return true
-		}
-	}
-	return false
 }
 
 // reads reports whether the dispatch only reads binding i.
