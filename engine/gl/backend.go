@@ -58,26 +58,29 @@ type Backend struct {
 	// Set once at start.
 	renderer, version, platform string
 	limits                      Limits
-	gemmBK                      int     // K slice depth of the 128-wide GEMM tiles
-	fullGrid                    int     // fewer 128-wide GEMM tiles than this take 64-wide ones
-	splitTarget, splitMinK      int     // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
-	splitFew                    int     // below this many groups, chunks >= splitMinK/4 (GLIMMER_GEMM_SPLITFEW)
-	halfMin                     int     // 128x128 products of halfMin to fullGrid tiles and K <= halfMaxK take 128x64 tiles of 128 threads (GLIMMER_GEMM_HALFMIN; 0 never)
-	gnChunks                    int     // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
-	convConst                   int     // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
-	convFoldMode                int     // Conv2D's images as one GEMM: 0 never, 1 small maps, 2 every whole-vec4 map (convFold)
-	winoMinPixels               int     // folded convolutions of maps under this many pixels skip Winograd (GLIMMER_GL_WINO_MINPX)
-	winograd                    bool    // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
-	winoF4                      int     // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
-	winoMax                     int     // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
-	winoOutVec                  bool    // the output transform stores whole vec2/vec4 rows where they fit (GLIMMER_GL_WINO_OUTV=0: never)
-	gemmStore4                  bool    // GEMMs store whole vec4s of results where rows allow (GLIMMER_GL_STORE4=1; not yet timed on a GPU)
-	extraDefs                   defines // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
-	barrierAll                  bool    // a memory barrier after every dispatch (GLIMMER_GL_BARRIERS=all) instead of only where hazards.go finds a dependency
+	bufferStorage               unsafe.Pointer // glBufferStorage, or nil (park.go)
+	gemmBK                      int            // K slice depth of the 128-wide GEMM tiles
+	fullGrid                    int            // fewer 128-wide GEMM tiles than this take 64-wide ones
+	splitTarget, splitMinK      int            // GEMMs of fewer groups split K (chunks >= splitMinK) toward splitTarget groups
+	splitFew                    int            // below this many groups, chunks >= splitMinK/4 (GLIMMER_GEMM_SPLITFEW)
+	halfMin                     int            // 128x128 products of halfMin to fullGrid tiles and K <= halfMaxK take 128x64 tiles of 128 threads (GLIMMER_GEMM_HALFMIN; 0 never)
+	gnChunks                    int            // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
+	convConst                   int            // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
+	convFoldMode                int            // Conv2D's images as one GEMM: 0 never, 1 small maps, 2 every whole-vec4 map (convFold)
+	winoMinPixels               int            // folded convolutions of maps under this many pixels skip Winograd (GLIMMER_GL_WINO_MINPX)
+	winograd                    bool           // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
+	winoF4                      int            // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
+	winoMax                     int            // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
+	winoOutVec                  bool           // the output transform stores whole vec2/vec4 rows where they fit (GLIMMER_GL_WINO_OUTV=0: never)
+	gemmStore4                  bool           // GEMMs store whole vec4s of results where rows allow (GLIMMER_GL_STORE4=1; not yet timed on a GPU)
+	splitLast                   bool           // split-K GEMMs finish in their tiles' last groups (SKLAST) instead of a pass of gemm_splitk.comp (GLIMMER_GL_SPLITLAST=0)
+	extraDefs                   defines        // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
+	barrierAll                  bool           // a memory barrier after every dispatch (GLIMMER_GL_BARRIERS=all) instead of only where hazards.go finds a dependency
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
 	splitBuf  *buffer   // split-K partial sums, grown on demand
+	tickets   *buffer   // split-K tiles' counts of finished groups (SKLAST), zeros between GEMMs
 	winoU     *buffer   // Winograd's transformed filters, grown on demand
 	winoV     *buffer   // Winograd's transformed input, grown on demand
 
@@ -208,6 +211,7 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	b.winoOutVec = os.Getenv("GLIMMER_GL_WINO_OUTV") != "0"
 	b.gemmStore4 = os.Getenv("GLIMMER_GL_STORE4") == "1"
+	b.splitLast = os.Getenv("GLIMMER_GL_SPLITLAST") != "0"
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MINPX")); err == nil {
 		b.winoMinPixels = v
 	}

@@ -273,12 +273,8 @@ func convCase(tb testing.TB, b *Backend, r *rand.Rand, nb, c, h, wd, oc, kh, kw,
 	return cs
 }
 
-// check runs c once into a NaN-poisoned destination and compares `samples`
-// outputs (all when <= 0) with the float64 reference. Tolerance: float32
-// accumulation of K terms in any order (tiles, split-K partials) errs by at
-// most about (K+2)·2⁻²⁴·Σ|terms| (recursive summation bound), doubled for
-// the alpha scaling and bias add.
-func (c *gemmCase) check(tb testing.TB, b *Backend, r *rand.Rand, samples int) {
+// output runs c once into a NaN-poisoned destination and returns it.
+func (c *gemmCase) output(tb testing.TB, b *Backend) []float32 {
 	tb.Helper()
 	nan := make([]float32, c.dst.Numel())
 	for i := range nan {
@@ -290,6 +286,17 @@ func (c *gemmCase) check(tb testing.TB, b *Backend, r *rand.Rand, samples int) {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return out
+}
+
+// check runs c once into a NaN-poisoned destination and compares `samples`
+// outputs (all when <= 0) with the float64 reference. Tolerance: float32
+// accumulation of K terms in any order (tiles, split-K partials) errs by at
+// most about (K+2)·2⁻²⁴·Σ|terms| (recursive summation bound), doubled for
+// the alpha scaling and bias add.
+func (c *gemmCase) check(tb testing.TB, b *Backend, r *rand.Rand, samples int) {
+	tb.Helper()
+	out := c.output(tb, b)
 	n := len(out)
 	if samples <= 0 || samples > n {
 		samples = n
@@ -383,6 +390,25 @@ func TestGEMMPlans(t *testing.T) {
 		}
 	}
 	b.gemmStore4 = false
+	// K split finished by each tile's last group (SKLAST, the default, as
+	// every split plan above ran) and by a pass of gemm_splitk.comp
+	// (GLIMMER_GL_SPLITLAST=0): the same sums in the same order, so the
+	// same bits.
+	for _, p := range []*gemmPlan{{BM: 128, BN: 128, BK: 8, Split: 2}, {BM: 64, BN: 64, BK: 16, Split: 3}, {BM: 128, BN: 64, BK: 8, Split: 2, Threads: 128}} {
+		b.gemmForce = p
+		for i, c := range cases {
+			b.splitLast = true
+			last := c.output(t, b)
+			b.splitLast = false
+			pass := c.output(t, b)
+			for j := range last {
+				if math.Float32bits(last[j]) != math.Float32bits(pass[j]) {
+					t.Fatalf("%s %+v: out[%d] = %g finished by the last group, %g by gemm_splitk", names[i], p, j, last[j], pass[j])
+				}
+			}
+		}
+	}
+	b.splitLast = true
 	b.gemmForce = nil
 	// The convolution's gather with its kernel size and output width as
 	// uniforms, as constants, and the kernel size alone a constant.
