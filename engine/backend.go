@@ -40,6 +40,24 @@ type Memory interface {
 	Free(t *Tensor)
 }
 
+// HostStore is offered by backends that can keep a tensor's bytes in host
+// memory the device itself copies to and from (the GL backend: a buffer
+// object in system memory), so that weights kept off the device
+// (nn.Offload) come back by a device copy instead of a host copy and an
+// upload.
+type HostStore interface {
+	// Park copies t's bytes into new host memory, in queue order; ok is
+	// false, with nothing done, where the backend cannot.
+	Park(t *Tensor) (p Parked, ok bool)
+	// Unpark copies p's bytes into t (p's size), in queue order.
+	Unpark(t *Tensor, p Parked)
+	// Drop frees p.
+	Drop(p Parked)
+}
+
+// Parked is a tensor's bytes held by a HostStore.
+type Parked interface{ Bytes() int }
+
 // Ops is the forward op set. Every op does float32 arithmetic; any tensor
 // marked "F16 allowed" may be stored as F16. Unless noted, inputs and the
 // destination are F32.

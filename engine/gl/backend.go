@@ -157,6 +157,9 @@ func (b *Backend) init(ctx platformContext) error {
 	if major < 4 || (major == 4 && minor < 3) {
 		return fmt.Errorf("gl: OpenGL 4.3 with compute shaders is required; found %q, OpenGL %s", b.renderer, b.version)
 	}
+	if os.Getenv("GLIMMER_GL_PARK") != "0" { // 0: nn.Offload keeps its own host copies
+		b.bufferStorage = lookupBufferStorage(ctx, major, minor)
+	}
 	for i := range 3 {
 		var v int32
 		gl.GetIntegeri_v(gl.MAX_COMPUTE_WORK_GROUP_COUNT, uint32(i), &v)

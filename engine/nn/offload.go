@@ -16,18 +16,23 @@ import (
 // not change afterwards) and frees its storage, In uploads it into fresh
 // storage that the same *engine.Tensor points at, so the layers holding
 // the tensors need not know. Reshaped views taken before an Out must not
-// be used after it.
+// be used after it. Where the backend is an engine.HostStore, the host
+// copy is one the device copies to and from itself (parked); else a Go
+// byte slice, read back and uploaded.
 type Offload struct {
-	b    engine.Backend
-	ts   []*engine.Tensor
-	host [][]byte // a tensor's bytes in its dtype once it has been out
-	out  []bool
+	b      engine.Backend
+	hs     engine.HostStore // b's, or nil
+	ts     []*engine.Tensor
+	host   [][]byte        // a tensor's bytes in its dtype once it has been out
+	parked []engine.Parked // or its parked copy
+	out    []bool
 }
 
 // NewOffload makes an Offload of ts (F32 or F16) on b, all on the device
 // now. Out takes them in the order given.
 func NewOffload(b engine.Backend, ts []*engine.Tensor) *Offload {
-	return &Offload{b: b, ts: ts, host: make([][]byte, len(ts)), out: make([]bool, len(ts))}
+	hs, _ := b.(engine.HostStore)
+	return &Offload{b: b, hs: hs, ts: ts, host: make([][]byte, len(ts)), parked: make([]engine.Parked, len(ts)), out: make([]bool, len(ts))}
 }
 
 // Out frees tensors, in order, until at least min bytes of them are off
@@ -42,7 +47,10 @@ func (o *Offload) Out(min int64) error {
 		if o.out[i] {
 			continue
 		}
-		if o.host[i] == nil {
+		if o.host[i] == nil && o.parked[i] == nil && o.hs != nil {
+			o.parked[i], _ = o.hs.Park(t)
+		}
+		if o.host[i] == nil && o.parked[i] == nil {
 			v, err := o.b.Read(t)
 			if err != nil {
 				return fmt.Errorf("nn: offloading %v: %w", t, err)
@@ -75,10 +83,26 @@ func (o *Offload) In() {
 			continue
 		}
 		fresh := o.b.New(t.DType(), t.Shape()...) // [t's shape]
-		o.b.WriteRaw(fresh, o.host[i])
+		if p := o.parked[i]; p != nil {
+			o.hs.Unpark(fresh, p)
+		} else {
+			o.b.WriteRaw(fresh, o.host[i])
+		}
 		t.SetStorage(fresh.Storage())
 		o.out[i] = false
 	}
+}
+
+// Close brings every tensor back (In) and frees the host copies.
+func (o *Offload) Close() {
+	o.In()
+	for i, p := range o.parked {
+		if p != nil {
+			o.hs.Drop(p)
+			o.parked[i] = nil
+		}
+	}
+	clear(o.host)
 }
 
 // encode writes values (exactly representable in dtype, as a Read of a

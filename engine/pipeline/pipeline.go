@@ -211,7 +211,7 @@ func (p *Pipeline) Close() error {
 	// of its own.
 	for _, o := range []*nn.Offload{p.offText, p.offUNet, p.offVAE} {
 		if o != nil {
-			o.In()
+			o.Close()
 		}
 	}
 	if p.lastText != nil {
