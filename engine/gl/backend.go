@@ -73,7 +73,8 @@ type Backend struct {
 	winoMax                     int            // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
 	winoOutVec                  bool           // the output transform stores whole vec2/vec4 rows where they fit (GLIMMER_GL_WINO_OUTV=0: never)
 	gemmStore4                  bool           // GEMMs store whole vec4s of results where rows allow (GLIMMER_GL_STORE4=1; not yet timed on a GPU)
-	splitLast                   bool           // split-K GEMMs finish in their tiles' last groups (SKLAST) instead of a pass of gemm_splitk.comp (GLIMMER_GL_SPLITLAST=0)
+	splitLast                   bool           // split-K GEMMs finish in their tiles' last groups (SKLAST) instead of a pass of gemm_splitk.comp (GLIMMER_GL_SPLITLAST=1; not yet run on a GPU)
+	park                        bool           // Park offers host copies the GPU copies itself (GLIMMER_GL_PARK=1; not yet run on a GPU)
 	extraDefs                   defines        // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
 	barrierAll                  bool           // a memory barrier after every dispatch (GLIMMER_GL_BARRIERS=all) instead of only where hazards.go finds a dependency
 
@@ -157,9 +158,7 @@ func (b *Backend) init(ctx platformContext) error {
 	if major < 4 || (major == 4 && minor < 3) {
 		return fmt.Errorf("gl: OpenGL 4.3 with compute shaders is required; found %q, OpenGL %s", b.renderer, b.version)
 	}
-	if os.Getenv("GLIMMER_GL_PARK") != "0" { // 0: nn.Offload keeps its own host copies
-		b.bufferStorage = lookupBufferStorage(ctx, major, minor)
-	}
+	b.bufferStorage = lookupBufferStorage(ctx, major, minor)
 	for i := range 3 {
 		var v int32
 		gl.GetIntegeri_v(gl.MAX_COMPUTE_WORK_GROUP_COUNT, uint32(i), &v)
@@ -214,7 +213,8 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	b.winoOutVec = os.Getenv("GLIMMER_GL_WINO_OUTV") != "0"
 	b.gemmStore4 = os.Getenv("GLIMMER_GL_STORE4") == "1"
-	b.splitLast = os.Getenv("GLIMMER_GL_SPLITLAST") != "0"
+	b.splitLast = os.Getenv("GLIMMER_GL_SPLITLAST") == "1"
+	b.park = os.Getenv("GLIMMER_GL_PARK") == "1"
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MINPX")); err == nil {
 		b.winoMinPixels = v
 	}

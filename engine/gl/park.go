@@ -42,10 +42,11 @@ func (p *parked) Bytes() int { return p.bytes }
 // (engine.HostStore): glBufferStorage with GL_CLIENT_STORAGE_BIT, which
 // puts it in system memory, and glCopyBufferSubData, which the GPU runs
 // at the bus's speed with no host copy. ok is false, with nothing done,
-// where the driver lacks glBufferStorage or cannot allocate the buffer;
-// the caller then keeps a host copy of its own (nn.Offload).
+// where the driver lacks glBufferStorage or cannot allocate the buffer,
+// and unless GLIMMER_GL_PARK=1 (b.park: the GPU has not yet run it); the
+// caller then keeps a host copy of its own (nn.Offload).
 func (b *Backend) Park(t *engine.Tensor) (engine.Parked, bool) {
-	if b.bufferStorage == nil {
+	if b.bufferStorage == nil || !b.park {
 		return nil, false
 	}
 	s := buf(t)

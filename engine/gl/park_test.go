@@ -16,6 +16,7 @@ import (
 // Park must not decline.
 func TestPark(t *testing.T) {
 	b := openGL(t)
+	b.park = true
 	for _, dt := range []engine.DType{engine.F16, engine.F32} {
 		x := b.New(dt, 3, 1001) // [3, 1001]: an odd number of F16 values
 		v := make([]float32, x.Numel())
@@ -61,6 +62,7 @@ func TestPark(t *testing.T) {
 // took (NVIDIA: GL_NVX_gpu_memory_info; 0 means system memory).
 func BenchmarkPark(bm *testing.B) {
 	b := openGL(bm)
+	b.park = true
 	const n = 128 << 20       // F16 values: 256 MiB
 	x := b.New(engine.F16, n) // [n]
 	b.Write(x, make([]float32, n))
