@@ -16,7 +16,23 @@ import (
 // values bit for bit into the same *engine.Tensor values (F16 and F32,
 // infinities included), and that repeating Out or In changes nothing.
 func TestOffload(t *testing.T) {
+	var runs []enginetest.Backend
 	for _, be := range enginetest.Backends() {
+		runs = append(runs, be)
+		if be.Name == "gl" {
+			// The GL backend parks the tensors in host memory the GPU
+			// copies itself with GLIMMER_GL_PARK=1.
+			parked := be
+			parked.Name = "gl parked"
+			open := be.Open
+			parked.Open = func(t testing.TB) engine.Backend {
+				t.Setenv("GLIMMER_GL_PARK", "1")
+				return open(t)
+			}
+			runs = append(runs, parked)
+		}
+	}
+	for _, be := range runs {
 		t.Run(be.Name, func(t *testing.T) {
 			b := be.Open(t)
 			defer b.Close()
