@@ -6,20 +6,13 @@
 // padding: B is the input itself, [C, H*W]), KSQ and OWC (below), and the
 // core's tile (TILE or BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is
 // the scratch buffer [SPLITK, N, OC, OH*OW] of raw partial sums;
-// gemm_splitk.comp adds them, the bias and the residual, or with SKLAST
-// the tile's last group (gemm_core.glsl) into Y at binding DST_BINDING. FOLDN: the
+// gemm_splitk.comp adds them, the bias and the residual. FOLDN: the
 // images run as one GEMM whose columns are (image, oy, ox), u_OHW output
 // pixels an image (a multiple of 4), so small feature maps fill whole
 // 128-wide tiles; g_batch is then 0.
 #include "common.glsl"
 
-#if SKLAST
-// The partials, read back by the last group of each tile.
-#define PART_Q coherent
-#else
-#define PART_Q writeonly
-#endif
-layout(std430, binding = 0) PART_Q buffer Ybuf { float y[]; };
+layout(std430, binding = 0) writeonly buffer Ybuf { float y[]; };
 layout(std430, binding = 1) readonly buffer Xbuf { float x[]; };
 #if W_F16
 layout(std430, binding = 2) readonly buffer Wbuf { uint w_h[]; };
@@ -120,14 +113,8 @@ void storeC(uint m, uint n, float acc);
 // pixels then come in whole vec4s too, folded or not.
 #define C_STORE4 (N4 != 0)
 #if C_STORE4
-layout(std430, binding = 0) PART_Q buffer Ybuf4 { vec4 y4[]; };
+layout(std430, binding = 0) writeonly buffer Ybuf4 { vec4 y4[]; };
 void storeC4(uint m, uint n, vec4 acc);
-#endif
-#if SKLAST
-void finishC(uint m, uint n);
-#if C_STORE4
-void finishC4(uint m, uint n);
-#endif
 #endif
 
 #include "gemm_core.glsl"
@@ -268,44 +255,6 @@ void storeC4(uint m, uint n, vec4 acc) {
 	y4[i >> 2] = acc; // Y [N, OC, OH*OW]
 #endif
 }
-#endif
-
-#if SKLAST
-layout(std430, binding = DST_BINDING) writeonly buffer Dbuf { float dst[]; };
-
-// finishC: Y's value at GEMM row m (the channel), column n from the
-// chunks' partials, as gemm_splitk.comp.
-void finishC(uint m, uint n) {
-	uint img = image(n);
-	uint i = (img * u_M + m) * OHW_ + n;
-	float s = 0.0;
-	for (uint k = 0u; k < uint(SPLITK); k++) s += y[k * u_partStride + i];
-#if HAS_BIAS
-	s += bias_at(m);
-#endif
-#if HAS_RES
-	s += res[i];
-#endif
-	dst[i] = s; // Y [N, OC, OH*OW]
-}
-
-#if C_STORE4
-layout(std430, binding = DST_BINDING) writeonly buffer Dbuf4 { vec4 dst4[]; };
-
-void finishC4(uint m, uint n) {
-	uint img = image(n);
-	uint i = (img * u_M + m) * OHW_ + n;
-	vec4 s = vec4(0.0);
-	for (uint k = 0u; k < uint(SPLITK); k++) s += y4[(k * u_partStride + i) >> 2];
-#if HAS_BIAS
-	s += bias_at(m);
-#endif
-#if HAS_RES
-	s += res4[i >> 2];
-#endif
-	dst4[i >> 2] = s; // Y [N, OC, OH*OW]
-}
-#endif
 #endif
 
 void main() { gemm_tile(); }

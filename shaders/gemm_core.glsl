@@ -40,15 +40,6 @@
 //           [S, batch, tilesM, tilesN], g_split is the chunk, and storeC
 //           receives the chunk's partial sum (the includer writes it to a
 //           scratch buffer that a second pass reduces).
-//   SKLAST: with SPLITK > 1, the chunks' groups finish the product
-//           themselves: each counts its tile in tickets[] (binding
-//           TICKET_BINDING, zeros between GEMMs) once its partials are
-//           written, and the tile's last group calls finishC(m, n) (or
-//           finishC4 with C_STORE4) for each of its results, which adds
-//           the chunks' partials in chunk order and stores the result
-//           with alpha, bias and residual, as gemm_splitk.comp would
-//           (same sums, same bits) without a second dispatch and its
-//           memory barrier.
 //
 // A and B slices live k-major in shared memory, so the inner product
 // reads 4 rows of A and 4 columns of B as vec4s. An operand that is
@@ -100,17 +91,6 @@
 #endif
 #if SPLITK > 1
 uniform uint u_kchunk;
-#endif
-#ifndef SKLAST
-#define SKLAST 0
-#endif
-#if SKLAST
-#if SPLITK < 2
-#error SKLAST needs SPLITK > 1
-#endif
-// tickets[tile]: the tile's groups done so far; the last resets it.
-layout(std430, binding = TICKET_BINDING) coherent buffer Tickets { uint tickets[]; };
-shared bool s_last;
 #endif
 
 layout(local_size_x = NT) in;
@@ -304,32 +284,4 @@ void gemm_tile() {
 #endif
 		}
 	}
-#if SKLAST
-	// The partials are written; the tile's last group to get here adds
-	// them. Its reads of the other groups' partials see their writes: each
-	// group's writes are made visible before it takes its ticket.
-	memoryBarrierBuffer();
-	barrier();
-	if (lid == 0u) {
-		uint tile = (g_batch * tilesM + tm) * tilesN + tn;
-		s_last = atomicAdd(tickets[tile], 1u) == uint(SPLITK) - 1u;
-		if (s_last) tickets[tile] = 0u; // ready for the next GEMM
-	}
-	barrier();
-	if (!s_last) return;
-	memoryBarrierBuffer();
-	for (uint i = 0u; i < 4u * RM; i++) {
-		uint m = m0 + 4u * uint(WY) * (i / 4u) + ty * 4u + (i % 4u);
-		if (m >= u_M) continue;
-		for (uint g = 0u; g < RN; g++) {
-			uint n = n0 + 4u * uint(WX) * g + tx * 4u;
-#if C_STORE4
-			if (n < u_N) finishC4(m, n);
-#else
-			for (uint j = 0u; j < 4u; j++)
-				if (n + j < u_N) finishC(m, n + j);
-#endif
-		}
-	}
-#endif
 }

@@ -3,17 +3,10 @@
 // RES_BINDING (the residual's binding), and the core's tile (TILE or
 // BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is the scratch buffer
 // [SPLITK, batch, M, N] of raw partial sums (no alpha, no bias, no
-// residual); gemm_splitk.comp finishes them, or with SKLAST the tile's
-// last group (gemm_core.glsl) into C at binding DST_BINDING.
+// residual); gemm_splitk.comp finishes them.
 #include "common.glsl"
 
-#if SKLAST
-// The partials, read back by the last group of each tile.
-#define PART_Q coherent
-#else
-#define PART_Q writeonly
-#endif
-layout(std430, binding = 0) PART_Q buffer Cbuf { float c[]; };
+layout(std430, binding = 0) writeonly buffer Cbuf { float c[]; };
 layout(std430, binding = 1) readonly buffer Abuf { float a[]; };
 #if B_F16
 layout(std430, binding = 2) readonly buffer Bbuf { uint b_h[]; };
@@ -40,7 +33,7 @@ layout(std430, binding = RES_BINDING) readonly buffer Resbuf { float res[]; };
 // Rows of whole vec4s (N4) store four results at once.
 #define C_STORE4 (N4 != 0)
 #if C_STORE4
-layout(std430, binding = 0) PART_Q buffer Cbuf4 { vec4 c4[]; };
+layout(std430, binding = 0) writeonly buffer Cbuf4 { vec4 c4[]; };
 #if HAS_RES
 layout(std430, binding = RES_BINDING) readonly buffer Resbuf4 { vec4 res4[]; };
 #endif
@@ -86,12 +79,6 @@ float loadB(uint k, uint n);
 void storeC(uint m, uint n, float acc);
 #if C_STORE4
 void storeC4(uint m, uint n, vec4 acc);
-#endif
-#if SKLAST
-void finishC(uint m, uint n);
-#if C_STORE4
-void finishC4(uint m, uint n);
-#endif
 #endif
 vec4 loadA4(uint m, uint k);
 vec4 loadB4(uint k, uint n);
@@ -182,43 +169,6 @@ void storeC4(uint m, uint n, vec4 acc) {
 	c4[i >> 2] = v;
 #endif
 }
-#endif
-
-#if SKLAST
-layout(std430, binding = DST_BINDING) writeonly buffer Dbuf { float dst[]; };
-
-// finishC: C[m, n] from the chunks' partials, as gemm_splitk.comp.
-void finishC(uint m, uint n) {
-	uint i = (g_batch * u_M + m) * u_N + n;
-	float s = 0.0;
-	for (uint k = 0u; k < uint(SPLITK); k++) s += c[k * u_partStride + i];
-	s *= u_alpha;
-#if HAS_BIAS
-	s += bias_at(n);
-#endif
-#if HAS_RES
-	s += res[i];
-#endif
-	dst[i] = s;
-}
-
-#if C_STORE4
-layout(std430, binding = DST_BINDING) writeonly buffer Dbuf4 { vec4 dst4[]; };
-
-void finishC4(uint m, uint n) {
-	uint i = (g_batch * u_M + m) * u_N + n;
-	vec4 s = vec4(0.0);
-	for (uint k = 0u; k < uint(SPLITK); k++) s += c4[(k * u_partStride + i) >> 2];
-	s *= u_alpha;
-#if HAS_BIAS
-	s += vec4(bias_at(n), bias_at(n + 1u), bias_at(n + 2u), bias_at(n + 3u));
-#endif
-#if HAS_RES
-	s += res4[i >> 2];
-#endif
-	dst4[i >> 2] = s;
-}
-#endif
 #endif
 
 void main() { gemm_tile(); }

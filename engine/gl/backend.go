@@ -73,15 +73,13 @@ type Backend struct {
 	winoMax                     int            // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
 	winoOutVec                  bool           // the output transform stores whole vec2/vec4 rows where they fit (GLIMMER_GL_WINO_OUTV=0: never)
 	gemmStore4                  bool           // GEMMs store whole vec4s of results where rows allow (GLIMMER_GL_STORE4=1; not yet timed on a GPU)
-	splitLast                   bool           // split-K GEMMs finish in their tiles' last groups (SKLAST) instead of a pass of gemm_splitk.comp (GLIMMER_GL_SPLITLAST=1; not yet run on a GPU)
-	park                        bool           // Park offers host copies the GPU copies itself (GLIMMER_GL_PARK=1; not yet run on a GPU)
+	park                        bool           // Park offers host copies the GPU copies itself (GLIMMER_GL_PARK=0: never)
 	extraDefs                   defines        // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
 	barrierAll                  bool           // a memory barrier after every dispatch (GLIMMER_GL_BARRIERS=all) instead of only where hazards.go finds a dependency
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
 	splitBuf  *buffer   // split-K partial sums, grown on demand
-	tickets   *buffer   // split-K tiles' counts of finished groups (SKLAST), zeros between GEMMs
 	winoU     *buffer   // Winograd's transformed filters, grown on demand
 	winoV     *buffer   // Winograd's transformed input, grown on demand
 
@@ -213,8 +211,7 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	b.winoOutVec = os.Getenv("GLIMMER_GL_WINO_OUTV") != "0"
 	b.gemmStore4 = os.Getenv("GLIMMER_GL_STORE4") == "1"
-	b.splitLast = os.Getenv("GLIMMER_GL_SPLITLAST") == "1"
-	b.park = os.Getenv("GLIMMER_GL_PARK") == "1"
+	b.park = os.Getenv("GLIMMER_GL_PARK") != "0"
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MINPX")); err == nil {
 		b.winoMinPixels = v
 	}

@@ -92,23 +92,20 @@ var (
 
 // readOnlyBindings lists, for a shader's source and its defines, which
 // bindings are declared readonly everywhere. A written binding named by
-// a macro the defines do not give makes every binding count as written;
-// one the defines set to -1 is a declaration the variant leaves out
-// (gemmPlan.defines: DST_BINDING and TICKET_BINDING without SKLAST).
+// a macro the defines do not give makes every binding count as written.
 func readOnlyBindings(src string, d defines) []bool {
 	written := map[int]bool{}
 	for _, m := range bufferDecl.FindAllStringSubmatch(src, -1) {
 		ro := readonlyQual.MatchString(m[2])
-		n, known := -1, false
+		n := -1
 		if a := bindingArg.FindStringSubmatch(m[1]); a != nil {
 			if v, err := strconv.Atoi(a[1]); err == nil {
-				n, known = v, true
+				n = v
 			} else if v, ok := d[a[1]]; ok {
-				n, known = v, true
+				n = v
 			}
 		}
 		switch {
-		case known && n < 0:
 		case n >= 0:
 			written[n] = written[n] || !ro
 		case !ro:

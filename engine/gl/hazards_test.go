@@ -17,12 +17,7 @@ func TestReadOnlyBindings(t *testing.T) {
 		want []bool
 	}{
 		// C written; A, B, bias and residual (binding 4) read.
-		{"matmul", defines{"TILE": 128, "BM": 128, "BN": 128, "BK": 8, "SPLITK": 1, "TRANS_B": 1, "B_F16": 1, "HAS_BIAS": 1, "HAS_RES": 1, "RES_BINDING": 4,
-			"DST_BINDING": -1, "TICKET_BINDING": -1}, []bool{false, true, true, true, true}},
-		// K split finished by the tiles' last groups: the partials, C and
-		// the tickets written.
-		{"matmul", defines{"TILE": 128, "BM": 128, "BN": 128, "BK": 8, "SPLITK": 2, "SKLAST": 1, "TRANS_B": 1, "B_F16": 1, "HAS_BIAS": 1, "HAS_RES": 1, "RES_BINDING": 4,
-			"DST_BINDING": 5, "TICKET_BINDING": 6}, []bool{false, true, true, true, true, false, false}},
+		{"matmul", defines{"TILE": 128, "BM": 128, "BN": 128, "BK": 8, "SPLITK": 1, "TRANS_B": 1, "B_F16": 1, "HAS_BIAS": 1, "HAS_RES": 1, "RES_BINDING": 4}, []bool{false, true, true, true, true}},
 		// AdamW updates the parameters and both moments in place.
 		{"adamw", defines{}, []bool{false, true, false, false}},
 		// Binary writes y (which may be an operand) and reads a and b.

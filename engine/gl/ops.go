@@ -58,9 +58,6 @@ func (p gemmPlan) groups(m, n, batch int) int {
 func (p gemmPlan) defines(d defines) defines {
 	d["TILE"], d["BM"], d["BN"], d["BK"], d["SPLITK"] = max(p.BM, p.BN), p.BM, p.BN, p.BK, p.Split
 	d["WX"], d["WY"], d["NT"] = 16, 16, 256
-	// The SKLAST epilogue's bindings, left out unless splitLastBuffers
-	// binds them (readOnlyBindings reads -1 so).
-	d["DST_BINDING"], d["TICKET_BINDING"] = -1, -1
 	if p.Threads != 0 {
 		d["WX"], d["WY"], d["NT"] = p.BN/8, p.BM/8, p.BN*p.BM/64
 	}
@@ -190,47 +187,12 @@ func withEpilogue(d defines, bufs []*buffer, bias, res *engine.Tensor) []*buffer
 }
 
 // gemmEpilogue binds the bias and residual of a GEMM's one pass; with K
-// split, splitFinish adds them instead, or (b.splitLast) the pass's SKLAST
-// epilogue, which also takes dst and the tickets (splitLastBuffers).
+// split, splitFinish adds them instead.
 func (b *Backend) gemmEpilogue(d defines, bufs []*buffer, plan gemmPlan, bias, res *engine.Tensor) []*buffer {
-	if plan.Split > 1 && !b.splitLast {
+	if plan.Split > 1 {
 		bias, res = nil, nil
 	}
 	return withEpilogue(d, bufs, bias, res)
-}
-
-// splitLastBuffers binds, for a split GEMM finished by its tiles' last
-// groups (SKLAST), its destination and the tickets of its tiles (tiles:
-// its groups over the split) after bufs.
-func (b *Backend) splitLastBuffers(d defines, bufs []*buffer, dst *buffer, tiles int) []*buffer {
-	d["SKLAST"], d["DST_BINDING"], d["TICKET_BINDING"] = 1, len(bufs), len(bufs)+1
-	return append(bufs, dst, b.ticketBuffer(tiles))
-}
-
-// ticketBuffer returns b.tickets with room for n counters, replaced by a
-// larger one of zeros when it has less. Every SKLAST GEMM leaves its
-// counters at zero, and writes both the tickets and the split-K scratch,
-// so two of them are never in flight at once (hazards.go puts a barrier
-// between them).
-func (b *Backend) ticketBuffer(n int) *buffer {
-	if t := b.tickets; t != nil && t.bytes >= 4*n {
-		return t
-	}
-	if old := b.tickets; old != nil {
-		b.Release(int64(old.bytes))
-		b.enqueue(func() { gl.DeleteBuffers(1, &old.id) })
-	}
-	nb := &buffer{bytes: 4 * max(n, 1024)}
-	b.Alloc(int64(nb.bytes))
-	b.enqueue(func() {
-		zeros := make([]byte, nb.bytes)
-		gl.GenBuffers(1, &nb.id)
-		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, nb.id)
-		gl.BufferData(gl.SHADER_STORAGE_BUFFER, nb.bytes, gl.Ptr(zeros), gl.DYNAMIC_COPY)
-		b.checkGL(fmt.Sprintf("allocate %d bytes of split-K tickets", nb.bytes))
-	})
-	b.tickets = nb
-	return nb
 }
 
 // splitScratch returns a buffer of at least n floats for split-K partial
@@ -298,9 +260,6 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 		out = b.splitScratch(plan.Split * total)
 	}
 	bufs := b.gemmEpilogue(def, []*buffer{out, buf(a), buf(w)}, plan, bias, p.Residual)
-	if plan.Split > 1 && b.splitLast {
-		bufs = b.splitLastBuffers(def, bufs, buf(dst), plan.groups(m, d.N, batch)/plan.Split)
-	}
 	strideB := 0
 	if d.BBatched {
 		strideB = d.K * d.N
@@ -316,7 +275,7 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 			u.u("u_partStride", uint32(total))
 		}
 	})
-	if plan.Split > 1 && !b.splitLast {
+	if plan.Split > 1 {
 		b.splitFinish(plan, buf(dst), out, total, alpha, bias, p.Residual, 1, d.N)
 	}
 }
@@ -348,9 +307,6 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 		out = b.splitScratch(plan.Split * total)
 	}
 	bufs := b.gemmEpilogue(def, []*buffer{out, buf(x), buf(w)}, plan, bias, p.Residual)
-	if plan.Split > 1 && b.splitLast {
-		bufs = b.splitLastBuffers(def, bufs, buf(dst), plan.groups(m, cols, batch)/plan.Split)
-	}
 	b.dispatch("conv2d", def, plan.groups(m, cols, batch), bufs, func(u uniforms) {
 		u.u("u_M", uint32(m))
 		u.u("u_N", uint32(cols))
@@ -373,7 +329,7 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 			u.u("u_partStride", uint32(total))
 		}
 	})
-	if plan.Split > 1 && !b.splitLast {
+	if plan.Split > 1 {
 		b.splitFinish(plan, buf(dst), out, total, 1, bias, p.Residual, n, m)
 	}
 }

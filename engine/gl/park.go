@@ -43,8 +43,10 @@ func (p *parked) Bytes() int { return p.bytes }
 // puts it in system memory, and glCopyBufferSubData, which the GPU runs
 // at the bus's speed with no host copy. ok is false, with nothing done,
 // where the driver lacks glBufferStorage or cannot allocate the buffer,
-// and unless GLIMMER_GL_PARK=1 (b.park: the GPU has not yet run it); the
-// caller then keeps a host copy of its own (nn.Offload).
+// and with GLIMMER_GL_PARK=0 (b.park); the caller then keeps a host copy
+// of its own (nn.Offload). On the H100 a parked copy took no video memory
+// (GL_NVX_gpu_memory_info) and unparked at 52 GB/s: --offload's image
+// 1431 -> 1272 ms (docs/perf-notes.md, p15).
 func (b *Backend) Park(t *engine.Tensor) (engine.Parked, bool) {
 	if b.bufferStorage == nil || !b.park {
 		return nil, false

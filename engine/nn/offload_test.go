@@ -21,15 +21,15 @@ func TestOffload(t *testing.T) {
 		runs = append(runs, be)
 		if be.Name == "gl" {
 			// The GL backend parks the tensors in host memory the GPU
-			// copies itself with GLIMMER_GL_PARK=1.
-			parked := be
-			parked.Name = "gl parked"
+			// copies itself, or with GLIMMER_GL_PARK=0 keeps Go copies.
+			unparked := be
+			unparked.Name = "gl unparked"
 			open := be.Open
-			parked.Open = func(t testing.TB) engine.Backend {
-				t.Setenv("GLIMMER_GL_PARK", "1")
+			unparked.Open = func(t testing.TB) engine.Backend {
+				t.Setenv("GLIMMER_GL_PARK", "0")
 				return open(t)
 			}
-			runs = append(runs, parked)
+			runs = append(runs, unparked)
 		}
 	}
 	for _, be := range runs {
