@@ -38,7 +38,7 @@ type genFlags struct {
 }
 
 // offloadHelp documents --offload for generate and bench.
-const offloadHelp = "keep idle weights off the GPU (text encoder between prompts, VAE during the steps, part of the U-Net while decoding): less GPU memory, uploads per image"
+const offloadHelp = "keep idle weights off the GPU (text encoder between prompts, VAE during the steps, part of the U-Net while decoding): less GPU memory, copies back per image"
 
 func runGenerate(env *Env, args []string) error {
 	fs := newFlags(env, "generate")

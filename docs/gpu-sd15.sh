@@ -20,12 +20,9 @@
 # the Winograd output transform's vector stores (on since p14);
 # GLIMMER_GEMM_HALFMIN=0 keeps shallow products on 128x128 tiles instead
 # of 128x64 of 128 threads (p14);
-# GLIMMER_GL_SPLITLAST=1 finishes split-K GEMMs in each tile's last work
-# group instead of by a pass of gemm_splitk.comp (p15, opt-in until a GPU
-# has run it; the image's hash must not change);
-# GLIMMER_GL_PARK=1 makes --offload park its weights in host memory the
-# GPU copies itself instead of keeping them in Go memory and uploading
-# them with glBufferSubData (p15, opt-in until a GPU has run it);
+# GLIMMER_GL_PARK=0 makes --offload keep its weights in Go memory and
+# upload them with glBufferSubData instead of parking them in pinned host
+# memory that the GPU copies back itself (p15);
 # GLIMMER_GL_DEFS="K4=0,N4=0" adds (here:
 # overrides) #defines in every shader, e.g. to time the GEMMs' scalar
 # loaders against their vec4 ones; GLIMMER_GL_PROFILE=1 adds the per-shader profile of the steps
