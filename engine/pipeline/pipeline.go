@@ -55,9 +55,11 @@ type Options struct {
 	// encoding is kept, so repeating it does not encode again), the VAE's
 	// while the U-Net runs and, during the VAE decode, as many of the
 	// U-Net's largest weights as the VAE's weights and the decode's
-	// activations take beyond the U-Net's own. Each image then uploads
-	// the VAE's weights and those U-Net weights again (and the text
-	// encoder's for a new prompt); outputs are identical. Outside Generate
+	// activations take beyond the U-Net's own. Each image then copies
+	// the VAE's weights and those U-Net weights back (and the text
+	// encoder's for a new prompt), by the GPU itself from pinned host
+	// memory where the backend parks them (nn.Offload); outputs are
+	// identical. Outside Generate
 	// those weights are then off the device: run the networks through
 	// Generate only.
 	Offload bool
