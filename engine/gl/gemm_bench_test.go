@@ -273,8 +273,12 @@ func convCase(tb testing.TB, b *Backend, r *rand.Rand, nb, c, h, wd, oc, kh, kw,
 	return cs
 }
 
-// output runs c once into a NaN-poisoned destination and returns it.
-func (c *gemmCase) output(tb testing.TB, b *Backend) []float32 {
+// check runs c once into a NaN-poisoned destination and compares `samples`
+// outputs (all when <= 0) with the float64 reference. Tolerance: float32
+// accumulation of K terms in any order (tiles, split-K partials) errs by at
+// most about (K+2)·2⁻²⁴·Σ|terms| (recursive summation bound), doubled for
+// the alpha scaling and bias add.
+func (c *gemmCase) check(tb testing.TB, b *Backend, r *rand.Rand, samples int) {
 	tb.Helper()
 	nan := make([]float32, c.dst.Numel())
 	for i := range nan {
@@ -286,17 +290,6 @@ func (c *gemmCase) output(tb testing.TB, b *Backend) []float32 {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return out
-}
-
-// check runs c once into a NaN-poisoned destination and compares `samples`
-// outputs (all when <= 0) with the float64 reference. Tolerance: float32
-// accumulation of K terms in any order (tiles, split-K partials) errs by at
-// most about (K+2)·2⁻²⁴·Σ|terms| (recursive summation bound), doubled for
-// the alpha scaling and bias add.
-func (c *gemmCase) check(tb testing.TB, b *Backend, r *rand.Rand, samples int) {
-	tb.Helper()
-	out := c.output(tb, b)
 	n := len(out)
 	if samples <= 0 || samples > n {
 		samples = n

@@ -111,21 +111,3 @@ func lookupBufferStorage(ctx platformContext, major, minor int32) unsafe.Pointer
 	}
 	return ctx.procAddress("glBufferStorage")
 }
-
-// glGPUMemoryInfoAvailableNVX is GL_NVX_gpu_memory_info's free video
-// memory query, in KiB.
-const glGPUMemoryInfoAvailableNVX = 0x9049
-
-// freeVideoMemory is the video memory the driver reports free, in bytes,
-// where it offers GL_NVX_gpu_memory_info (NVIDIA), else -1.
-func (b *Backend) freeVideoMemory() int64 {
-	n := int64(-1)
-	b.call(func() {
-		if hasExtension("GL_NVX_gpu_memory_info") {
-			var kib int32
-			gl.GetIntegerv(glGPUMemoryInfoAvailableNVX, &kib)
-			n = int64(kib) << 10
-		}
-	})
-	return n
-}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	gl "github.com/go-gl/gl/v4.3-core/gl"
+
 	"glimmer/engine"
 )
 
@@ -86,4 +88,22 @@ func BenchmarkPark(bm *testing.B) {
 		park.Seconds()*1000, gb/park.Seconds(), unpark, gb/(unpark/1000), (free0-free1)>>20, free0>>20, free1>>20)
 	b.Drop(p)
 	b.Free(x)
+}
+
+// glGPUMemoryInfoAvailableNVX is GL_NVX_gpu_memory_info's free video
+// memory query, in KiB.
+const glGPUMemoryInfoAvailableNVX = 0x9049
+
+// freeVideoMemory is the video memory the driver reports free, in bytes,
+// where it offers GL_NVX_gpu_memory_info (NVIDIA), else -1.
+func (b *Backend) freeVideoMemory() int64 {
+	n := int64(-1)
+	b.call(func() {
+		if hasExtension("GL_NVX_gpu_memory_info") {
+			var kib int32
+			gl.GetIntegerv(glGPUMemoryInfoAvailableNVX, &kib)
+			n = int64(kib) << 10
+		}
+	})
+	return n
 }
