@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 	"unsafe"
 
 	gl "github.com/go-gl/gl/v4.3-core/gl"
@@ -174,12 +173,15 @@ func (b *Backend) init(ctx platformContext) error {
 		return fmt.Errorf("gl: %q (OpenGL %s) allows %d invocations and %d bytes of shared memory per work group; 256 and 16384 are needed",
 			b.renderer, b.version, b.limits.MaxGroupInvoc, b.limits.MaxSharedBytes)
 	}
+	switch os.Getenv("GLIMMER_GL_PROFILE") {
+	case "1":
+		b.profile = newProfile(false)
+	case "ts":
+		b.profile = newProfile(true)
+	}
 	// K slices of 8 measured faster than 16 on the H200 (25.2 against
 	// 16.8 TFLOP/s at 4096³: 16 doubles shared memory per group, halving
 	// occupancy). GLIMMER_GEMM_BK overrides for tuning.
-	if os.Getenv("GLIMMER_GL_PROFILE") == "1" {
-		b.profile = &profile{calls: map[string]int{}, time: map[string]time.Duration{}}
-	}
 	if v := os.Getenv("GLIMMER_GEMM_BK"); v == "8" || v == "16" {
 		b.gemmBK, _ = strconv.Atoi(v)
 	}

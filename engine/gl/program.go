@@ -241,18 +241,17 @@ func (b *Backend) dispatch(op string, d defines, groups int, bufs []*buffer, set
 		}
 		x, y, z := split(groups, b.limits.MaxGroupCount)
 		b.hazards.before(p, bufs, b.barrierAll)
+		var q0 uint32
 		var start time.Time
 		if b.profile != nil {
-			gl.Finish()
-			start = time.Now()
+			q0, start = b.profile.begin()
 		}
 		gl.DispatchCompute(uint32(x), uint32(y), uint32(z))
 		if b.barrierAll {
 			gl.MemoryBarrier(barrierBits)
 		}
 		if b.profile != nil {
-			gl.Finish()
-			b.profile.add(op+" "+d.key(), time.Since(start))
+			b.profile.end(op+" "+d.key(), q0, start)
 		}
 		b.checkGL(op)
 	})
