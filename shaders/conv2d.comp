@@ -35,9 +35,6 @@ float bias_at(uint i) { return bias_f[i]; }
 // The residual (dst's shape, possibly dst itself: each element is read
 // before the same invocation writes it).
 layout(std430, binding = RES_BINDING) readonly buffer Resbuf { float res[]; };
-#if N4
-layout(std430, binding = RES_BINDING) readonly buffer Resbuf4 { vec4 res4[]; };
-#endif
 #endif
 
 uniform uint u_M, u_N, u_K;   // OC, OH*OW (N*OH*OW with FOLDN), C*KH*KW
@@ -109,13 +106,6 @@ float loadB(uint k, uint n);
 vec4 loadB4(uint k, uint n);
 vec4 loadA4(uint m, uint k);
 void storeC(uint m, uint n, float acc);
-// Whole vec4s of pixels (N4) store four results at once: an image's
-// pixels then come in whole vec4s too, folded or not.
-#define C_STORE4 (N4 != 0)
-#if C_STORE4
-layout(std430, binding = 0) writeonly buffer Ybuf4 { vec4 y4[]; };
-void storeC4(uint m, uint n, vec4 acc);
-#endif
 
 #include "gemm_core.glsl"
 
@@ -238,23 +228,5 @@ void storeC(uint m, uint n, float acc) {
 	y[i] = acc; // Y [N, OC, OH*OW]
 #endif
 }
-
-#if C_STORE4
-void storeC4(uint m, uint n, vec4 acc) {
-	uint img = image(n);
-#if SPLITK > 1
-	y4[(g_split * u_partStride + (img * u_M + m) * OHW_ + n) >> 2] = acc;
-#else
-	uint i = (img * u_M + m) * OHW_ + n;
-#if HAS_BIAS
-	acc += bias_at(m);
-#endif
-#if HAS_RES
-	acc += res4[i >> 2];
-#endif
-	y4[i >> 2] = acc; // Y [N, OC, OH*OW]
-#endif
-}
-#endif
 
 void main() { gemm_tile(); }

@@ -31,10 +31,6 @@
 //             A[m, k..k+3] with zeros past u_K (m is in range)
 //   B_KFETCH4: without B_NCONTIG, vec4 loadB4k(uint k, uint n) gives
 //             B[k..k+3, n] with zeros past u_K (n is in range)
-//   C_STORE4: u_N is a multiple of 4 and void storeC4(uint m, uint n,
-//             vec4 acc) stores C[m, n..n+3] (n a multiple of 4, in
-//             range), as four storeC would; the core calls it where the
-//             backend also defines STORE4 (GLIMMER_GL_STORE4=1)
 //   SPLITK: S > 1 splits K into S chunks of uniform u_kchunk (a multiple
 //           of BK, every chunk non-empty); work groups are laid out
 //           [S, batch, tilesM, tilesN], g_split is the chunk, and storeC
@@ -68,12 +64,6 @@
 #endif
 #ifndef SPLITK
 #define SPLITK 1
-#endif
-#ifndef C_STORE4
-#define C_STORE4 0
-#endif
-#ifndef STORE4
-#define STORE4 0
 #endif
 #ifndef WX
 #define WX 16
@@ -276,12 +266,8 @@ void gemm_tile() {
 		if (m >= u_M) continue;
 		for (uint g = 0u; g < RN; g++) {
 			uint n = n0 + 4u * uint(WX) * g + tx * 4u;
-#if C_STORE4 && STORE4
-			if (n < u_N) storeC4(m, n, acc[i][g]);
-#else
 			for (uint j = 0u; j < 4u; j++)
 				if (n + j < u_N) storeC(m, n + j, acc[i][g][j]);
-#endif
 		}
 	}
 }

@@ -30,15 +30,6 @@ float bias_at(uint i) { return bias_f[i]; }
 // before the same invocation writes it).
 layout(std430, binding = RES_BINDING) readonly buffer Resbuf { float res[]; };
 #endif
-// Rows of whole vec4s (N4) store four results at once.
-#define C_STORE4 (N4 != 0)
-#if C_STORE4
-layout(std430, binding = 0) writeonly buffer Cbuf4 { vec4 c4[]; };
-#if HAS_RES
-layout(std430, binding = RES_BINDING) readonly buffer Resbuf4 { vec4 res4[]; };
-#endif
-#endif
-
 uniform uint u_M, u_N, u_K;
 uniform uint u_strideB; // elements between B matrices; 0 when B is shared
 uniform float u_alpha;
@@ -77,9 +68,6 @@ uniform uint u_partStride; // elements per partial: batch * M * N
 float loadA(uint m, uint k);
 float loadB(uint k, uint n);
 void storeC(uint m, uint n, float acc);
-#if C_STORE4
-void storeC4(uint m, uint n, vec4 acc);
-#endif
 vec4 loadA4(uint m, uint k);
 vec4 loadB4(uint k, uint n);
 vec4 loadB4k(uint k, uint n);
@@ -152,23 +140,5 @@ void storeC(uint m, uint n, float acc) {
 	c[i] = v;
 #endif
 }
-
-#if C_STORE4
-void storeC4(uint m, uint n, vec4 acc) {
-#if SPLITK > 1
-	c4[(g_split * u_partStride + (g_batch * u_M + m) * u_N + n) >> 2] = acc;
-#else
-	uint i = (g_batch * u_M + m) * u_N + n;
-	vec4 v = u_alpha * acc;
-#if HAS_BIAS
-	v += vec4(bias_at(n), bias_at(n + 1u), bias_at(n + 2u), bias_at(n + 3u));
-#endif
-#if HAS_RES
-	v += res4[i >> 2];
-#endif
-	c4[i >> 2] = v;
-#endif
-}
-#endif
 
 void main() { gemm_tile(); }

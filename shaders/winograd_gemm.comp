@@ -30,15 +30,12 @@ uniform uint u_partStride; // ξ * OCC * TP
 #define A_FETCH4 1
 #define B_NCONTIG 1
 #define B_FETCH4 1
-#define C_STORE4 1 // TP is a multiple of 4
-layout(std430, binding = 0) writeonly buffer Mbuf4 { vec4 mo4[]; };
 
 float loadA(uint m, uint k);
 vec4 loadA4(uint m, uint k);
 float loadB(uint k, uint n);
 vec4 loadB4(uint k, uint n);
 void storeC(uint m, uint n, float acc);
-void storeC4(uint m, uint n, vec4 acc);
 
 #include "gemm_core.glsl"
 
@@ -60,10 +57,6 @@ float loadB(uint k, uint n) { return loadB4(k, n & ~3u)[n & 3u]; }
 
 void storeC(uint m, uint n, float acc) {
 	mo[g_split * u_partStride + (g_batch * u_M + m) * u_N + n] = acc;
-}
-
-void storeC4(uint m, uint n, vec4 acc) {
-	mo4[(g_split * u_partStride + (g_batch * u_M + m) * u_N + n) >> 2] = acc;
 }
 
 void main() { gemm_tile(); }

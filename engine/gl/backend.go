@@ -71,7 +71,6 @@ type Backend struct {
 	winoF4                      int            // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
 	winoMax                     int            // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUMax and winoVMax
 	winoOutVec                  bool           // the output transform stores whole vec2/vec4 rows where they fit (GLIMMER_GL_WINO_OUTV=0: never)
-	gemmStore4                  bool           // GEMMs store whole vec4s of results where rows allow (GLIMMER_GL_STORE4=1; not yet timed on a GPU)
 	park                        bool           // Park offers host copies the GPU copies itself (GLIMMER_GL_PARK=0: never)
 	extraDefs                   defines        // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
 	barrierAll                  bool           // a memory barrier after every dispatch (GLIMMER_GL_BARRIERS=all) instead of only where hazards.go finds a dependency
@@ -212,7 +211,6 @@ func (b *Backend) init(ctx platformContext) error {
 		b.convFoldMode = v
 	}
 	b.winoOutVec = os.Getenv("GLIMMER_GL_WINO_OUTV") != "0"
-	b.gemmStore4 = os.Getenv("GLIMMER_GL_STORE4") == "1"
 	b.park = os.Getenv("GLIMMER_GL_PARK") != "0"
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MINPX")); err == nil {
 		b.winoMinPixels = v

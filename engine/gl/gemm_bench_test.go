@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -321,13 +320,6 @@ var testPlans = []*gemmPlan{nil,
 	{BM: 64, BN: 128, BK: 8, Split: 3, Threads: 128}, {BM: 32, BN: 64, BK: 8, Split: 2, Threads: 32},
 }
 
-// store4Plans are the plans TestGEMMPlans also runs with whole-vec4
-// stores (STORE4), on the cases whose rows allow them: whole tiles and a
-// split of each thread grid, and the backend's choice.
-var store4Plans = []*gemmPlan{nil,
-	{BM: 128, BN: 128, BK: 8, Split: 2}, {BM: 64, BN: 64, BK: 16, Split: 3}, {BM: 128, BN: 64, BK: 8, Split: 2, Threads: 128},
-}
-
 // TestGEMMPlans holds every tile and split-K variant of MatMul and Conv2D
 // to a float64 reference on every element, at odd sizes that leave
 // partial tiles, partial K slices and odd F16 word alignment.
@@ -353,7 +345,7 @@ func TestGEMMPlans(t *testing.T) {
 		// Images folded into one GEMM (FOLDN: maps under 128 pixels).
 		convCase(t, b, r, 3, 6, 8, 8, 20, 3, 3, 1, 1, engine.F16, true), // 3x3, 64 pixels
 		convCase(t, b, r, 2, 5, 9, 8, 12, 3, 3, 2, 1, engine.F32, true), // stride 2, 5x4 out
-		// Residuals added in the epilogue, to whole vec4 rows (STORE4).
+		// Residuals added in the epilogue.
 		linearCase(t, b, r, 2, 21, 44, 36, false, false, false, engine.F16, true, 0.5), // A·B + res
 		convCase(t, b, r, 2, 20, 4, 6, 12, 1, 1, 1, 0, engine.F16, true),               // 1x1 + res
 	}
@@ -368,21 +360,6 @@ func TestGEMMPlans(t *testing.T) {
 			c.check(t, b, r, 0)
 		}
 	}
-	// Whole vec4s stored where rows allow them (STORE4): the cases whose
-	// rows (N, or an image's pixels) are whole vec4s.
-	rows4 := []string{"transA", "linearNN4", "batchedNN4", "conv1x1N4", "conv3x3fold", "conv3x3s2fold", "linearRes", "conv1x1Res"}
-	defer func() { b.gemmStore4 = false }()
-	b.gemmStore4 = true
-	for _, p := range store4Plans {
-		b.gemmForce = p
-		for i, c := range cases {
-			if slices.Contains(rows4, names[i]) {
-				c.name = fmt.Sprintf("%s %+v store4", names[i], p)
-				c.check(t, b, r, 0)
-			}
-		}
-	}
-	b.gemmStore4 = false
 	b.gemmForce = nil
 	// The convolution's gather with its kernel size and output width as
 	// uniforms, as constants, and the kernel size alone a constant.

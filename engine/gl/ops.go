@@ -64,14 +64,6 @@ func (p gemmPlan) defines(d defines) defines {
 	return d
 }
 
-// gemmDefines is p.defines with the backend's choice of epilogue: STORE4,
-// results stored as whole vec4s where the includer allows (gemmStore4).
-func (b *Backend) gemmDefines(p gemmPlan, d defines) defines {
-	d = p.defines(d)
-	d["STORE4"] = b2i(b.gemmStore4)
-	return d
-}
-
 // fewTiles and oneWave: a product of fewer than fewTiles 128x128 tiles
 // splits K toward oneWave work groups, about one wave of two such groups
 // on each of the H100's and H200's 132 SMs. The folded 8x8 convolutions
@@ -252,7 +244,7 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 		m, batch = d.M*d.Batch, 1
 	}
 	plan := b.gemmPlan(m, d.N, d.K, batch)
-	def := b.gemmDefines(plan, defines{"TRANS_A": b2i(p.TransA), "TRANS_B": b2i(p.TransB), "B_F16": isF16(w),
+	def := plan.defines(defines{"TRANS_A": b2i(p.TransA), "TRANS_B": b2i(p.TransB), "B_F16": isF16(w),
 		"K4": b2i(d.K%4 == 0), "N4": b2i(d.N%4 == 0)})
 	total := batch * m * d.N
 	out := buf(dst)
@@ -294,7 +286,7 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 	}
 	plan := b.gemmPlan(m, cols, k, batch)
 	pointwise := d.KH == 1 && d.KW == 1 && d.P.StrideH == 1 && d.P.StrideW == 1 && d.P.PadH == 0 && d.P.PadW == 0
-	def := b.gemmDefines(plan, defines{"W_F16": isF16(w), "CONV1X1": b2i(pointwise), "K4": b2i(k%4 == 0), "N4": b2i(n%4 == 0), "FOLDN": b2i(fold)})
+	def := plan.defines(defines{"W_F16": isF16(w), "CONV1X1": b2i(pointwise), "K4": b2i(k%4 == 0), "N4": b2i(n%4 == 0), "FOLDN": b2i(fold)})
 	if !pointwise && d.KH == d.KW && b.convConst >= 1 {
 		def["KSQ"] = d.KH
 	}

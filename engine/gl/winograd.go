@@ -160,7 +160,7 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 			mTotal := xi * occ * tp
 			plan := b.gemmPlanWithin(occ, tp, cp, xi, min(lim, gemmSplitMax))
 			part := b.splitScratch(plan.Split * mTotal)
-			gdef := b.gemmDefines(plan, defines{})
+			gdef := plan.defines(defines{})
 			b.dispatch("winograd_gemm", gdef, plan.groups(occ, tp, xi), []*buffer{part, u, v}, func(un uniforms) {
 				un.u("u_M", uint32(occ))
 				un.u("u_N", uint32(tp))

@@ -92,22 +92,16 @@ func TestWinogradPlans(t *testing.T) {
 	}
 	// The cases above store rows as whole vec2s and vec4s where the width
 	// allows (New's default: cases 2 and 3, and 3's residual read so);
-	// here every output is stored alone; then the GEMMs store vec4s
-	// (STORE4).
-	for _, v := range []struct {
-		outVec, store4 bool
-		name           string
-	}{{false, false, "scalar output"}, {true, true, "GEMM vec4 stores"}} {
-		b.winoOutVec, b.gemmStore4 = v.outVec, v.store4
-		for _, f4 := range []int{0, 2} {
-			b.winoF4 = f4
-			for i, c := range cases {
-				c.name = fmt.Sprintf("F4 mode %d case %d, %s", f4, i, v.name)
-				c.check(t, b, r, 0)
-			}
+	// here every output is stored alone.
+	b.winoOutVec = false
+	for _, f4 := range []int{0, 2} {
+		b.winoF4 = f4
+		for i, c := range cases {
+			c.name = fmt.Sprintf("F4 mode %d case %d, scalar output", f4, i)
+			c.check(t, b, r, 0)
 		}
 	}
-	b.winoOutVec, b.gemmStore4 = true, false
+	b.winoOutVec = true
 	for _, c := range cases {
 		c.free()
 	}
