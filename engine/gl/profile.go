@@ -20,9 +20,11 @@ import (
 // it does unprofiled (the queries may still keep independent dispatches
 // from overlapping). A timestamp is taken when the commands before it have
 // completed, so a dispatch's time runs from the end of the work before it
-// to its own end: its launch included. Time the GPU spent idle between a
-// dispatch and the next one's start is reported apart, as waits on the
-// host. GL thread only.
+// to its own end: its launch included. The gaps between one dispatch's
+// end and the next one's first timestamp are reported apart: about 2.5 µs
+// each on the H100 and the H200 alike (43.80 ms for 17,497 dispatches on
+// both, p16), so mostly the queries' own cost, plus any wait on the host.
+// GL thread only.
 type profile struct {
 	calls map[string]int
 	time  map[string]time.Duration
@@ -81,8 +83,8 @@ func (p *profile) end(key string, q0 uint32, start time.Time) {
 	p.pending = append(p.pending, stamp{key, q0, q1})
 }
 
-// hostWait names the GPU's idle time between dispatches in the report.
-const hostWait = "(GPU idle between dispatches: waits on the host)"
+// hostWait names the gaps between dispatches in the report.
+const hostWait = "(gaps between dispatches: the queries, waits on the host)"
 
 // resolve reads the pending timestamps (waiting for the GPU to reach
 // them) into the totals.
