@@ -29,9 +29,10 @@ type profile struct {
 	calls map[string]int
 	time  map[string]time.Duration
 
-	stamps  bool
-	pending []stamp  // queries issued, not yet read
-	pool    []uint32 // query objects free for reuse
+	stamps     bool
+	pending    []stamp  // queries issued, not yet read
+	maxPending int      // end reads the pending queries once this many dispatches wait
+	pool       []uint32 // query objects free for reuse
 }
 
 // stamp is one dispatch's pair of timestamp queries.
@@ -41,7 +42,7 @@ type stamp struct {
 }
 
 func newProfile(stamps bool) *profile {
-	return &profile{calls: map[string]int{}, time: map[string]time.Duration{}, stamps: stamps}
+	return &profile{calls: map[string]int{}, time: map[string]time.Duration{}, stamps: stamps, maxPending: maxPending}
 }
 
 func (p *profile) add(key string, d time.Duration) {
@@ -81,10 +82,17 @@ func (p *profile) end(key string, q0 uint32, start time.Time) {
 	q1 := p.query()
 	gl.QueryCounter(q1, gl.TIMESTAMP)
 	p.pending = append(p.pending, stamp{key, q0, q1})
+	if len(p.pending) >= p.maxPending {
+		p.resolve()
+	}
 }
 
-// hostWait names the gaps between dispatches in the report.
-const hostWait = "(gaps between dispatches: the queries, waits on the host)"
+// gapKey names the gaps between dispatches in the report.
+const gapKey = "(gaps between dispatches: the queries, waits on the host)"
+
+// maxPending: once this many dispatches' queries wait, end reads them (a
+// wait for the GPU), so that a long profiled run holds a bounded number.
+const maxPending = 1 << 16
 
 // resolve reads the pending timestamps (waiting for the GPU to reach
 // them) into the totals.
@@ -95,7 +103,7 @@ func (p *profile) resolve() {
 		gl.GetQueryObjectui64v(s.q0, gl.QUERY_RESULT, &t0)
 		gl.GetQueryObjectui64v(s.q1, gl.QUERY_RESULT, &t1)
 		if i > 0 && t0 > last {
-			p.add(hostWait, time.Duration(t0-last))
+			p.add(gapKey, time.Duration(t0-last))
 		}
 		if t1 > t0 {
 			p.add(s.key, time.Duration(t1-t0))

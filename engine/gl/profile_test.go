@@ -11,10 +11,11 @@ import (
 // TestProfileStamps: GLIMMER_GL_PROFILE=ts's report counts every dispatch
 // under its shader variant, gives each a time, and starts afresh after
 // each report; the values computed under profiling are the unprofiled
-// ones.
+// ones. The pending queries are read once 3 dispatches wait (maxPending
+// in small), and the report still counts all 5.
 func TestProfileStamps(t *testing.T) {
 	b := openGL(t)
-	b.call(func() { b.profile = newProfile(true) })
+	b.call(func() { b.profile = newProfile(true); b.profile.maxPending = 3 })
 	defer b.call(func() { b.profile = nil })
 	x := b.New(engine.F32, 64, 1024) // [64, 1024]
 	v := make([]float32, x.Numel())
@@ -28,6 +29,11 @@ func TestProfileStamps(t *testing.T) {
 	got, err := b.Read(x)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var pending int
+	b.call(func() { pending = len(b.profile.pending) })
+	if pending >= 3 {
+		t.Fatalf("%d dispatches' queries pending, want fewer than 3", pending)
 	}
 	for i := range v {
 		if got[i] != v[i]*32 {
