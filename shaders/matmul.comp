@@ -30,6 +30,7 @@ float bias_at(uint i) { return bias_f[i]; }
 // before the same invocation writes it).
 layout(std430, binding = RES_BINDING) readonly buffer Resbuf { float res[]; };
 #endif
+
 uniform uint u_M, u_N, u_K;
 uniform uint u_strideB; // elements between B matrices; 0 when B is shared
 uniform float u_alpha;
