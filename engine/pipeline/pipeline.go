@@ -59,9 +59,8 @@ type Options struct {
 	// the VAE's weights and those U-Net weights back (and the text
 	// encoder's for a new prompt), by the GPU itself from pinned host
 	// memory where the backend parks them (nn.Offload); outputs are
-	// identical. Outside Generate
-	// those weights are then off the device: run the networks through
-	// Generate only.
+	// identical. Outside Generate those weights are then off the device:
+	// run the networks through Generate only.
 	Offload bool
 }
 
