@@ -119,6 +119,12 @@ type MatMulParams struct {
 	// conformance suite holds backends to the same bits). It has dst's
 	// shape and may be dst itself (an in-place residual connection).
 	Residual *Tensor
+	// GEGLU, when set, applies GEGLU to the result by pairs of columns: the
+	// product's N columns are (value, gate) pairs 2j, 2j+1, each with its
+	// bias, and dst [..., N/2] = value · gelu(gate), rounded as MatMul then
+	// GEGLU would round. For a Linear whose GEGLU halves were interleaved
+	// at load (nn.NewGEGLULinear). Residual must be nil.
+	GEGLU bool
 }
 
 // Conv2DParams configure Conv2D. Zero strides mean 1.
@@ -140,6 +146,11 @@ type GroupNormParams struct {
 	Groups int
 	Eps    float32
 	SiLU   bool // apply x*sigmoid(x) after the affine transform
+	// Shift, when not nil, [N, C] F32, is added to x per image and
+	// channel before normalising, rounded as a Binary Add of it broadcast
+	// over the trailing axes would be: a ResNet's h + time embedding
+	// normalised without being stored. Inference only (no gradient).
+	Shift *Tensor
 }
 
 // AttentionParams configure Attention.

@@ -71,8 +71,15 @@ func CheckMatMul(dst, a, b, bias *Tensor, p MatMulParams) MatMulDims {
 	if bb != 1 && bb != ba {
 		fail(op, "b batch %d must be 1 or a's batch %d", bb, ba)
 	}
-	if bd != ba || dr != m || dc != n {
-		fail(op, "dst %v, want [%d, %d, %d]", dst.Shape(), ba, m, n)
+	cols := n // dst's
+	if p.GEGLU {
+		if n%2 != 0 || p.Residual != nil {
+			fail(op, "GEGLU needs an even number of columns (%d) and no residual", n)
+		}
+		cols = n / 2
+	}
+	if bd != ba || dr != m || dc != cols {
+		fail(op, "dst %v, want [%d, %d, %d]", dst.Shape(), ba, m, cols)
 	}
 	if bias != nil && (bias.Rank() != 1 || bias.Dim(0) != n) {
 		fail(op, "bias %v, want [%d]", bias.Shape(), n)
@@ -167,6 +174,9 @@ func CheckGroupNorm(dst, x, gamma, beta *Tensor, p GroupNormParams) NormDims {
 	}
 	vecOf(op, "gamma", gamma, c)
 	vecOf(op, "beta", beta, c)
+	if s := p.Shift; s != nil && (s.DType() != F32 || !s.Shape().Equal(Shape{x.Dim(0), c})) {
+		fail(op, "shift %v, want F32 [%d, %d]", s, x.Dim(0), c)
+	}
 	sp := x.Numel() / (x.Dim(0) * c)
 	return NormDims{Rows: x.Dim(0) * p.Groups, Cols: c / p.Groups * sp, C: c, Spatial: sp, ChanPerGroup: c / p.Groups}
 }

@@ -31,6 +31,9 @@
 //             A[m, k..k+3] with zeros past u_K (m is in range)
 //   B_KFETCH4: without B_NCONTIG, vec4 loadB4k(uint k, uint n) gives
 //             B[k..k+3, n] with zeros past u_K (n is in range)
+//   STORE_PAIRS: the includer's void storePair(uint m, uint n, float c0,
+//             float c1) takes columns n and n+1 (n even; N even) instead
+//             of storeC
 //   SPLITK: S > 1 splits K into S chunks of uniform u_kchunk (a multiple
 //           of BK, every chunk non-empty); work groups are laid out
 //           [S, batch, tilesM, tilesN], g_split is the chunk, and storeC
@@ -64,6 +67,9 @@
 #endif
 #ifndef SPLITK
 #define SPLITK 1
+#endif
+#ifndef STORE_PAIRS
+#define STORE_PAIRS 0
 #endif
 #ifndef WX
 #define WX 16
@@ -266,8 +272,13 @@ void gemm_tile() {
 		if (m >= u_M) continue;
 		for (uint g = 0u; g < RN; g++) {
 			uint n = n0 + 4u * uint(WX) * g + tx * 4u;
+#if STORE_PAIRS
+			for (uint j = 0u; j < 4u; j += 2u)
+				if (n + j < u_N) storePair(m, n + j, acc[i][g][j], acc[i][g][j + 1u]);
+#else
 			for (uint j = 0u; j < 4u; j++)
 				if (n + j < u_N) storeC(m, n + j, acc[i][g][j]);
+#endif
 		}
 	}
 }

@@ -5,8 +5,14 @@
 // MatMul's bias runs along the last axis (bdiv 1, bmod N), Conv2D's
 // along the channel (bdiv OH*OW, bmod OC). Defines: SPLITK, HAS_BIAS,
 // BIAS_F16, HAS_RES and RES_BINDING (the residual, dst's shape, possibly
-// dst itself).
+// dst itself), GEGLU (MatMul's: the partials' columns are (value, gate)
+// pairs, dst[i] = value · gelu(gate) of the pair at 2i, 2i+1, and u_n
+// counts dst's elements, half a partial's).
 #include "common.glsl"
+
+#ifndef GEGLU
+#define GEGLU 0
+#endif
 
 layout(local_size_x = 256) in;
 layout(std430, binding = 0) writeonly buffer Ybuf { float y[]; };
@@ -29,17 +35,27 @@ uniform uint u_n; // elements of dst
 uniform float u_alpha;
 uniform uint u_bdiv, u_bmod;
 
-void main() {
-	uint i = group_id() * 256u + gl_LocalInvocationID.x;
-	if (i >= u_n) return;
+// The sum of element i's partials, scaled, with its bias.
+float finish(uint i, uint stride) {
 	float s = 0.0;
-	for (uint k = 0u; k < uint(SPLITK); k++) s += part[k * u_n + i];
+	for (uint k = 0u; k < uint(SPLITK); k++) s += part[k * stride + i];
 	s *= u_alpha;
 #if HAS_BIAS
 	s += bias_at((i / u_bdiv) % u_bmod);
 #endif
+	return s;
+}
+
+void main() {
+	uint i = group_id() * 256u + gl_LocalInvocationID.x;
+	if (i >= u_n) return;
+#if GEGLU
+	y[i] = finish(2u * i, 2u * u_n) * gelu(finish(2u * i + 1u, 2u * u_n));
+#else
+	float s = finish(i, u_n);
 #if HAS_RES
 	s += res[i];
 #endif
 	y[i] = s;
+#endif
 }

@@ -4,7 +4,7 @@
 // count, mean and M2), then normalises 4096 of the row's elements:
 // y = (x - mean) * rstd * gamma[c] + beta[c], SiLU after when SILU,
 // exactly as groupnorm.comp does.
-// Defines: AFFINE_F16, SILU.
+// Defines: AFFINE_F16, SILU, SHIFT (x + shift[n, c], GroupNormParams.Shift).
 #include "common.glsl"
 
 layout(local_size_x = 256) in;
@@ -22,6 +22,9 @@ float gamma_at(uint i) { return g_f[i]; }
 float beta_at(uint i) { return b_f[i]; }
 #endif
 layout(std430, binding = 4) readonly buffer Pbuf { vec2 part[]; }; // [rows, P] (mean, M2)
+#if SHIFT
+layout(std430, binding = 5) readonly buffer Shiftbuf { float shift[]; }; // [N, C]
+#endif
 
 uniform uint u_G, u_C, u_S;     // groups, channels, spatial size
 uniform uint u_len, u_chunk, u_P; // elements per row, per chunk; chunks per row (<= 256)
@@ -64,7 +67,11 @@ void main() {
 	uint end = min(u_len, (w + 1u) * PER_GROUP);
 	for (uint i = w * PER_GROUP + lid; i < end; i += 256u) {
 		uint c = g * cpg + i / u_S;
-		float o = (x[base + i] - mean) * rstd * gamma_at(c) + beta_at(c);
+		float xi = x[base + i];
+#if SHIFT
+		xi += shift[(row / u_G) * u_C + c];
+#endif
+		float o = (xi - mean) * rstd * gamma_at(c) + beta_at(c);
 #if SILU
 		o = silu(o);
 #endif

@@ -5,7 +5,8 @@
 // are contiguous, and writes the chunk's mean and its sum of squared
 // deviations about that mean (two passes over the chunk, for accuracy).
 // groupnorm_apply.comp combines the chunks of a row (Chan et al.'s
-// pairwise update) and normalises.
+// pairwise update) and normalises. Defines: SHIFT (x + shift[n, c],
+// GroupNormParams.Shift).
 #include "common.glsl"
 #include "reduce.glsl"
 
@@ -14,21 +15,38 @@ layout(std430, binding = 0) writeonly buffer Pbuf { vec2 part[]; }; // [rows, P]
 layout(std430, binding = 1) readonly buffer Xbuf { float x[]; };
 
 uniform uint u_len, u_chunk, u_P;
+#if SHIFT
+layout(std430, binding = 2) readonly buffer Shiftbuf { float shift[]; }; // [N, C]
+uniform uint u_G, u_C, u_S; // groups, channels, spatial size
+#endif
+
+uint g_row;
+
+// Element i of the tensor (in row g_row), with its shift.
+float xin(uint i) {
+#if SHIFT
+	uint n = g_row / u_G, g = g_row % u_G;
+	return x[i] + shift[n * u_C + g * (u_C / u_G) + (i - g_row * u_len) / u_S];
+#else
+	return x[i];
+#endif
+}
 
 void main() {
 	uint gid = group_id();
 	if (gid >= u_groups) return;
 	uint lid = gl_LocalInvocationID.x;
 	uint row = gid / u_P, p = gid % u_P;
+	g_row = row;
 	uint begin = row * u_len + p * u_chunk;
 	uint end = row * u_len + min(u_len, (p + 1u) * u_chunk);
 
 	float s = 0.0;
-	for (uint i = begin + lid; i < end; i += 256u) s += x[i];
+	for (uint i = begin + lid; i < end; i += 256u) s += xin(i);
 	float mean = reduce_sum(s, 0u) / float(end - begin);
 	float v = 0.0;
 	for (uint i = begin + lid; i < end; i += 256u) {
-		float d = x[i] - mean;
+		float d = xin(i) - mean;
 		v += d * d;
 	}
 	float m2 = reduce_sum(v, 1u);

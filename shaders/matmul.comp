@@ -1,10 +1,18 @@
 // MatMul: C[b] = alpha * op(A[b]) x op(B[b or 0]) + bias (+ residual).
 // Defines: TRANS_A, TRANS_B, B_F16, HAS_BIAS, BIAS_F16, HAS_RES and
-// RES_BINDING (the residual's binding), and the core's tile (TILE or
-// BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is the scratch buffer
-// [SPLITK, batch, M, N] of raw partial sums (no alpha, no bias, no
-// residual); gemm_splitk.comp finishes them.
+// RES_BINDING (the residual's binding), GEGLU (C[b] [M, N/2] = value *
+// gelu(gate) of the product's column pairs 2j, 2j+1), and the core's tile
+// (TILE or BM/BN, BK, SPLITK). With SPLITK > 1, binding 0 is the scratch
+// buffer [SPLITK, batch, M, N] of raw partial sums (no alpha, no bias, no
+// residual, no GEGLU); gemm_splitk.comp finishes them.
 #include "common.glsl"
+
+#ifndef GEGLU
+#define GEGLU 0
+#endif
+// A thread's columns come in aligned fours, so each pair is whole in one
+// thread: the core hands them to storePair.
+#define STORE_PAIRS (GEGLU != 0 && SPLITK == 1)
 
 layout(std430, binding = 0) writeonly buffer Cbuf { float c[]; };
 layout(std430, binding = 1) readonly buffer Abuf { float a[]; };
@@ -69,6 +77,7 @@ uniform uint u_partStride; // elements per partial: batch * M * N
 float loadA(uint m, uint k);
 float loadB(uint k, uint n);
 void storeC(uint m, uint n, float acc);
+void storePair(uint m, uint n, float value, float gate);
 vec4 loadA4(uint m, uint k);
 vec4 loadB4(uint k, uint n);
 vec4 loadB4k(uint k, uint n);
@@ -141,5 +150,17 @@ void storeC(uint m, uint n, float acc) {
 	c[i] = v;
 #endif
 }
+
+#if STORE_PAIRS
+// Columns n (even) and n+1 of the product: GEGLU's value and gate.
+void storePair(uint m, uint n, float value, float gate) {
+	float v = u_alpha * value, g = u_alpha * gate;
+#if HAS_BIAS
+	v += bias_at(n);
+	g += bias_at(n + 1u);
+#endif
+	c[(g_batch * u_M + m) * (u_N / 2u) + n / 2u] = v * gelu(g);
+}
+#endif
 
 void main() { gemm_tile(); }

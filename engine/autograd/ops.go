@@ -107,6 +107,9 @@ func (tp *Tape) grad(n *node, shape engine.Shape, f func(dst *engine.Tensor)) {
 
 func (tp *Tape) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) {
 	d := engine.CheckMatMul(dst, a, w, bias, p)
+	if p.GEGLU {
+		engine.Fail("MatMul", "the GEGLU epilogue has no gradient here: record MatMul, then GEGLU")
+	}
 	na, pa := in(a)
 	nw, pw := in(w)
 	nb, pb := in(bias)
@@ -204,6 +207,9 @@ func (tp *Tape) residualGrad(n *node, res, dy *engine.Tensor) {
 }
 
 func (tp *Tape) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupNormParams) {
+	if p.Shift != nil {
+		engine.Fail("GroupNorm", "a shift has no gradient here: record the Binary Add, then GroupNorm")
+	}
 	nx, px := in(x)
 	ng, pg := in(gamma)
 	nb, pb := in(beta)

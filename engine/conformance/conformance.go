@@ -85,9 +85,11 @@ func Run(t *testing.T, newBackend func() engine.Backend) {
 	s := &suite{be: be}
 	t.Run("Memory", s.testMemory)
 	t.Run("MatMul", s.testMatMul)
+	t.Run("MatMulGEGLU", s.testMatMulGEGLU)
 	t.Run("Conv2D", s.testConv2D)
 	t.Run("Residual", s.testResidual)
 	t.Run("GroupNorm", s.testGroupNorm)
+	t.Run("GroupNormShift", s.testGroupNormShift)
 	t.Run("LayerNorm", s.testLayerNorm)
 	t.Run("Softmax", s.testSoftmax)
 	t.Run("Attention", s.testAttention)

@@ -49,6 +49,48 @@ func (s *suite) testMatMul(t *testing.T) {
 	}
 }
 
+// testMatMulGEGLU: a Linear's product with GEGLU in its epilogue
+// (MatMulParams.GEGLU), weights [K, N] and [N, K], F32 and F16, with and
+// without a bias, against the float64 product followed by GEGLU of each
+// (value, gate) column pair. Bound: nmseGELU, the looser of the product's
+// and GEGLU's own.
+func (s *suite) testMatMulGEGLU(t *testing.T) {
+	sizes := []struct{ batch, m, n, k int }{{1, 1, 2, 1}, {2, 7, 18, 29}, {1, 130, 260, 19}, {2, 9, 12, 20}}
+	for _, sz := range sizes {
+		for _, transB := range []bool{false, true} {
+			for _, v := range []mmVariant{{name: "plain"}, {name: "bias_f16", bias: true, wtype: engine.F16}, {name: "bias_alpha", bias: true, alpha: 0.5}} {
+				name := fmt.Sprintf("b%d_m%d_n%d_k%d_transB%v_%s", sz.batch, sz.m, sz.n, sz.k, transB, v.name)
+				s.run(t, "MatMulGEGLU", name, func(c *tcase) {
+					bsz, m, n, k := sz.batch, sz.m, sz.n, sz.k
+					a, av := c.randn(engine.F32, bsz, m, k)
+					bShape := []int{k, n}
+					if transB {
+						bShape = []int{n, k}
+					}
+					b, bv := c.randn(v.wtype, bShape...)
+					var bias *engine.Tensor
+					var biasv []float64
+					if v.bias {
+						bias, biasv = c.randn(v.wtype, n)
+					}
+					dst := c.out(bsz, m, n/2)
+					c.be.MatMul(dst, a, b, bias, engine.MatMulParams{TransB: transB, Alpha: v.alpha, GEGLU: true})
+					alpha := float64(v.alpha)
+					if alpha == 0 {
+						alpha = 1
+					}
+					full := refMatMul(av, bv, biasv, bsz, m, n, k, false, transB, true, alpha) // [B, M, N]
+					want := make([]float64, len(full)/2)
+					for i := range want {
+						want[i] = full[2*i] * refGELU(full[2*i+1])
+					}
+					c.expect(dst, want, nmseGELU)
+				})
+			}
+		}
+	}
+}
+
 func transName(tr [2]bool) string {
 	n := []byte("NN")
 	if tr[0] {

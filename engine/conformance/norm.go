@@ -56,6 +56,65 @@ func (s *suite) testGroupNorm(t *testing.T) {
 	})
 }
 
+// testGroupNormShift: GroupNorm of x + shift[n, c] (GroupNormParams.
+// Shift) against float64 on the float32 sums, and bit for bit against the
+// Binary Add of the shift broadcast followed by GroupNorm, which is what
+// it stands in for (a ResNet's time embedding). Shapes: small rows, and
+// rows of 16,400 values that the GL backend splits into chunks.
+func (s *suite) testGroupNormShift(t *testing.T) {
+	for _, tc := range []struct {
+		shape  []int
+		groups int
+		silu   bool
+	}{{[]int{2, 6, 5, 7}, 3, true}, {[]int{1, 64, 3, 3}, 32, false}, {[]int{2, 8, 64, 64}, 2, true}} {
+		s.run(t, "GroupNormShift", fmt.Sprintf("%v_g%d_silu%v", engine.Shape(tc.shape), tc.groups, tc.silu), func(c *tcase) {
+			n, ch := tc.shape[0], tc.shape[1]
+			spatial := engine.Shape(tc.shape).Numel() / (n * ch)
+			xs := c.normals(engine.Shape(tc.shape).Numel(), 1, 1)
+			x, _ := c.from(engine.F32, xs, tc.shape...)
+			shift, sv := c.randnScaled(engine.F32, 2, 0, n, ch)
+			gamma, gv := c.randn(engine.F16, ch)
+			beta, bv := c.randn(engine.F16, ch)
+			p := engine.GroupNormParams{Groups: tc.groups, Eps: 1e-5, SiLU: tc.silu}
+			sum := make([]float64, len(xs)) // x + shift, rounded to float32
+			for i, v := range xs {
+				sum[i] = float64(v + float32(sv[i/spatial]))
+			}
+			dst := c.out(tc.shape...)
+			p.Shift = shift
+			c.be.GroupNorm(dst, x, gamma, beta, p)
+			c.expect(dst, refGroupNorm(sum, gv, bv, n, ch, spatial, tc.groups, float64(float32(1e-5)), tc.silu), nmseNorm)
+
+			two := c.out(tc.shape...)
+			c.be.Binary(two, x, shift.Reshape(append([]int{n, ch}, make1s(len(tc.shape)-2)...)...), engine.Add)
+			p.Shift = nil
+			c.be.GroupNorm(two, two, gamma, beta, p)
+			got, err := c.be.Read(dst)
+			if err != nil {
+				c.Fatalf("Read: %v", err)
+			}
+			want, err := c.be.Read(two)
+			if err != nil {
+				c.Fatalf("Read: %v", err)
+			}
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					c.Fatalf("element %d: %g with the shift, %g after a Binary Add", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}
+
+// make1s is n ones (trailing axes of extent 1, for broadcasting).
+func make1s(n int) []int {
+	ones := make([]int, n)
+	for i := range ones {
+		ones[i] = 1
+	}
+	return ones
+}
+
 func (s *suite) testLayerNorm(t *testing.T) {
 	cases := []struct {
 		shape    []int

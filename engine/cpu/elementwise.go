@@ -98,6 +98,17 @@ func (be *Backend) GEGLU(dst, x *engine.Tensor) {
 	})
 }
 
+// gegluPairs is GEGLU on x [rows, 2F] whose value and gate are
+// interleaved (MatMulParams.GEGLU): dst [rows, F] = x[:, 2j]·gelu(x[:, 2j+1]).
+func (be *Backend) gegluPairs(dst, x *engine.Tensor) {
+	xs, ys := buf(x), buf(dst)
+	be.parallel(len(ys), 20, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			ys[i] = float32(float64(xs[2*i]) * geluExact(float64(xs[2*i+1])))
+		}
+	})
+}
+
 // Scale: dst = x·s + c; dst may be x.
 func (be *Backend) Scale(dst, x *engine.Tensor, s, c float32) {
 	n := engine.CheckScale(dst, x)

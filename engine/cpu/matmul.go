@@ -5,6 +5,14 @@ import "glimmer/engine"
 // MatMul: dst[b] = alpha · op(a[b]) · op(b[b]) + bias (+ p.Residual).
 func (be *Backend) MatMul(dst, a, b, bias *engine.Tensor, p engine.MatMulParams) {
 	d := engine.CheckMatMul(dst, a, b, bias, p)
+	if p.GEGLU {
+		full := be.New(engine.F32, d.Batch, d.M, d.N) // [B, M, N]: (value, gate) pairs
+		p.GEGLU = false
+		be.MatMul(full, a, b, bias, p)
+		be.gegluPairs(dst, full) // [B, M, N/2]
+		be.Free(full)
+		return
+	}
 	res := takeResidual(dst, p.Residual)
 	defer res.add(be, dst)
 	alpha := p.Alpha

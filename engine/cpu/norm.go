@@ -38,6 +38,15 @@ func (be *Backend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupN
 		grp := r % p.Groups
 		in := xs[r*d.Cols : (r+1)*d.Cols]  // [C/G, spatial]
 		out := ys[r*d.Cols : (r+1)*d.Cols] // [C/G, spatial]
+		if p.Shift != nil {
+			// x + shift, rounded as a broadcast Binary Add would be.
+			sh := buf(p.Shift)[(r/p.Groups)*d.C+grp*d.ChanPerGroup:] // [C/G]
+			sum := make([]float32, d.Cols)                           // [C/G, spatial]
+			for i, v := range in {
+				sum[i] = v + sh[i/d.Spatial]
+			}
+			in = sum
+		}
 		mean, variance := meanVar(in)
 		rstd := 1 / math.Sqrt(variance+float64(p.Eps))
 		m := float32(mean)

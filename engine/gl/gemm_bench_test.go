@@ -110,6 +110,9 @@ type gemmCase struct {
 	// addResidual uploads a residual of dst's shape and makes run pass
 	// it (Conv2DParams.Residual, MatMulParams.Residual) and ref add it.
 	addResidual func(tb testing.TB, r *rand.Rand)
+	// addGEGLU (linear cases) makes run apply GEGLU to the product's
+	// column pairs (MatMulParams.GEGLU) and ref follow: withGEGLU.
+	addGEGLU func()
 }
 
 // uploaded writes N(0,1) values (rounded to dtype) and returns the values
@@ -205,7 +208,39 @@ func linearCase(tb testing.TB, b *Backend, r *rand.Rand, batch, m, n, k int, tra
 		c.run = func() { b.MatMul(dst, x, w, bs, q) }
 		c.withResidual(b, res, rv)
 	}
+	c.addGEGLU = func() {
+		q := p
+		q.GEGLU = true
+		c.withGEGLU(b, batch, m, n, func(out *engine.Tensor) { b.MatMul(out, x, w, bs, q) })
+	}
 	return c
+}
+
+// withGEGLU makes c, a linear case with an even number of columns n and
+// no residual, apply GEGLU to its (value, gate) column pairs in the
+// product (MatMulParams.GEGLU): its destination becomes [batch, m, n/2].
+// The reference takes the pair's two float64 products. Tolerance: each
+// product's bound (check's) carried through value·gelu(gate) by its
+// partial derivatives, |gelu(g)| for the value and |v·gelu'(g)| for the
+// gate, plus 1e-5 of the result for gelu itself (common.glsl's erfc
+// polynomial errs by under 1.2e-7 relative, its exp by a few ulp of an
+// argument up to ~50).
+func (c *gemmCase) withGEGLU(b *Backend, batch, m, n int, run func(dst *engine.Tensor)) {
+	ref, free := c.ref, c.free
+	dst := b.New(engine.F32, batch, m, n/2) // [batch, M, N/2]
+	c.dst = dst
+	c.run = func() { run(dst) }
+	c.ref = func(i int) (float64, float64) {
+		row, j := i/(n/2), i%(n/2)
+		v, mv := ref(row*n + 2*j)
+		g, mg := ref(row*n + 2*j + 1)
+		phi := 0.5 * math.Erfc(-g/math.Sqrt2)
+		gelu, dgelu := g*phi, phi+g*math.Exp(-g*g/2)/math.Sqrt(2*math.Pi)
+		out := v * gelu
+		unit := 2 * float64(c.k+2) * math.Ldexp(1, -24) // check's tolerance per unit of magnitude
+		return out, math.Abs(gelu)*mv + math.Abs(v*dgelu)*mg + 1e-5*math.Abs(out)/unit
+	}
+	c.free = func() { free(); b.Free(dst) }
 }
 
 // withResidual makes c's reference add rv (the values of res) and its
@@ -348,11 +383,17 @@ func TestGEMMPlans(t *testing.T) {
 		// Residuals added in the epilogue.
 		linearCase(t, b, r, 2, 21, 44, 36, false, false, false, engine.F16, true, 0.5), // A·B + res
 		convCase(t, b, r, 2, 20, 4, 6, 12, 1, 1, 1, 0, engine.F16, true),               // 1x1 + res
+		// GEGLU in the epilogue (the feed-forward's first product).
+		linearCase(t, b, r, 2, 37, 70, 52, false, false, false, engine.F16, true, 0), // A·B, F16, N = 2 mod 4
+		linearCase(t, b, r, 2, 29, 136, 44, true, false, false, engine.F32, true, 0), // Aᵀ·B, F32
 	}
 	names := []string{"linearF16", "linearF32", "batchedB", "transA", "transAB", "conv3x3", "conv3x3s2", "conv1x1", "conv1x1tiny",
-		"linearNN4", "batchedNN4", "conv1x1N4", "conv1x1K4", "conv3x3fold", "conv3x3s2fold", "linearRes", "conv1x1Res"}
-	cases[len(cases)-2].addResidual(t, r)
-	cases[len(cases)-1].addResidual(t, r)
+		"linearNN4", "batchedNN4", "conv1x1N4", "conv1x1K4", "conv3x3fold", "conv3x3s2fold", "linearRes", "conv1x1Res",
+		"linearGEGLU", "transAGEGLU"}
+	cases[len(cases)-4].addResidual(t, r)
+	cases[len(cases)-3].addResidual(t, r)
+	cases[len(cases)-2].addGEGLU()
+	cases[len(cases)-1].addGEGLU()
 	for _, p := range testPlans {
 		b.gemmForce = p
 		for i, c := range cases {

@@ -219,12 +219,18 @@ func (b *Backend) growScratch(s **buffer, n int, what string) *buffer {
 }
 
 // splitFinish queues gemm_splitk.comp: dst = alpha * (sum of the plan's
-// partials in part) + bias[(i / bdiv) % bmod] (+ res).
-func (b *Backend) splitFinish(p gemmPlan, dst, part *buffer, total int, alpha float32, bias, res *engine.Tensor, bdiv, bmod int) {
-	def := defines{"SPLITK": p.Split}
+// partials in part, total elements each) + bias[(i / bdiv) % bmod] (+
+// res); with geglu, GEGLU of each (value, gate) pair of columns into dst's
+// total/2 elements.
+func (b *Backend) splitFinish(p gemmPlan, dst, part *buffer, total int, alpha float32, bias, res *engine.Tensor, bdiv, bmod int, geglu bool) {
+	def := defines{"SPLITK": p.Split, "GEGLU": b2i(geglu)}
 	bufs := withEpilogue(def, []*buffer{dst, part}, bias, res)
-	b.dispatch("gemm_splitk", def, elemGroups(total), bufs, func(u uniforms) {
-		u.u("u_n", uint32(total))
+	n := total
+	if geglu {
+		n /= 2
+	}
+	b.dispatch("gemm_splitk", def, elemGroups(n), bufs, func(u uniforms) {
+		u.u("u_n", uint32(n))
 		u.f("u_alpha", alpha)
 		u.u("u_bdiv", uint32(bdiv))
 		u.u("u_bmod", uint32(bmod))
@@ -245,8 +251,8 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 	}
 	plan := b.gemmPlan(m, d.N, d.K, batch)
 	def := plan.defines(defines{"TRANS_A": b2i(p.TransA), "TRANS_B": b2i(p.TransB), "B_F16": isF16(w),
-		"K4": b2i(d.K%4 == 0), "N4": b2i(d.N%4 == 0)})
-	total := batch * m * d.N
+		"K4": b2i(d.K%4 == 0), "N4": b2i(d.N%4 == 0), "GEGLU": b2i(p.GEGLU)})
+	total := batch * m * d.N // the product's elements (dst's with GEGLU: half)
 	out := buf(dst)
 	if plan.Split > 1 {
 		out = b.splitScratch(plan.Split * total)
@@ -268,7 +274,7 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 		}
 	})
 	if plan.Split > 1 {
-		b.splitFinish(plan, buf(dst), out, total, alpha, bias, p.Residual, 1, d.N)
+		b.splitFinish(plan, buf(dst), out, total, alpha, bias, p.Residual, 1, d.N, p.GEGLU)
 	}
 }
 
@@ -322,7 +328,7 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 		}
 	})
 	if plan.Split > 1 {
-		b.splitFinish(plan, buf(dst), out, total, 1, bias, p.Residual, n, m)
+		b.splitFinish(plan, buf(dst), out, total, 1, bias, p.Residual, n, m, false)
 	}
 }
 
@@ -344,17 +350,26 @@ func (b *Backend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupNo
 	if gamma.DType() != beta.DType() {
 		panic("gl: GroupNorm gamma and beta must share a dtype")
 	}
-	def := defines{"AFFINE_F16": isF16(gamma), "SILU": b2i(p.SiLU)}
+	def := defines{"AFFINE_F16": isF16(gamma), "SILU": b2i(p.SiLU), "SHIFT": b2i(p.Shift != nil)}
 	if chunks, chunk := b.groupNormChunks(d.Rows, d.Cols); chunks > 1 {
 		b.groupNormSplit(dst, x, gamma, beta, p, d, def, chunks, chunk)
 		return
 	}
-	b.dispatch("groupnorm", def, d.Rows, []*buffer{buf(dst), buf(x), buf(gamma), buf(beta)}, func(u uniforms) {
+	b.dispatch("groupnorm", def, d.Rows, withShift([]*buffer{buf(dst), buf(x), buf(gamma), buf(beta)}, p), func(u uniforms) {
 		u.u("u_G", uint32(p.Groups))
 		u.u("u_C", uint32(d.C))
 		u.u("u_S", uint32(d.Spatial))
 		u.f("u_eps", p.Eps)
 	})
+}
+
+// withShift appends GroupNorm's shift, when it has one, to a dispatch's
+// buffers (its binding, the next, is each shader's last).
+func withShift(bufs []*buffer, p engine.GroupNormParams) []*buffer {
+	if p.Shift != nil {
+		bufs = append(bufs, buf(p.Shift))
+	}
+	return bufs
 }
 
 // groupNormChunks picks how many chunks of how many elements each of
@@ -387,13 +402,18 @@ func (b *Backend) groupNormChunks(rows, length int) (chunks, chunk int) {
 func (b *Backend) groupNormSplit(dst, x, gamma, beta *engine.Tensor, p engine.GroupNormParams, d engine.NormDims, def defines, chunks, chunk int) {
 	length := d.Cols
 	part := b.scratch(2 * d.Rows * chunks) // [rows, chunks, 2]
-	b.dispatch("groupnorm_stats", nil, d.Rows*chunks, []*buffer{buf(part), buf(x)}, func(u uniforms) {
+	b.dispatch("groupnorm_stats", defines{"SHIFT": def["SHIFT"]}, d.Rows*chunks, withShift([]*buffer{buf(part), buf(x)}, p), func(u uniforms) {
 		u.u("u_len", uint32(length))
 		u.u("u_chunk", uint32(chunk))
 		u.u("u_P", uint32(chunks))
+		if p.Shift != nil {
+			u.u("u_G", uint32(p.Groups))
+			u.u("u_C", uint32(d.C))
+			u.u("u_S", uint32(d.Spatial))
+		}
 	})
 	wpr := ceilDiv(length, 4096)
-	b.dispatch("groupnorm_apply", def, d.Rows*wpr, []*buffer{buf(dst), buf(x), buf(gamma), buf(beta), buf(part)}, func(u uniforms) {
+	b.dispatch("groupnorm_apply", def, d.Rows*wpr, withShift([]*buffer{buf(dst), buf(x), buf(gamma), buf(beta), buf(part)}, p), func(u uniforms) {
 		u.u("u_G", uint32(p.Groups))
 		u.u("u_C", uint32(d.C))
 		u.u("u_S", uint32(d.Spatial))

@@ -81,3 +81,32 @@ func transposedBytes(src []byte, rows, cols, size int) []byte {
 	}
 	panic(fmt.Sprintf("nn: no transpose for %d-byte elements", size))
 }
+
+// interleavedHalves returns src, rows of cols values, with each row's
+// halves interleaved: value j of the first half at 2j, of the second at
+// 2j+1 (GEGLU's value and gate side by side, Linear.Paired).
+func interleavedHalves[T any](src []T, rows, cols int) []T {
+	dst := make([]T, len(src))
+	h := cols / 2
+	for r := range rows {
+		row, out := src[r*cols:(r+1)*cols], dst[r*cols:(r+1)*cols]
+		for j := range h {
+			out[2*j], out[2*j+1] = row[j], row[h+j]
+		}
+	}
+	return dst
+}
+
+// interleavedHalvesBytes is interleavedHalves on raw elements of size
+// bytes.
+func interleavedHalvesBytes(src []byte, rows, cols, size int) []byte {
+	switch size {
+	case 2:
+		v := interleavedHalves(unsafe.Slice((*[2]byte)(unsafe.Pointer(unsafe.SliceData(src))), rows*cols), rows, cols)
+		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 2*rows*cols)
+	case 4:
+		v := interleavedHalves(unsafe.Slice((*[4]byte)(unsafe.Pointer(unsafe.SliceData(src))), rows*cols), rows, cols)
+		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*rows*cols)
+	}
+	panic(fmt.Sprintf("nn: no interleave for %d-byte elements", size))
+}

@@ -9,6 +9,7 @@ type Linear struct {
 	In         int
 	Out        int
 	Transposed bool  // Weight holds Wᵀ (Loader.TransposeLinears)
+	Paired     bool  // the outputs' halves interleaved (NewGEGLULinear)
 	LoRA       *LoRA // a low-rank update being trained, or nil
 }
 
@@ -25,10 +26,25 @@ type LoRA struct {
 // NewLinear binds name.weight (and name.bias when bias is set).
 func NewLinear(l *Loader, name string, in, out int, bias bool) *Linear {
 	m := &Linear{In: in, Out: out, Transposed: l.st.linT}
-	m.Weight = l.tensor(name+".weight", []int{out, in}, m.Transposed) // [Out, In] or [In, Out]
+	m.Weight = l.tensor(name+".weight", []int{out, in}, layout{transpose: m.Transposed}) // [Out, In] or [In, Out]
 	if bias {
 		m.Bias = l.Tensor(name+".bias", out)
 	}
+	return m
+}
+
+// NewGEGLULinear binds a Linear whose outputs are GEGLU's [value | gate]
+// halves (diffusers' GEGLU proj). Under TransposeLinears (inference) the
+// halves are stored interleaved, value j as output 2j and gate j as 2j+1
+// (Paired), in the weight [In, Out] and the bias alike, so ForwardGEGLU
+// applies GEGLU in the product's epilogue. Otherwise it is NewLinear.
+func NewGEGLULinear(l *Loader, name string, in, out int) *Linear {
+	if !l.st.linT {
+		return NewLinear(l, name, in, out, true)
+	}
+	m := &Linear{In: in, Out: out, Transposed: true, Paired: true}
+	m.Weight = l.tensor(name+".weight", []int{out, in}, layout{transpose: true, pair: true}) // [In, Out], pairs
+	m.Bias = l.tensor(name+".bias", []int{out}, layout{pair: true})                          // [Out], pairs
 	return m
 }
 
@@ -47,6 +63,17 @@ func (m *Linear) Forward(b engine.Backend, dst, x *engine.Tensor) {
 		b.Free(h)
 		b.Free(u)
 	}
+}
+
+// ForwardGEGLU computes dst [..., Out/2] = GEGLU(x Wᵀ + b) for x [...,
+// In] in one product whose epilogue applies GEGLU. m must be Paired.
+func (m *Linear) ForwardGEGLU(b engine.Backend, dst, x *engine.Tensor) {
+	if !m.Paired {
+		panic("nn: ForwardGEGLU of a Linear whose outputs are not paired")
+	}
+	rows := x.Numel() / m.In
+	b.MatMul(dst.Reshape(rows, m.Out/2), x.Reshape(rows, m.In), m.Weight, m.Bias,
+		engine.MatMulParams{GEGLU: true}) // [rows, Out/2]
 }
 
 // ForwardAdd computes dst = x Wᵀ + b + res, res [..., Out] (it may be dst
@@ -124,6 +151,13 @@ func NewGroupNorm(l *Loader, name string, groups, channels int, eps float64) *Gr
 // Forward normalises x [N, C, ...] into dst; silu fuses the activation.
 func (m *GroupNorm) Forward(b engine.Backend, dst, x *engine.Tensor, silu bool) {
 	b.GroupNorm(dst, x, m.Weight, m.Bias, engine.GroupNormParams{Groups: m.Groups, Eps: m.Eps, SiLU: silu})
+}
+
+// ForwardShift normalises x + shift, shift [N, C] broadcast over x's
+// trailing axes, into dst without storing the sum (GroupNormParams.Shift;
+// inference only).
+func (m *GroupNorm) ForwardShift(b engine.Backend, dst, x, shift *engine.Tensor, silu bool) {
+	b.GroupNorm(dst, x, m.Weight, m.Bias, engine.GroupNormParams{Groups: m.Groups, Eps: m.Eps, SiLU: silu, Shift: shift})
 }
 
 // LayerNorm normalises the last axis.

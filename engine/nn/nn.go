@@ -91,24 +91,41 @@ func (l *Loader) TransposeLinears() { l.st.linT = true }
 // Tensor uploads the named weight, checking it has the given shape. After
 // an error it returns nil and records the error.
 func (l *Loader) Tensor(name string, shape ...int) *engine.Tensor {
-	return l.tensor(name, shape, false)
+	return l.tensor(name, shape, layout{})
 }
 
-// tensor is Tensor, with a matrix [R, C] uploaded as its transpose [C, R]
-// when transpose is set.
-func (l *Loader) tensor(name string, shape []int, transpose bool) *engine.Tensor {
+// layout is how a weight's device copy differs from the checkpoint's.
+type layout struct {
+	transpose bool // a matrix [R, C] held as its transpose [C, R]
+	pair      bool // the last axis's halves interleaved: j of the first at 2j, of the second at 2j+1
+}
+
+// tensor is Tensor, with the device copy laid out as lay says.
+func (l *Loader) tensor(name string, shape []int, lay layout) *engine.Tensor {
 	if l.st.err != nil {
 		return nil
 	}
 	full := l.join(name)
 	dev := shape // the device tensor's shape
-	if transpose {
+	if lay.transpose {
 		dev = []int{shape[1], shape[0]}
+	}
+	cols := dev[len(dev)-1] // pair: the device tensor is rows x cols
+	rows := 0
+	if lay.pair {
+		if cols%2 != 0 {
+			l.st.err = fmt.Errorf("tensor %s: %d columns do not pair", full, cols)
+			return nil
+		}
+		rows = engine.Shape(dev).Numel() / cols
 	}
 	if l.st.init != nil {
 		v := l.st.init(full, shape)
-		if transpose {
+		if lay.transpose {
 			v = transposed(v, shape[0], shape[1])
+		}
+		if lay.pair {
+			v = interleavedHalves(v, rows, cols)
 		}
 		t := l.B.New(engine.F32, dev...) // dev
 		l.B.Write(t, v)
@@ -129,15 +146,24 @@ func (l *Loader) tensor(name string, shape []int, transpose bool) *engine.Tensor
 		dtype = engine.F32
 	}
 	t := l.B.New(dtype, dev...) // dev
-	switch {
-	case d.DType == dtype && transpose:
-		l.B.WriteRaw(t, transposedBytes(d.Bytes, shape[0], shape[1], dtype.Size()))
-	case d.DType == dtype:
-		l.B.WriteRaw(t, d.Bytes)
-	case transpose:
-		l.B.Write(t, transposed(toFloat32(d), shape[0], shape[1]))
-	default:
-		l.B.Write(t, toFloat32(d))
+	if d.DType == dtype {
+		raw := d.Bytes
+		if lay.transpose {
+			raw = transposedBytes(raw, shape[0], shape[1], dtype.Size())
+		}
+		if lay.pair {
+			raw = interleavedHalvesBytes(raw, rows, cols, dtype.Size())
+		}
+		l.B.WriteRaw(t, raw)
+	} else {
+		v := toFloat32(d)
+		if lay.transpose {
+			v = transposed(v, shape[0], shape[1])
+		}
+		if lay.pair {
+			v = interleavedHalves(v, rows, cols)
+		}
+		l.B.Write(t, v)
 	}
 	l.record(full, t)
 	return t

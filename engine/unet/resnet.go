@@ -20,6 +20,9 @@ type resnetBlock struct {
 	Norm2        *nn.GroupNorm // norm2: [Out]
 	Conv2        *nn.Conv2d    // conv2: [Out, Out, 3, 3]
 	ConvShortcut *nn.Conv2d    // conv_shortcut: [Out, In, 1, 1], nil when In == Out
+
+	// foldTemb: norm2 adds the time embedding itself (UNet.FoldTimeEmbedding).
+	foldTemb bool
 }
 
 func newResnet(l *nn.Loader, c *model.UNetConfig, in, out int) *resnetBlock {
@@ -49,13 +52,16 @@ func (r *resnetBlock) forward(b engine.Backend, p *nn.Pool, x, tembAct *engine.T
 	r.Conv1.Forward(b, hs, n1)      // [B, Out, H, W]
 	p.Put(n1)
 
-	t := p.Get(bsz, out)                                    // [B, Out]
-	r.TimeEmbProj.Forward(b, t, tembAct)                    // [B, Out]
-	b.Binary(hs, hs, t.Reshape(bsz, out, 1, 1), engine.Add) // [B, Out, H, W]
+	t := p.Get(bsz, out)                 // [B, Out]
+	r.TimeEmbProj.Forward(b, t, tembAct) // [B, Out]
+	n2 := p.Get(bsz, out, h, w)          // [B, Out, H, W]
+	if r.foldTemb {
+		r.Norm2.ForwardShift(b, n2, hs, t, true) // [B, Out, H, W], norm2(hs + t)
+	} else {
+		b.Binary(hs, hs, t.Reshape(bsz, out, 1, 1), engine.Add) // [B, Out, H, W]
+		r.Norm2.Forward(b, n2, hs, true)                        // [B, Out, H, W]
+	}
 	p.Put(t)
-
-	n2 := p.Get(bsz, out, h, w)      // [B, Out, H, W]
-	r.Norm2.Forward(b, n2, hs, true) // [B, Out, H, W]
 
 	// conv2 adds the shortcut in its epilogue.
 	if r.ConvShortcut != nil {

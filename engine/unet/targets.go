@@ -37,15 +37,27 @@ func (u *UNet) crossAttentions() []*attention {
 	return out
 }
 
-// convs lists every convolution, in down, mid, up order.
+// resnets lists every ResNet block, in down, mid, up order.
+func (u *UNet) resnets() []*resnetBlock {
+	var out []*resnetBlock
+	for _, d := range u.DownBlocks {
+		out = append(out, d.Resnets...)
+	}
+	out = append(out, u.MidBlock.Resnets[:]...)
+	for _, up := range u.UpBlocks {
+		out = append(out, up.Resnets...)
+	}
+	return out
+}
+
+// convs lists every convolution: the ResNets' in down, mid, up order,
+// then the rest in the same order.
 func (u *UNet) convs() []*nn.Conv2d {
 	out := []*nn.Conv2d{u.ConvIn, u.ConvOut}
-	res := func(rs ...*resnetBlock) {
-		for _, r := range rs {
-			out = append(out, r.Conv1, r.Conv2)
-			if r.ConvShortcut != nil {
-				out = append(out, r.ConvShortcut)
-			}
+	for _, r := range u.resnets() {
+		out = append(out, r.Conv1, r.Conv2)
+		if r.ConvShortcut != nil {
+			out = append(out, r.ConvShortcut)
 		}
 	}
 	tr := func(ts ...*transformer2D) {
@@ -56,16 +68,13 @@ func (u *UNet) convs() []*nn.Conv2d {
 		}
 	}
 	for _, d := range u.DownBlocks {
-		res(d.Resnets...)
 		tr(d.Attentions...)
 		if d.Downsampler != nil {
 			out = append(out, d.Downsampler.Conv)
 		}
 	}
-	res(u.MidBlock.Resnets[:]...)
 	tr(u.MidBlock.Attention)
 	for _, up := range u.UpBlocks {
-		res(up.Resnets...)
 		tr(up.Attentions...)
 		if up.Upsampler != nil {
 			out = append(out, up.Upsampler.Conv)

@@ -53,7 +53,7 @@ type attention struct {
 // feedForward is diffusers' FeedForward with GEGLU: net.0.proj maps C to
 // 8C = [value | gate], value·gelu(gate) is 4C wide, net.2 maps it back.
 type feedForward struct {
-	Proj *nn.Linear // net.0.proj: [8C, C]
+	Proj *nn.Linear // net.0.proj: [8C, C]; at inference [C, 8C] with value and gate interleaved (Paired)
 	Out  *nn.Linear // net.2: [C, 4C]
 }
 
@@ -77,7 +77,7 @@ func newTransformer(l *nn.Loader, c *model.UNetConfig, ch, heads int) *transform
 			Attn2: newAttention(bl.Sub("attn2"), ch, c.CrossAttentionDim, heads),
 			Norm3: nn.NewLayerNorm(bl, "norm3", ch, layerNormEps),
 			FF: &feedForward{
-				Proj: nn.NewLinear(bl, "ff.net.0.proj", ch, 8*ch, true),
+				Proj: nn.NewGEGLULinear(bl, "ff.net.0.proj", ch, 8*ch),
 				Out:  nn.NewLinear(bl, "ff.net.2", 4*ch, ch, true),
 			},
 		})
@@ -208,10 +208,15 @@ func (a *attention) forget(b engine.Backend) {
 // forward adds net.2(GEGLU(net.0.proj(x))) for x [B, N, C] to h.
 func (f *feedForward) forward(b engine.Backend, p *nn.Pool, h, x *engine.Tensor) {
 	bsz, n := x.Dim(0), x.Dim(1)
-	proj := p.Get(bsz, n, f.Proj.Out) // [B, N, 8C]
-	f.Proj.Forward(b, proj, x)        // [B, N, 8C]: [value | gate]
-	gated := p.Get(bsz, n, f.Out.In)  // [B, N, 4C]
-	b.GEGLU(gated, proj)              // [B, N, 4C]
-	f.Out.ForwardAdd(b, h, gated, h)  // [B, N, C], h + net.2(gated)
-	p.Put(proj, gated)
+	gated := p.Get(bsz, n, f.Out.In) // [B, N, 4C]
+	if f.Proj.Paired {
+		f.Proj.ForwardGEGLU(b, gated, x) // [B, N, 4C], GEGLU in the product's epilogue
+	} else {
+		proj := p.Get(bsz, n, f.Proj.Out) // [B, N, 8C]
+		f.Proj.Forward(b, proj, x)        // [B, N, 8C]: [value | gate]
+		b.GEGLU(gated, proj)              // [B, N, 4C]
+		p.Put(proj)
+	}
+	f.Out.ForwardAdd(b, h, gated, h) // [B, N, C], h + net.2(gated)
+	p.Put(gated)
 }

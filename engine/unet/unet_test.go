@@ -387,11 +387,69 @@ func TestFastConvs(t *testing.T) {
 	}
 }
 
-// countingBackend counts MatMul calls, and Conv2D calls and those of them
-// marked Fast.
+// TestFoldTimeEmbedding: with FoldTimeEmbedding every ResNet's norm2
+// takes the time embedding as its shift (one GroupNorm with a Shift per
+// ResNet, one Binary Add fewer each) and the U-Net's output keeps its bits,
+// on the GL backend (the production path) and the CPU backend.
+func TestFoldTimeEmbedding(t *testing.T) {
+	fx := fixtureModels[1]
+	r := openRefs(t, fx.refs)
+	x, xs := r.get(t, "unet.x")
+	e0, es := r.embedding(t, 0)
+	for _, name := range []string{"gl", "cpu"} {
+		t.Run(name, func(t *testing.T) {
+			var inner engine.Backend = cpu.New()
+			if name == "gl" {
+				inner = enginetest.OpenGL(t)
+			}
+			cb := &countingBackend{Backend: inner}
+			defer cb.Close()
+			u := loadUNet(t, cb, fx)
+			defer u.Close()
+			outs := map[bool][]float32{}
+			counts := map[bool][2]int{}
+			for _, on := range []bool{false, true} {
+				u.FoldTimeEmbedding(on)
+				cb.binaries, cb.shifts = 0, 0
+				outs[on] = run(t, cb, u, x, xs, []float32{500}, e0, es)
+				counts[on] = [2]int{cb.binaries, cb.shifts}
+			}
+			resnets := len(u.MidBlock.Resnets)
+			for _, d := range u.DownBlocks {
+				resnets += len(d.Resnets)
+			}
+			for _, up := range u.UpBlocks {
+				resnets += len(up.Resnets)
+			}
+			if counts[false][1] != 0 || counts[true][1] != resnets || counts[false][0]-counts[true][0] != resnets {
+				t.Errorf("(Binary calls, shifted GroupNorms): %v unfolded, %v folded; want %d shifts and %d Binary calls fewer", counts[false], counts[true], resnets, resnets)
+			}
+			for i := range outs[false] {
+				if math.Float32bits(outs[false][i]) != math.Float32bits(outs[true][i]) {
+					t.Fatalf("output %d: %g folded, %g unfolded", i, outs[true][i], outs[false][i])
+				}
+			}
+		})
+	}
+}
+
+// countingBackend counts MatMul calls, Conv2D calls and those of them
+// marked Fast, Binary calls and GroupNorms with a Shift.
 type countingBackend struct {
 	engine.Backend
-	matMuls, convs, fastConvs int
+	matMuls, convs, fastConvs, binaries, shifts int
+}
+
+func (c *countingBackend) Binary(dst, x, y *engine.Tensor, op engine.BinaryOp) {
+	c.binaries++
+	c.Backend.Binary(dst, x, y, op)
+}
+
+func (c *countingBackend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupNormParams) {
+	if p.Shift != nil {
+		c.shifts++
+	}
+	c.Backend.GroupNorm(dst, x, gamma, beta, p)
 }
 
 func (c *countingBackend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) {
