@@ -58,6 +58,25 @@ func (s *suite) testMemory(t *testing.T) {
 	})
 }
 
+// expectSame checks that got holds want's values bit for bit (how each
+// was made named in the message).
+func (c *tcase) expectSame(got, want *engine.Tensor, gotHow, wantHow string) {
+	c.Helper()
+	g, err := c.be.Read(got)
+	if err != nil {
+		c.Fatalf("Read: %v", err)
+	}
+	w, err := c.be.Read(want)
+	if err != nil {
+		c.Fatalf("Read: %v", err)
+	}
+	for i := range g {
+		if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
+			c.Fatalf("element %d: %v %s, %v %s", i, g[i], gotHow, w[i], wantHow)
+		}
+	}
+}
+
 // expectExact checks that x reads back as vals stored in dtype dt, bit
 // for bit (NaN never occurs here).
 func (c *tcase) expectExact(x *engine.Tensor, vals []float32, dt engine.DType) {

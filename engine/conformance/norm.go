@@ -89,19 +89,7 @@ func (s *suite) testGroupNormShift(t *testing.T) {
 			c.be.Binary(two, x, shift.Reshape(append([]int{n, ch}, make1s(len(tc.shape)-2)...)...), engine.Add)
 			p.Shift = nil
 			c.be.GroupNorm(two, two, gamma, beta, p)
-			got, err := c.be.Read(dst)
-			if err != nil {
-				c.Fatalf("Read: %v", err)
-			}
-			want, err := c.be.Read(two)
-			if err != nil {
-				c.Fatalf("Read: %v", err)
-			}
-			for i := range got {
-				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-					c.Fatalf("element %d: %g with the shift, %g after a Binary Add", i, got[i], want[i])
-				}
-			}
+			c.expectSame(dst, two, "with the shift", "after a Binary Add")
 		})
 	}
 }
