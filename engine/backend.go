@@ -158,6 +158,10 @@ type AttentionParams struct {
 	Heads  int
 	Scale  float32 // 0 means 1/sqrt(headDim)
 	Causal bool    // query i sees keys 0..i only (CLIP's text encoder)
+	// Packed: self-attention whose q, k and v come from one product, q
+	// [B, N, 3·H·D] holding each token's q, k and v side by side; k and v
+	// are nil. Inference only (no gradient).
+	Packed bool
 }
 
 // TimestepParams configure TimestepEmbedding, with diffusers' names.

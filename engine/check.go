@@ -208,6 +208,23 @@ type AttentionDims struct {
 
 func CheckAttention(dst, q, k, v *Tensor, p AttentionParams) AttentionDims {
 	const op = "Attention"
+	if p.Packed {
+		wantF32(op, dst, q)
+		if k != nil || v != nil || q.Rank() != 3 || dst.Rank() != 3 || p.Causal {
+			fail(op, "packed: q [B, N, 3·H·D] alone, not causal")
+		}
+		if q.Dim(0) != dst.Dim(0) || q.Dim(1) != dst.Dim(1) || q.Dim(2) != 3*dst.Dim(2) {
+			fail(op, "packed q %v for dst %v, want [%d, %d, %d]", q.Shape(), dst.Shape(), dst.Dim(0), dst.Dim(1), 3*dst.Dim(2))
+		}
+		if p.Heads <= 0 || dst.Dim(2)%p.Heads != 0 {
+			fail(op, "width %d does not split into %d heads", dst.Dim(2), p.Heads)
+		}
+		d := AttentionDims{B: q.Dim(0), Nq: q.Dim(1), Nk: q.Dim(1), Heads: p.Heads, HeadDim: dst.Dim(2) / p.Heads, Scale: p.Scale}
+		if d.Scale == 0 {
+			d.Scale = 1 / sqrt32(float32(d.HeadDim))
+		}
+		return d
+	}
 	wantF32(op, dst, q, k, v)
 	if q.Rank() != 3 || k.Rank() != 3 || v.Rank() != 3 {
 		fail(op, "q %v, k %v, v %v must be rank 3", q.Shape(), k.Shape(), v.Shape())

@@ -74,6 +74,10 @@ layout(std430, binding = 3) readonly buffer Vbuf { float v_in[]; };
 
 uniform uint u_Nq, u_Nk, u_H;
 uniform float u_scale;
+// q, k and v rows are u_ld floats apart, k and v u_koff and u_voff past
+// q's (0 and 0 with rows of H*D; H*D and 2*H*D when one buffer holds all
+// three, AttentionParams.Packed).
+uniform uint u_ld, u_koff, u_voff;
 
 shared vec4 Qs[BQ * QST];
 shared vec4 Ks[KVLEN];
@@ -91,7 +95,8 @@ shared uint Ms[2 * BQ]; // tile row maxima, encoded; two, used alternately
 const float LOG2E = 1.4426950408889634;
 const float NEG = -1.0e30; // finite "minus infinity": NEG - NEG is 0, not NaN
 
-uint g_width;
+uint g_width; // o's rows
+uint g_ld;    // q's, k's and v's rows
 
 // SHUF 1 takes the driver's subgroup operations. SHUF 2 emulates them,
 // for testing the layout on drivers without subgroups (llvmpipe), through
@@ -154,17 +159,17 @@ layout(std430, binding = 1) readonly buffer Qbuf4 { vec4 q4[]; };
 layout(std430, binding = 2) readonly buffer Kbuf4 { vec4 k4[]; };
 
 vec4 fetchQ(uint base, uint row, uint d) {
-	return row < u_Nq ? q4[(base + row * g_width + d) >> 2] : vec4(0.0);
+	return row < u_Nq ? q4[(base + row * g_ld + d) >> 2] : vec4(0.0);
 }
 
 vec4 fetchK(uint base, uint row, uint d) {
-	return row < u_Nk ? k4[(base + row * g_width + d) >> 2] : vec4(0.0);
+	return row < u_Nk ? k4[(base + row * g_ld + d) >> 2] : vec4(0.0);
 }
 #else
 vec4 fetchQ(uint base, uint row, uint d) {
 	vec4 x = vec4(0.0);
 	if (row < u_Nq) {
-		uint i = base + row * g_width + d;
+		uint i = base + row * g_ld + d;
 		for (uint c = 0u; c < 4u; c++)
 			if (d + c < HEAD_DIM) x[c] = q_in[i + c];
 	}
@@ -174,7 +179,7 @@ vec4 fetchQ(uint base, uint row, uint d) {
 vec4 fetchK(uint base, uint row, uint d) {
 	vec4 x = vec4(0.0);
 	if (row < u_Nk) {
-		uint i = base + row * g_width + d;
+		uint i = base + row * g_ld + d;
 		for (uint c = 0u; c < 4u; c++)
 			if (d + c < HEAD_DIM) x[c] = k_in[i + c];
 	}
@@ -188,7 +193,7 @@ vec4 fetchV(uint base, uint row, uint x, uint t4) {
 	if (row < u_Nk) {
 		for (uint c = 0u; c < 4u; c++) {
 			uint d = x + RX * (4u * t4 + c);
-			if (d < HEAD_DIM) v[c] = v_in[base + row * g_width + d];
+			if (d < HEAD_DIM) v[c] = v_in[base + row * g_ld + d];
 		}
 	}
 	return v;
@@ -222,9 +227,12 @@ void main() {
 	uint bh = gid / qblocks;
 	uint h = bh % u_H, b = bh / u_H;
 	g_width = u_H * HEAD_DIM;
+	g_ld = u_ld;
 	uint q0 = qb * BQ;
-	uint qbase = b * u_Nq * g_width + h * HEAD_DIM; // q, o [B, Nq, H*D]
-	uint kbase = b * u_Nk * g_width + h * HEAD_DIM; // k, v [B, Nk, H*D]
+	uint qbase = b * u_Nq * g_ld + h * HEAD_DIM;          // q [B, Nq, ld]
+	uint kbase = b * u_Nk * g_ld + h * HEAD_DIM + u_koff; // k [B, Nk, ld]
+	uint vbase = b * u_Nk * g_ld + h * HEAD_DIM + u_voff; // v [B, Nk, ld]
+	uint obase = b * u_Nq * g_width + h * HEAD_DIM;       // o [B, Nq, H*D]
 	float qscale = u_scale * LOG2E; // scores in log2 units: exp2 below
 
 #if QRES
@@ -255,7 +263,7 @@ void main() {
 		for (uint i = 0u; i < TQ; i++)
 			for (uint j = 0u; j < TK; j++) s[i][j] = 0.0;
 #if KVSEP
-		loadV(kbase, k0, lid);
+		loadV(vbase, k0, lid);
 #endif
 		for (uint c = 0u; c < NCH; c++) {
 #if !QRES
@@ -348,7 +356,7 @@ void main() {
 #endif
 		for (uint v0 = 0u; v0 < BK; v0 += VROWS) {
 #if !KVSEP
-			loadV(kbase, k0 + v0, lid);
+			loadV(vbase, k0 + v0, lid);
 #endif
 #if !SHUF || !KVSEP
 			memoryBarrierShared();
@@ -411,7 +419,7 @@ void main() {
 		float inv = 1.0 / l[i];
 		for (uint t = 0u; t < TD; t++) {
 			uint d = tx + RX * t;
-			if (d < HEAD_DIM) o_out[qbase + qi * g_width + d] = o[i][t] * inv;
+			if (d < HEAD_DIM) o_out[obase + qi * g_width + d] = o[i][t] * inv;
 		}
 	}
 }

@@ -245,6 +245,9 @@ func (tp *Tape) Softmax(dst, x *engine.Tensor) {
 }
 
 func (tp *Tape) Attention(dst, q, k, v *engine.Tensor, p engine.AttentionParams) {
+	if p.Packed {
+		engine.Fail("Attention", "packed q, k and v have no gradient here")
+	}
 	nq, pq := in(q)
 	nk, pk := in(k)
 	nv, pv := in(v)

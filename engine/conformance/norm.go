@@ -223,6 +223,40 @@ func (s *suite) testAttention(t *testing.T) {
 			c.attention(ac)
 		})
 	}
+	// Self-attention reading q, k and v from one packed [B, N, 3·H·D]
+	// (AttentionParams.Packed): against float64, and bit for bit against
+	// the same attention of q, k and v in tensors of their own.
+	for _, ac := range []attnCase{{b: 2, nq: 13, heads: 2, dim: 4}, {b: 1, nq: 70, heads: 2, dim: 40},
+		{b: 2, nq: 45, heads: 2, dim: 80}, {b: 1, nq: 37, heads: 2, dim: 160}, {b: 1, nq: 9, heads: 3, dim: 5}} {
+		ac.nk = ac.nq
+		s.run(t, "AttentionPacked", "packed_"+ac.name(), func(c *tcase) {
+			w := ac.heads * ac.dim
+			qkv, pv := c.randn(engine.F32, ac.b, ac.nq, 3*w)
+			part := func(i int) []float64 { // q, k or v of every row
+				out := make([]float64, 0, ac.b*ac.nq*w)
+				for r := range ac.b * ac.nq {
+					out = append(out, pv[(3*r+i)*w:(3*r+i+1)*w]...)
+				}
+				return out
+			}
+			qv, kv, vv := part(0), part(1), part(2)
+			dst := c.out(ac.b, ac.nq, w)
+			c.be.Attention(dst, qkv, nil, nil, engine.AttentionParams{Heads: ac.heads, Packed: true})
+			c.expect(dst, refAttention(qv, kv, vv, ac.b, ac.nq, ac.nk, ac.heads, ac.dim, 1/math.Sqrt(float64(ac.dim)), false), nmseSoftmax)
+
+			sep := func(v []float64) *engine.Tensor {
+				f := make([]float32, len(v))
+				for i, x := range v {
+					f[i] = float32(x)
+				}
+				t, _ := c.from(engine.F32, f, ac.b, ac.nq, w)
+				return t
+			}
+			two := c.out(ac.b, ac.nq, w)
+			c.be.Attention(two, sep(qv), sep(kv), sep(vv), engine.AttentionParams{Heads: ac.heads})
+			c.expectSame(dst, two, "packed", "q, k and v apart")
+		})
+	}
 }
 
 func (c *tcase) attention(ac attnCase) {

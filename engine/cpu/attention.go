@@ -32,7 +32,12 @@ const (
 // reading features h*D .. h*D+D-1 of q [B, Nq, H*D], k, v [B, Nk, H*D].
 func (be *Backend) Attention(dst, q, k, v *engine.Tensor, p engine.AttentionParams) {
 	d := engine.CheckAttention(dst, q, k, v, p)
-	a := attnInputs{d: &d, q: buf(q), k: buf(k), v: buf(v), out: buf(dst)}
+	a := attnInputs{d: &d, out: buf(dst)}
+	if p.Packed {
+		a.q, a.k, a.v = unpackQKV(buf(q), d.Heads*d.HeadDim)
+	} else {
+		a.q, a.k, a.v = buf(q), buf(k), buf(v)
+	}
 	blocks := (d.Nq + attnQueryBlock - 1) / attnQueryBlock
 	be.parallel(d.B*d.Heads*blocks, 4*attnQueryBlock*d.Nk*d.HeadDim, func(lo, hi int) {
 		st := newAttnState(d.HeadDim)
@@ -42,6 +47,19 @@ func (be *Backend) Attention(dst, q, k, v *engine.Tensor, p engine.AttentionPara
 			st.queries(&a, bh/d.Heads, bh%d.Heads, i0, min(i0+attnQueryBlock, d.Nq))
 		}
 	})
+}
+
+// unpackQKV splits rows of 3w values, q | k | v, into three [rows, w].
+func unpackQKV(qkv []float32, w int) (q, k, v []float32) {
+	rows := len(qkv) / (3 * w)
+	q, k, v = make([]float32, rows*w), make([]float32, rows*w), make([]float32, rows*w)
+	for r := range rows {
+		row := qkv[3*r*w : 3*(r+1)*w]
+		copy(q[r*w:(r+1)*w], row[:w])
+		copy(k[r*w:(r+1)*w], row[w:2*w])
+		copy(v[r*w:(r+1)*w], row[2*w:])
+	}
+	return q, k, v
 }
 
 // attnInputs are one Attention's operands.

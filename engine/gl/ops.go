@@ -661,11 +661,20 @@ func (b *Backend) Attention(dst, q, k, v *engine.Tensor, p engine.AttentionParam
 	def := defines{"HEAD_DIM": d.HeadDim, "CAUSAL": b2i(d.Causal), "RX": c.RX, "RY": c.RY, "TQ": c.TQ,
 		"TK": c.TK, "DC": c.DC, "VK": c.VK, "QRES": b2i(c.QRes), "KVSEP": b2i(c.KVSep), "NT": c.nt(), "SHUF": c.Shuf}
 	groups := ceilDiv(d.Nq, c.bq()) * d.Heads * d.B
+	w := d.Heads * d.HeadDim
+	ld, koff, voff := w, 0, 0
+	if p.Packed {
+		k, v = q, q
+		ld, koff, voff = 3*w, w, 2*w
+	}
 	b.dispatch("attention", def, groups, []*buffer{buf(dst), buf(q), buf(k), buf(v)}, func(u uniforms) {
 		u.u("u_Nq", uint32(d.Nq))
 		u.u("u_Nk", uint32(d.Nk))
 		u.u("u_H", uint32(d.Heads))
 		u.f("u_scale", d.Scale)
+		u.u("u_ld", uint32(ld))
+		u.u("u_koff", uint32(koff))
+		u.u("u_voff", uint32(voff))
 	})
 }
 

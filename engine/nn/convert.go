@@ -110,3 +110,12 @@ func interleavedHalvesBytes(src []byte, rows, cols, size int) []byte {
 	}
 	panic(fmt.Sprintf("nn: no interleave for %d-byte elements", size))
 }
+
+// float32Bytes is v's little-endian bytes.
+func float32Bytes(v []float32) []byte {
+	out := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
+	}
+	return out
+}

@@ -1,6 +1,11 @@
 package nn
 
-import "glimmer/engine"
+import (
+	"fmt"
+	"strings"
+
+	"glimmer/engine"
+)
 
 // Linear is y = x Wᵀ + b, W [Out, In] as stored in checkpoints.
 type Linear struct {
@@ -63,6 +68,39 @@ func (m *Linear) Forward(b engine.Backend, dst, x *engine.Tensor) {
 		b.Free(h)
 		b.Free(u)
 	}
+}
+
+// NewFusedLinear binds the named Linear layers of one input, each [out,
+// in] without a bias, as one Linear whose outputs are theirs side by
+// side: its weight [In, len(names)·out] holds row i of every layer's Wᵀ in
+// turn (Transposed), so one product makes them all (self-attention's
+// to_q, to_k and to_v). For inference: call it under TransposeLinears.
+func NewFusedLinear(l *Loader, names []string, in, out int) *Linear {
+	m := &Linear{In: in, Out: len(names) * out, Transposed: true}
+	parts := make([][]byte, len(names))
+	var dtype engine.DType
+	for i, name := range names {
+		dt, _, raw, ok := l.host(name+".weight", []int{out, in}, layout{transpose: true}) // [In, out]
+		if !ok {
+			return m
+		}
+		if i > 0 && dt != dtype {
+			l.st.err = fmt.Errorf("tensor %s is %v, %s.weight %v: they cannot share one product", l.join(name+".weight"), dt, l.join(names[0]), dtype)
+			return m
+		}
+		dtype, parts[i] = dt, raw
+	}
+	row := out * dtype.Size()
+	cat := make([]byte, 0, in*len(parts)*row) // [In, n·out]
+	for r := range in {
+		for _, p := range parts {
+			cat = append(cat, p[r*row:(r+1)*row]...)
+		}
+	}
+	m.Weight = l.B.New(dtype, in, m.Out) // [In, n·out]
+	l.B.WriteRaw(m.Weight, cat)
+	l.record(l.join(strings.Join(names, "+")+".weight"), m.Weight)
+	return m
 }
 
 // ForwardGEGLU computes dst [..., Out/2] = GEGLU(x Wᵀ + b) for x [...,

@@ -88,6 +88,10 @@ func (l *Loader) Names() []string { return l.st.names }
 // the checkpoint's [Out, In].
 func (l *Loader) TransposeLinears() { l.st.linT = true }
 
+// TransposesLinears reports whether TransposeLinears was called (on this
+// loader or the one it is a Sub of): inference.
+func (l *Loader) TransposesLinears() bool { return l.st.linT }
+
 // Tensor uploads the named weight, checking it has the given shape. After
 // an error it returns nil and records the error.
 func (l *Loader) Tensor(name string, shape ...int) *engine.Tensor {
@@ -102,11 +106,25 @@ type layout struct {
 
 // tensor is Tensor, with the device copy laid out as lay says.
 func (l *Loader) tensor(name string, shape []int, lay layout) *engine.Tensor {
-	if l.st.err != nil {
+	dtype, dev, raw, ok := l.host(name, shape, lay)
+	if !ok {
 		return nil
 	}
+	t := l.B.New(dtype, dev...) // dev
+	l.B.WriteRaw(t, raw)
+	l.record(l.join(name), t)
+	return t
+}
+
+// host reads the named weight, checks its shape, and lays it out on the
+// host as its device copy will be: its dtype, shape and bytes. After an
+// error it records it and returns !ok.
+func (l *Loader) host(name string, shape []int, lay layout) (dtype engine.DType, dev []int, raw []byte, ok bool) {
+	if l.st.err != nil {
+		return 0, nil, nil, false
+	}
 	full := l.join(name)
-	dev := shape // the device tensor's shape
+	dev = shape
 	if lay.transpose {
 		dev = []int{shape[1], shape[0]}
 	}
@@ -115,58 +133,43 @@ func (l *Loader) tensor(name string, shape []int, lay layout) *engine.Tensor {
 	if lay.pair {
 		if cols%2 != 0 {
 			l.st.err = fmt.Errorf("tensor %s: %d columns do not pair", full, cols)
-			return nil
+			return 0, nil, nil, false
 		}
 		rows = engine.Shape(dev).Numel() / cols
 	}
-	if l.st.init != nil {
-		v := l.st.init(full, shape)
+	// arrange lays out values read as float32 (init, or F16 widened).
+	arrange := func(v []float32) []byte {
 		if lay.transpose {
 			v = transposed(v, shape[0], shape[1])
 		}
 		if lay.pair {
 			v = interleavedHalves(v, rows, cols)
 		}
-		t := l.B.New(engine.F32, dev...) // dev
-		l.B.Write(t, v)
-		l.record(full, t)
-		return t
+		return float32Bytes(v)
+	}
+	if l.st.init != nil {
+		return engine.F32, dev, arrange(l.st.init(full, shape)), true
 	}
 	d, err := l.src.Raw(full)
 	if err != nil {
 		l.st.err = err
-		return nil
+		return 0, nil, nil, false
 	}
 	if !d.Shape.Equal(shape) {
 		l.st.err = fmt.Errorf("tensor %s has shape %v, want %v", full, d.Shape, engine.Shape(shape))
-		return nil
+		return 0, nil, nil, false
 	}
-	dtype := d.DType
-	if l.st.f32 {
-		dtype = engine.F32
+	if l.st.f32 && d.DType != engine.F32 {
+		return engine.F32, dev, arrange(toFloat32(d)), true
 	}
-	t := l.B.New(dtype, dev...) // dev
-	if d.DType == dtype {
-		raw := d.Bytes
-		if lay.transpose {
-			raw = transposedBytes(raw, shape[0], shape[1], dtype.Size())
-		}
-		if lay.pair {
-			raw = interleavedHalvesBytes(raw, rows, cols, dtype.Size())
-		}
-		l.B.WriteRaw(t, raw)
-	} else {
-		v := toFloat32(d)
-		if lay.transpose {
-			v = transposed(v, shape[0], shape[1])
-		}
-		if lay.pair {
-			v = interleavedHalves(v, rows, cols)
-		}
-		l.B.Write(t, v)
+	raw = d.Bytes
+	if lay.transpose {
+		raw = transposedBytes(raw, shape[0], shape[1], d.DType.Size())
 	}
-	l.record(full, t)
-	return t
+	if lay.pair {
+		raw = interleavedHalvesBytes(raw, rows, cols, d.DType.Size())
+	}
+	return d.DType, dev, raw, true
 }
 
 func (l *Loader) record(name string, t *engine.Tensor) {

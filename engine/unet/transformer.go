@@ -44,6 +44,10 @@ type attention struct {
 	ToV   *nn.Linear // to_v: [C, Ckv]
 	ToOut *nn.Linear // to_out.0: [C, C]
 	Heads int
+	// QKV: at inference, a self-attention's to_q, to_k and to_v as one
+	// product [C, 3C] (nn.NewFusedLinear) whose rows attention reads
+	// packed (engine.AttentionParams.Packed); ToQ, ToK and ToV are then nil.
+	QKV *nn.Linear
 
 	// keepFor is the context whose keys and values are kept (UNet.
 	// KeepContext): keptK and keptV once its first forward made them.
@@ -72,7 +76,7 @@ func newTransformer(l *nn.Loader, c *model.UNetConfig, ch, heads int) *transform
 		bl := l.Subf("transformer_blocks.%d", d)
 		t.Blocks = append(t.Blocks, &basicTransformerBlock{
 			Norm1: nn.NewLayerNorm(bl, "norm1", ch, layerNormEps),
-			Attn1: newAttention(bl.Sub("attn1"), ch, ch, heads),
+			Attn1: newSelfAttention(bl.Sub("attn1"), ch, heads),
 			Norm2: nn.NewLayerNorm(bl, "norm2", ch, layerNormEps),
 			Attn2: newAttention(bl.Sub("attn2"), ch, c.CrossAttentionDim, heads),
 			Norm3: nn.NewLayerNorm(bl, "norm3", ch, layerNormEps),
@@ -88,6 +92,19 @@ func newTransformer(l *nn.Loader, c *model.UNetConfig, ch, heads int) *transform
 		t.ProjOutConv = nn.NewConv2d(l, "proj_out", ch, ch, 1, 1, 0)
 	}
 	return t
+}
+
+// newSelfAttention is newAttention of the tokens themselves, with the
+// three projections fused at inference.
+func newSelfAttention(l *nn.Loader, ch, heads int) *attention {
+	if !l.TransposesLinears() {
+		return newAttention(l, ch, ch, heads)
+	}
+	return &attention{
+		QKV:   nn.NewFusedLinear(l, []string{"to_q", "to_k", "to_v"}, ch, ch),
+		ToOut: nn.NewLinear(l, "to_out.0", ch, ch, true),
+		Heads: heads,
+	}
 }
 
 func newAttention(l *nn.Loader, ch, kv, heads int) *attention {
@@ -163,6 +180,10 @@ func (blk *basicTransformerBlock) forward(b engine.Backend, p *nn.Pool, h, conte
 // forward adds attention of x [B, N, C] over ctx [B, L, Ckv] (ctx = x for
 // self-attention) to h [B, N, C].
 func (a *attention) forward(b engine.Backend, p *nn.Pool, h, x, ctx *engine.Tensor) {
+	if a.QKV != nil {
+		a.selfPacked(b, p, h, x)
+		return
+	}
 	bsz, n, ch := x.Dim(0), x.Dim(1), a.ToQ.Out
 	q := p.Get(bsz, n, ch)                                          // [B, N, H*D]
 	a.ToQ.Forward(b, q, x)                                          // [B, N, H*D]
@@ -174,6 +195,17 @@ func (a *attention) forward(b engine.Backend, p *nn.Pool, h, x, ctx *engine.Tens
 	if !kept {
 		p.Put(k, v)
 	}
+}
+
+// selfPacked is forward's self-attention through the fused projection.
+func (a *attention) selfPacked(b engine.Backend, p *nn.Pool, h, x *engine.Tensor) {
+	bsz, n, ch := x.Dim(0), x.Dim(1), a.ToOut.Out
+	qkv := p.Get(bsz, n, 3*ch)                                                          // [B, N, 3·H*D]: q | k | v
+	a.QKV.Forward(b, qkv, x)                                                            // [B, N, 3·H*D]
+	o := p.Get(bsz, n, ch)                                                              // [B, N, H*D]
+	b.Attention(o, qkv, nil, nil, engine.AttentionParams{Heads: a.Heads, Packed: true}) // [B, N, H*D]
+	a.ToOut.ForwardAdd(b, h, o, h)                                                      // [B, N, C], h + to_out(o)
+	p.Put(qkv, o)
 }
 
 // keysValues projects ctx [B, L, Ckv] to keys and values [B, L, H*D] in
