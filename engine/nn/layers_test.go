@@ -176,3 +176,92 @@ func checkForward(t *testing.T, b engine.Backend, name string, m *nn.Linear) {
 		}
 	}
 }
+
+// TestInferenceLayouts checks, element by element against the layers as
+// the checkpoint has them, the two weight layouts inference loads under
+// TransposeLinears: NewGEGLULinear's value and gate halves interleaved
+// (weight [In, Out] and bias) and NewFusedLinear's three layers side by
+// side ([In, 3·Out]), from F16 and F32 files, kept or widened to F32, on
+// every backend. Without TransposeLinears NewGEGLULinear is NewLinear.
+func TestInferenceLayouts(t *testing.T) {
+	const in, out = 37, 70
+	vals := func(n int, f float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(math.Sin(float64(i)*f)) / 4
+		}
+		return v
+	}
+	for _, be := range enginetest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			b := be.Open(t)
+			defer b.Close()
+			for _, dt := range []engine.DType{engine.F16, engine.F32} {
+				src := mapSource{"g.bias": encode(dt, engine.Shape{out}, vals(out, 0.9))}
+				for i, n := range []string{"g", "q", "k", "v"} {
+					src[n+".weight"] = encode(dt, engine.Shape{out, in}, vals(out*in, 0.37+0.1*float64(i)))
+				}
+				for _, f32 := range []bool{false, true} {
+					name := fmt.Sprintf("%s f32=%v", dt, f32)
+					plain := nn.NewLoader(b, src, f32)
+					inf := nn.NewLoader(b, src, f32)
+					inf.TransposeLinears()
+					if g := nn.NewGEGLULinear(plain, "g", in, out); g.Paired || g.Transposed {
+						t.Fatalf("%s: NewGEGLULinear without TransposeLinears: Paired %v, Transposed %v", name, g.Paired, g.Transposed)
+					}
+					ref := map[string]*nn.Linear{}
+					for _, n := range []string{"g", "q", "k", "v"} {
+						ref[n] = nn.NewLinear(plain, n, in, out, n == "g")
+					}
+					g := nn.NewGEGLULinear(inf, "g", in, out)
+					qkv := nn.NewFusedLinear(inf, []string{"q", "k", "v"}, in, out)
+					for _, l := range []*nn.Loader{plain, inf} {
+						if err := l.Err(); err != nil {
+							t.Fatal(err)
+						}
+					}
+					read := func(x *engine.Tensor) []float32 {
+						v, err := b.Read(x)
+						if err != nil {
+							t.Fatal(err)
+						}
+						return v
+					}
+					if !g.Paired || !g.Transposed || !g.Weight.Shape().Equal(engine.Shape{in, out}) {
+						t.Fatalf("%s: GEGLU linear Paired %v, Transposed %v, weight %v", name, g.Paired, g.Transposed, g.Weight.Shape())
+					}
+					w, gw, bias, gb := read(ref["g"].Weight), read(g.Weight), read(ref["g"].Bias), read(g.Bias)
+					for j := range out / 2 {
+						for half := range 2 {
+							o := half*out/2 + j // the checkpoint's output
+							if gb[2*j+half] != bias[o] {
+								t.Fatalf("%s: paired bias[%d] = %g, bias[%d] = %g", name, 2*j+half, gb[2*j+half], o, bias[o])
+							}
+							for i := range in {
+								if gw[i*out+2*j+half] != w[o*in+i] {
+									t.Fatalf("%s: paired Wᵀ[%d, %d] = %g, W[%d, %d] = %g", name, i, 2*j+half, gw[i*out+2*j+half], o, i, w[o*in+i])
+								}
+							}
+						}
+					}
+					if qkv.Out != 3*out || !qkv.Transposed || !qkv.Weight.Shape().Equal(engine.Shape{in, 3 * out}) {
+						t.Fatalf("%s: fused linear Out %d, Transposed %v, weight %v", name, qkv.Out, qkv.Transposed, qkv.Weight.Shape())
+					}
+					fw := read(qkv.Weight)
+					for p, n := range []string{"q", "k", "v"} {
+						pw := read(ref[n].Weight)
+						for o := range out {
+							for i := range in {
+								if fw[i*3*out+p*out+o] != pw[o*in+i] {
+									t.Fatalf("%s: fused Wᵀ[%d, %d] = %g, %s's W[%d, %d] = %g", name, i, p*out+o, fw[i*3*out+p*out+o], n, o, i, pw[o*in+i])
+								}
+							}
+						}
+					}
+					plain.Free()
+					inf.Free()
+				}
+			}
+		})
+	}
+}

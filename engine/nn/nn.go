@@ -128,9 +128,9 @@ func (l *Loader) host(name string, shape []int, lay layout) (dtype engine.DType,
 	if lay.transpose {
 		dev = []int{shape[1], shape[0]}
 	}
-	cols := dev[len(dev)-1] // pair: the device tensor is rows x cols
-	rows := 0
+	rows, cols := 0, 0 // pair: the device tensor as rows x cols
 	if lay.pair {
+		cols = dev[len(dev)-1]
 		if cols%2 != 0 {
 			l.st.err = fmt.Errorf("tensor %s: %d columns do not pair", full, cols)
 			return 0, nil, nil, false
