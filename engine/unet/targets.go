@@ -85,7 +85,9 @@ func (u *UNet) convs() []*nn.Conv2d {
 
 // AttentionProjections lists the to_q, to_k, to_v and to_out.0 layers of
 // every attention in the U-Net, in down, mid, up order: the layers a LoRA
-// adapts.
+// adapts. For a U-Net loaded for training: one loaded under
+// TransposeLinears has its self-attentions' to_q, to_k and to_v fused
+// (attention.QKV) and lists them as nil.
 func (u *UNet) AttentionProjections() []NamedLinear {
 	var out []NamedLinear
 	add := func(prefix string, t *transformer2D) {
