@@ -17,16 +17,13 @@ layout(std430, binding = 1) readonly buffer Xbuf { float x[]; };
 uniform uint u_len, u_chunk, u_P;
 #if SHIFT
 layout(std430, binding = 2) readonly buffer Shiftbuf { float shift[]; }; // [N, C]
-uniform uint u_G, u_C, u_S; // groups, channels, spatial size
+uniform uint u_S; // spatial size
 #endif
 
-uint g_row;
-
-// Element i of the tensor (in row g_row), with its shift.
+// Element i of x [N, C, S], with its shift: shift[n, c] is shift[i / S].
 float xin(uint i) {
 #if SHIFT
-	uint n = g_row / u_G, g = g_row % u_G;
-	return x[i] + shift[n * u_C + g * (u_C / u_G) + (i - g_row * u_len) / u_S];
+	return x[i] + shift[i / u_S];
 #else
 	return x[i];
 #endif
@@ -37,7 +34,6 @@ void main() {
 	if (gid >= u_groups) return;
 	uint lid = gl_LocalInvocationID.x;
 	uint row = gid / u_P, p = gid % u_P;
-	g_row = row;
 	uint begin = row * u_len + p * u_chunk;
 	uint end = row * u_len + min(u_len, (p + 1u) * u_chunk);
 

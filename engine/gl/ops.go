@@ -407,8 +407,6 @@ func (b *Backend) groupNormSplit(dst, x, gamma, beta *engine.Tensor, p engine.Gr
 		u.u("u_chunk", uint32(chunk))
 		u.u("u_P", uint32(chunks))
 		if p.Shift != nil {
-			u.u("u_G", uint32(p.Groups))
-			u.u("u_C", uint32(d.C))
 			u.u("u_S", uint32(d.Spatial))
 		}
 	})
