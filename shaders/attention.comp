@@ -44,7 +44,9 @@
 // dims per chunk of the score product, a multiple of 4 that divides the
 // head rounded up to 4), QRES, KVSEP, VK (keys per V chunk without KVSEP;
 // a multiple of 4 dividing BK), and NT = RX*RY (a literal for
-// local_size_x), SHUF.
+// local_size_x), SHUF, PF (with KVSEP and one chunk: the next tile's keys
+// and values are loaded into registers while this tile is computed, and
+// stored to Ks and Vs at the next tile's start).
 #if SHUF == 1
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
@@ -207,6 +209,37 @@ void loadV(uint base, uint k0, uint lid) {
 	}
 }
 
+#if PF
+// The next tile's K and V, PFK and PFV float4s a thread, in flight in
+// registers while the current tile is computed.
+#define PFK ((BK * DC4 + NT - 1) / NT)
+#define PFV ((BK * VST + NT - 1) / NT)
+vec4 pk[PFK], pv[PFV];
+
+void prefetch(uint kbase, uint vbase, uint k0, uint lid) {
+	for (uint n = 0u; n < PFK; n++) {
+		uint e = lid + n * NT;
+		if (e < BK * DC4) pk[n] = fetchK(kbase, k0 + e / DC4, 4u * (e % DC4));
+	}
+	for (uint n = 0u; n < PFV; n++) {
+		uint e = lid + n * NT, r = e % VST;
+		if (e < BK * VST) pv[n] = fetchV(vbase, k0 + e / VST, r % RX, r / RX);
+	}
+}
+
+// The prefetched tile into Ks (key kk at row (kk % TK) * RX + kk / TK) and Vs.
+void commit(uint lid) {
+	for (uint n = 0u; n < PFK; n++) {
+		uint e = lid + n * NT, kk = e / DC4;
+		if (e < BK * DC4) Ks[((kk % TK) * RX + kk / TK) * KST + e % DC4] = pk[n];
+	}
+	for (uint n = 0u; n < PFV; n++) {
+		uint e = lid + n * NT;
+		if (e < BK * VST) Vs[e] = pv[n];
+	}
+}
+#endif
+
 // Floats to uints that compare in the same order.
 uint encodeMax(float f) {
 	uint u = floatBitsToUint(f);
@@ -257,12 +290,20 @@ void main() {
 	kend = min(u_Nk, q0 + BQ); // no later key is seen by any of the group's queries
 #endif
 	uint it = 0u;
+#if PF
+	prefetch(kbase, vbase, 0u, lid);
+#endif
 	for (uint k0 = 0u; k0 < kend; k0 += BK, it++) {
 		// S = Q Kᵀ for the tile, chunk by chunk of the head.
 		float s[TQ][TK];
 		for (uint i = 0u; i < TQ; i++)
 			for (uint j = 0u; j < TK; j++) s[i][j] = 0.0;
-#if KVSEP
+#if PF
+		commit(lid);
+		memoryBarrierShared();
+		barrier();
+		if (k0 + BK < kend) prefetch(kbase, vbase, k0 + BK, lid);
+#elif KVSEP
 		loadV(vbase, k0, lid);
 #endif
 		for (uint c = 0u; c < NCH; c++) {
@@ -275,12 +316,16 @@ void main() {
 #else
 			uint qoff = c * DC4;
 #endif
+#if !PF
 			for (uint e = lid; e < BK * DC4; e += NT) {
 				uint kk = e / DC4, g = e % DC4;
 				Ks[((kk % TK) * RX + kk / TK) * KST + g] = fetchK(kbase, k0 + kk, 4u * (c * DC4 + g));
 			}
+#endif
+#if !PF || !QRES
 			memoryBarrierShared();
 			barrier();
+#endif
 			for (uint g = 0u; g < DC4; g++) {
 				vec4 qv[TQ];
 				for (uint i = 0u; i < TQ; i++) qv[i] = Qs[(ty + RY * i) * QST + qoff + g];

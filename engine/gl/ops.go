@@ -453,6 +453,7 @@ type attnConfig struct {
 	QRes           bool // the group's queries stay in shared memory
 	KVSep          bool // V has memory of its own, loaded with K
 	Shuf           int  // rows' maxima, sums and probabilities through subgroup operations (no Ps, Ms): 1 the driver's, 2 emulated (tests)
+	PF             bool // the next tile's K and V loaded into registers during this one (with KVSep and one chunk; forced PF=1 applies where those hold)
 }
 
 func (c attnConfig) bq() int { return c.RY * c.TQ }
@@ -498,6 +499,8 @@ func (b *Backend) attnInvalid(c attnConfig, headDim, shared int) string {
 		return "SHUF needs RX dividing the subgroup size"
 	case c.Shuf != 0 && !c.KVSep && c.VK%c.TK != 0:
 		return "SHUF without KVSEP needs VK a multiple of TK"
+	case c.PF && (!c.KVSep || c.DC/4 != d4):
+		return "PF needs KVSEP and the whole head in one chunk"
 	case c.nt() > b.limits.MaxGroupInvoc:
 		return "too many threads"
 	case c.sharedBytes(headDim) > shared:
@@ -566,7 +569,7 @@ func shufShape(headDim int) attnConfig {
 // them and a row's threads divide its subgroups.
 //
 // GLIMMER_GL_ATTN, e.g. "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,
-// SH=32768,SHUF=1", forces fields for tuning (SH caps the shared memory
+// SH=32768,SHUF=1,PF=1", forces fields for tuning (SH caps the shared memory
 // used; SHUF=0 turns the subgroup operations off, SHUF=2 emulates them
 // through shared memory for the tests), GLIMMER_GL_ATTN_<head dim> for
 // one head dim; a forced variant that cannot run panics.
@@ -592,6 +595,7 @@ func (b *Backend) attnConfig(headDim int) attnConfig {
 	}
 	c := attnShape(headDim, shuf != 0)
 	c.Shuf = shuf
+	c.PF = force["PF"] != 0
 	for name, f := range map[string]*int{"RX": &c.RX, "RY": &c.RY, "TQ": &c.TQ, "TK": &c.TK} {
 		if v, ok := force[name]; ok {
 			*f = v
@@ -615,6 +619,7 @@ func (b *Backend) attnConfig(headDim int) attnConfig {
 						if sep {
 							t.VK = t.bk()
 						}
+						t.PF = c.PF && sep && dc4 == d4 // where it applies
 						if b.attnForced(t, force) && b.attnInvalid(t, headDim, shared) == "" {
 							return t
 						}
@@ -657,7 +662,7 @@ func (b *Backend) Attention(dst, q, k, v *engine.Tensor, p engine.AttentionParam
 	d := engine.CheckAttention(dst, q, k, v, p)
 	c := b.attnConfig(d.HeadDim)
 	def := defines{"HEAD_DIM": d.HeadDim, "CAUSAL": b2i(d.Causal), "RX": c.RX, "RY": c.RY, "TQ": c.TQ,
-		"TK": c.TK, "DC": c.DC, "VK": c.VK, "QRES": b2i(c.QRes), "KVSEP": b2i(c.KVSep), "NT": c.nt(), "SHUF": c.Shuf}
+		"TK": c.TK, "DC": c.DC, "VK": c.VK, "QRES": b2i(c.QRes), "KVSEP": b2i(c.KVSep), "NT": c.nt(), "SHUF": c.Shuf, "PF": b2i(c.PF)}
 	groups := ceilDiv(d.Nq, c.bq()) * d.Heads * d.B
 	w := d.Heads * d.HeadDim
 	ld, koff, voff := w, 0, 0
