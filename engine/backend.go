@@ -151,6 +151,10 @@ type GroupNormParams struct {
 	// over the trailing axes would be: a ResNet's h + time embedding
 	// normalised without being stored. Inference only (no gradient).
 	Shift *Tensor
+	// ShiftRow is Shift's first row used: Shift may be [R, C] with R ≥
+	// ShiftRow + N, image n taking row ShiftRow + n (a time embedding
+	// projected for every step of a generation at once).
+	ShiftRow int
 }
 
 // AttentionParams configure Attention.

@@ -174,8 +174,8 @@ func CheckGroupNorm(dst, x, gamma, beta *Tensor, p GroupNormParams) NormDims {
 	}
 	vecOf(op, "gamma", gamma, c)
 	vecOf(op, "beta", beta, c)
-	if s := p.Shift; s != nil && (s.DType() != F32 || !s.Shape().Equal(Shape{x.Dim(0), c})) {
-		fail(op, "shift %v, want F32 [%d, %d]", s, x.Dim(0), c)
+	if s := p.Shift; s != nil && (s.DType() != F32 || s.Rank() != 2 || s.Dim(1) != c || p.ShiftRow < 0 || s.Dim(0) < p.ShiftRow+x.Dim(0)) {
+		fail(op, "shift %v from row %d, want F32 [>= %d, %d]", s, p.ShiftRow, p.ShiftRow+x.Dim(0), c)
 	}
 	sp := x.Numel() / (x.Dim(0) * c)
 	return NormDims{Rows: x.Dim(0) * p.Groups, Cols: c / p.Groups * sp, C: c, Spatial: sp, ChanPerGroup: c / p.Groups}

@@ -56,38 +56,46 @@ func (s *suite) testGroupNorm(t *testing.T) {
 	})
 }
 
-// testGroupNormShift: GroupNorm of x + shift[n, c] (GroupNormParams.
-// Shift) against float64 on the float32 sums, and bit for bit against the
-// Binary Add of the shift broadcast followed by GroupNorm, which is what
-// it stands in for (a ResNet's time embedding). Shapes: small rows, and
-// rows of 16,400 values that the GL backend splits into chunks.
+// testGroupNormShift: GroupNorm of x + shift[row0 + n, c]
+// (GroupNormParams.Shift and ShiftRow) against float64 on the float32
+// sums, and bit for bit against the Binary Add of the used rows broadcast
+// followed by GroupNorm, which is what it stands in for (a ResNet's time
+// embedding). Shapes: small rows, and rows of 16,400 values that the GL
+// backend splits into chunks; the shift has rows before and after those
+// used, so a backend that ignores ShiftRow or reads past the used rows
+// fails.
 func (s *suite) testGroupNormShift(t *testing.T) {
 	for _, tc := range []struct {
-		shape  []int
-		groups int
-		silu   bool
-	}{{[]int{2, 6, 5, 7}, 3, true}, {[]int{1, 64, 3, 3}, 32, false}, {[]int{2, 8, 64, 64}, 2, true}} {
-		s.run(t, "GroupNormShift", fmt.Sprintf("%v_g%d_silu%v", engine.Shape(tc.shape), tc.groups, tc.silu), func(c *tcase) {
+		shape        []int
+		groups       int
+		silu         bool
+		row0, spares int // shift rows before the used ones, and in all beyond them
+	}{{[]int{2, 6, 5, 7}, 3, true, 0, 0}, {[]int{1, 64, 3, 3}, 32, false, 3, 5}, {[]int{2, 8, 64, 64}, 2, true, 4, 6}} {
+		name := fmt.Sprintf("%v_g%d_silu%v_row%d", engine.Shape(tc.shape), tc.groups, tc.silu, tc.row0)
+		s.run(t, "GroupNormShift", name, func(c *tcase) {
 			n, ch := tc.shape[0], tc.shape[1]
 			spatial := engine.Shape(tc.shape).Numel() / (n * ch)
 			xs := c.normals(engine.Shape(tc.shape).Numel(), 1, 1)
 			x, _ := c.from(engine.F32, xs, tc.shape...)
-			shift, sv := c.randnScaled(engine.F32, 2, 0, n, ch)
+			all := c.normals((n+tc.spares)*ch, 2, 0)
+			shift, _ := c.from(engine.F32, all, n+tc.spares, ch) // [R, C]
+			used := all[tc.row0*ch : (tc.row0+n)*ch]             // [N, C]
 			gamma, gv := c.randn(engine.F16, ch)
 			beta, bv := c.randn(engine.F16, ch)
 			p := engine.GroupNormParams{Groups: tc.groups, Eps: 1e-5, SiLU: tc.silu}
 			sum := make([]float64, len(xs)) // x + shift, rounded to float32
 			for i, v := range xs {
-				sum[i] = float64(v + float32(sv[i/spatial]))
+				sum[i] = float64(v + used[i/spatial])
 			}
 			dst := c.out(tc.shape...)
-			p.Shift = shift
+			p.Shift, p.ShiftRow = shift, tc.row0
 			c.be.GroupNorm(dst, x, gamma, beta, p)
 			c.expect(dst, refGroupNorm(sum, gv, bv, n, ch, spatial, tc.groups, float64(float32(1e-5)), tc.silu), nmseNorm)
 
+			rows, _ := c.from(engine.F32, used, append([]int{n, ch}, make1s(len(tc.shape)-2)...)...) // [N, C, 1, ...]
 			two := c.out(tc.shape...)
-			c.be.Binary(two, x, shift.Reshape(append([]int{n, ch}, make1s(len(tc.shape)-2)...)...), engine.Add)
-			p.Shift = nil
+			c.be.Binary(two, x, rows, engine.Add)
+			p.Shift, p.ShiftRow = nil, 0
 			c.be.GroupNorm(two, two, gamma, beta, p)
 			c.expectSame(dst, two, "with the shift", "after a Binary Add")
 		})

@@ -40,7 +40,7 @@ func (be *Backend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupN
 		out := ys[r*d.Cols : (r+1)*d.Cols] // [C/G, spatial]
 		if p.Shift != nil {
 			// x + shift, rounded as a broadcast Binary Add would be.
-			sh := buf(p.Shift)[(r/p.Groups)*d.C+grp*d.ChanPerGroup:] // [C/G]
+			sh := buf(p.Shift)[(p.ShiftRow+r/p.Groups)*d.C+grp*d.ChanPerGroup:] // [C/G]
 			sum := make([]float32, d.Cols)                           // [C/G, spatial]
 			for i, v := range in {
 				sum[i] = v + sh[i/d.Spatial]

@@ -360,7 +360,16 @@ func (b *Backend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupNo
 		u.u("u_C", uint32(d.C))
 		u.u("u_S", uint32(d.Spatial))
 		u.f("u_eps", p.Eps)
+		shiftRow(u, p, d)
 	})
+}
+
+// shiftRow sets u_shift0, the offset of the shift's first row used, in
+// the shaders that have one.
+func shiftRow(u uniforms, p engine.GroupNormParams, d engine.NormDims) {
+	if p.Shift != nil {
+		u.u("u_shift0", uint32(p.ShiftRow*d.C))
+	}
 }
 
 // withShift appends GroupNorm's shift, when it has one, to a dispatch's
@@ -409,6 +418,7 @@ func (b *Backend) groupNormSplit(dst, x, gamma, beta *engine.Tensor, p engine.Gr
 		if p.Shift != nil {
 			u.u("u_S", uint32(d.Spatial))
 		}
+		shiftRow(u, p, d)
 	})
 	wpr := ceilDiv(length, 4096)
 	b.dispatch("groupnorm_apply", def, d.Rows*wpr, withShift([]*buffer{buf(dst), buf(x), buf(gamma), buf(beta), buf(part)}, p), func(u uniforms) {
@@ -420,6 +430,7 @@ func (b *Backend) groupNormSplit(dst, x, gamma, beta *engine.Tensor, p engine.Gr
 		u.u("u_P", uint32(chunks))
 		u.u("u_wpr", uint32(wpr))
 		u.f("u_eps", p.Eps)
+		shiftRow(u, p, d)
 	})
 	b.release(part)
 }

@@ -191,11 +191,11 @@ func (m *GroupNorm) Forward(b engine.Backend, dst, x *engine.Tensor, silu bool) 
 	b.GroupNorm(dst, x, m.Weight, m.Bias, engine.GroupNormParams{Groups: m.Groups, Eps: m.Eps, SiLU: silu})
 }
 
-// ForwardShift normalises x + shift, shift [N, C] broadcast over x's
-// trailing axes, into dst without storing the sum (GroupNormParams.Shift;
-// inference only).
-func (m *GroupNorm) ForwardShift(b engine.Backend, dst, x, shift *engine.Tensor, silu bool) {
-	b.GroupNorm(dst, x, m.Weight, m.Bias, engine.GroupNormParams{Groups: m.Groups, Eps: m.Eps, SiLU: silu, Shift: shift})
+// ForwardShift normalises x + shift, shift's rows row .. row+N-1 ([R, C])
+// broadcast over x's trailing axes, into dst without storing the sum
+// (GroupNormParams.Shift and ShiftRow; inference only).
+func (m *GroupNorm) ForwardShift(b engine.Backend, dst, x, shift *engine.Tensor, row int, silu bool) {
+	b.GroupNorm(dst, x, m.Weight, m.Bias, engine.GroupNormParams{Groups: m.Groups, Eps: m.Eps, SiLU: silu, Shift: shift, ShiftRow: row})
 }
 
 // LayerNorm normalises the last axis.

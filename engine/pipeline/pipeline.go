@@ -383,6 +383,9 @@ func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x 
 		defer p.TAESD.FreeActivations()
 	}
 	batch := text.Dim(0)
+	ts := s.Timesteps()
+	p.UNet.KeepTimesteps(ts, batch) // every step's time embedding, projected at once
+	defer p.UNet.ForgetTimesteps()
 	lc := p.Config.UNet.InChannels
 	h, w := r.Height/p.Config.VAE.DownsampleFactor(), r.Width/p.Config.VAE.DownsampleFactor()
 	n := lc * h * w
@@ -391,7 +394,6 @@ func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x 
 	xb := p.pool.Get(batch, lc, h, w)  // [B, 4, h, w]
 	eps := p.pool.Get(batch, lc, h, w) // [B, 4, h, w]
 	defer p.pool.Put(xb, eps)
-	ts := s.Timesteps()
 	tsBatch := make([]float32, batch)
 	upload := make([]float32, batch*n)
 	for i, t := range ts {

@@ -23,6 +23,18 @@ type resnetBlock struct {
 
 	// foldTemb: norm2 adds the time embedding itself (UNet.FoldTimeEmbedding).
 	foldTemb bool
+	// kept: time_emb_proj(SiLU(temb)) for every kept timestep
+	// (UNet.KeepTimesteps), [steps·B, Out], or nil.
+	kept *engine.Tensor
+}
+
+// stepEmbedding is what a Forward's ResNets take their time embedding
+// from: the activated embedding SiLU(temb) [B, TimeEmbedDim] to project,
+// or, with the timesteps kept (act nil), the row of the call's first
+// batch entry in each ResNet's kept projections.
+type stepEmbedding struct {
+	act *engine.Tensor
+	row int
 }
 
 func newResnet(l *nn.Loader, c *model.UNetConfig, in, out int) *resnetBlock {
@@ -39,10 +51,9 @@ func newResnet(l *nn.Loader, c *model.UNetConfig, in, out int) *resnetBlock {
 	return r
 }
 
-// forward returns the block's output for x [B, In, H, W] and the
-// activated time embedding tembAct = SiLU(temb) [B, TimeEmbedDim], in a
-// tensor from p. x is left to the caller.
-func (r *resnetBlock) forward(b engine.Backend, p *nn.Pool, x, tembAct *engine.Tensor) *engine.Tensor {
+// forward returns the block's output for x [B, In, H, W] and the time
+// embedding te, in a tensor from p. x is left to the caller.
+func (r *resnetBlock) forward(b engine.Backend, p *nn.Pool, x *engine.Tensor, te stepEmbedding) *engine.Tensor {
 	bsz, in, h, w := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
 	out := r.Conv1.Out
 
@@ -52,16 +63,20 @@ func (r *resnetBlock) forward(b engine.Backend, p *nn.Pool, x, tembAct *engine.T
 	r.Conv1.Forward(b, hs, n1)      // [B, Out, H, W]
 	p.Put(n1)
 
-	t := p.Get(bsz, out)                 // [B, Out]
-	r.TimeEmbProj.Forward(b, t, tembAct) // [B, Out]
-	n2 := p.Get(bsz, out, h, w)          // [B, Out, H, W]
-	if r.foldTemb {
-		r.Norm2.ForwardShift(b, n2, hs, t, true) // [B, Out, H, W], norm2(hs + t)
+	n2 := p.Get(bsz, out, h, w) // [B, Out, H, W]
+	if te.act == nil {
+		r.Norm2.ForwardShift(b, n2, hs, r.kept, te.row, true) // [B, Out, H, W], norm2(hs + kept[row:row+B])
 	} else {
-		b.Binary(hs, hs, t.Reshape(bsz, out, 1, 1), engine.Add) // [B, Out, H, W]
-		r.Norm2.Forward(b, n2, hs, true)                        // [B, Out, H, W]
+		t := p.Get(bsz, out)                // [B, Out]
+		r.TimeEmbProj.Forward(b, t, te.act) // [B, Out]
+		if r.foldTemb {
+			r.Norm2.ForwardShift(b, n2, hs, t, 0, true) // [B, Out, H, W], norm2(hs + t)
+		} else {
+			b.Binary(hs, hs, t.Reshape(bsz, out, 1, 1), engine.Add) // [B, Out, H, W]
+			r.Norm2.Forward(b, n2, hs, true)                        // [B, Out, H, W]
+		}
+		p.Put(t)
 	}
-	p.Put(t)
 
 	// conv2 adds the shortcut in its epilogue.
 	if r.ConvShortcut != nil {

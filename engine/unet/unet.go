@@ -39,10 +39,12 @@ type UNet struct {
 	ConvNormOut   *nn.GroupNorm  // conv_norm_out: [C0], followed by SiLU
 	ConvOut       *nn.Conv2d     // conv_out: [Out, C0, 3, 3]
 
-	b       engine.Backend
-	pool    *nn.Pool                  // activations, recycled between calls
-	weights []*engine.Tensor          // uploaded by Load, freed by Close
-	resize  map[[2]int]*engine.Tensor // nearest-resize selection matrices by (in, out)
+	b         engine.Backend
+	pool      *nn.Pool                  // activations, recycled between calls
+	keptTs    map[float32]int           // KeepTimesteps: a kept timestep's first row
+	keptBatch int                       // and the batch they were kept for
+	weights   []*engine.Tensor          // uploaded by Load, freed by Close
+	resize    map[[2]int]*engine.Tensor // nearest-resize selection matrices by (in, out)
 }
 
 // timeEmbedding is diffusers' Timesteps + TimestepEmbedding.
@@ -225,13 +227,18 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 	b, p := u.b, u.pool
 
 	// Time embedding; every ResNet adds time_emb_proj(SiLU(emb)), so the
-	// SiLU is applied once here.
+	// SiLU is applied once here, unless KeepTimesteps projected it already.
 	ts := make([]float32, bsz)
 	for i := range ts {
 		ts[i] = timesteps[min(i, len(timesteps)-1)]
 	}
-	temb := u.TimeEmbedding.forward(b, p, ts) // [B, TimeEmbedDim]
-	b.Unary(temb, temb, engine.SiLU)          // [B, TimeEmbedDim]
+	var temb *engine.Tensor
+	te := stepEmbedding{row: u.keptRow(ts)}
+	if te.row < 0 {
+		temb = u.TimeEmbedding.forward(b, p, ts) // [B, TimeEmbedDim]
+		b.Unary(temb, temb, engine.SiLU)         // [B, TimeEmbedDim]
+		te.act = temb
+	}
 
 	// Down path: every block output is kept as a skip connection.
 	hs := p.Get(bsz, c.BlockOutChannels[0], h, w) // [B, C0, H, W]
@@ -239,7 +246,7 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 	skips := []*engine.Tensor{hs}
 	for _, d := range u.DownBlocks {
 		for j, r := range d.Resnets {
-			hs = r.forward(b, p, hs, temb) // [B, C, H, W]
+			hs = r.forward(b, p, hs, te) // [B, C, H, W]
 			if d.Attentions != nil {
 				a := d.Attentions[j].forward(b, p, hs, context) // [B, C, H, W]
 				p.Put(hs)
@@ -255,13 +262,13 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 
 	// Mid block. The last skip (hs itself) stays alive until it is popped.
 	m := u.MidBlock
-	cur := m.Resnets[0].forward(b, p, hs, temb) // [B, Cl, h, w]
+	cur := m.Resnets[0].forward(b, p, hs, te) // [B, Cl, h, w]
 	if m.Attention != nil {
 		a := m.Attention.forward(b, p, cur, context) // [B, Cl, h, w]
 		p.Put(cur)
 		cur = a
 	}
-	next := m.Resnets[1].forward(b, p, cur, temb) // [B, Cl, h, w]
+	next := m.Resnets[1].forward(b, p, cur, te) // [B, Cl, h, w]
 	p.Put(cur)
 	cur = next
 
@@ -274,7 +281,7 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 			cat := p.Get(bsz, cur.Dim(1)+skip.Dim(1), cur.Dim(2), cur.Dim(3)) // [B, C+Cskip, H, W]
 			b.Concat(cat, cur, skip)                                          // [B, C+Cskip, H, W]
 			p.Put(cur, skip)
-			cur = r.forward(b, p, cat, temb) // [B, C, H, W]
+			cur = r.forward(b, p, cat, te) // [B, C, H, W]
 			p.Put(cat)
 			if up.Attentions != nil {
 				a := up.Attentions[j].forward(b, p, cur, context) // [B, C, H, W]
@@ -296,7 +303,10 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 	gn := p.Get(cur.Shape()...)             // [B, C0, H, W]
 	u.ConvNormOut.Forward(b, gn, cur, true) // [B, C0, H, W]
 	u.ConvOut.Forward(b, dst, gn)           // [B, Out, H, W]
-	p.Put(gn, cur, temb)
+	p.Put(gn, cur)
+	if temb != nil {
+		p.Put(temb)
+	}
 	return nil
 }
 
@@ -351,6 +361,69 @@ func (u *UNet) FoldTimeEmbedding(on bool) {
 	}
 }
 
+// KeepTimesteps lets Forward take each ResNet's projected time embedding
+// from one computed now for every timestep of ts (a generation's steps,
+// each shared by the batch of B): the time embedding and the ResNets'
+// time_emb_proj products run once, on steps·B rows, instead of at every
+// step on B (about 50 small dispatches a step for SD 1.5). Forward uses
+// them when all its timesteps are one of ts and its batch is B, and
+// computes the embedding itself otherwise. Inference only, and only with
+// FoldTimeEmbedding on (the kept rows are norm2's shift); otherwise it
+// keeps nothing. ForgetTimesteps frees them ([steps·B, Out] a ResNet).
+func (u *UNet) KeepTimesteps(ts []float32, batch int) {
+	u.ForgetTimesteps()
+	rs := u.resnets()
+	if len(ts) == 0 || batch < 1 || !rs[0].foldTemb {
+		return
+	}
+	rows := make([]float32, len(ts)*batch)
+	for i := range rows {
+		rows[i] = ts[i/batch]
+	}
+	b, p := u.b, u.pool
+	temb := u.TimeEmbedding.forward(b, p, rows) // [steps·B, TimeEmbedDim]
+	b.Unary(temb, temb, engine.SiLU)            // [steps·B, TimeEmbedDim]
+	for _, r := range rs {
+		r.kept = b.New(engine.F32, len(rows), r.TimeEmbProj.Out) // [steps·B, Out]
+		r.TimeEmbProj.Forward(b, r.kept, temb)                   // [steps·B, Out]
+	}
+	p.Put(temb)
+	u.keptTs = make(map[float32]int, len(ts))
+	for i, t := range ts {
+		if _, ok := u.keptTs[t]; !ok {
+			u.keptTs[t] = i * batch
+		}
+	}
+	u.keptBatch = batch
+}
+
+// ForgetTimesteps frees what KeepTimesteps kept.
+func (u *UNet) ForgetTimesteps() {
+	for _, r := range u.resnets() {
+		if r.kept != nil {
+			u.b.Free(r.kept)
+			r.kept = nil
+		}
+	}
+	u.keptTs, u.keptBatch = nil, 0
+}
+
+// keptRow is the first kept row of timesteps ts (one per batch entry),
+// or -1 when they are not one kept timestep for a batch of the kept size.
+func (u *UNet) keptRow(ts []float32) int {
+	if u.keptTs == nil || len(ts) != u.keptBatch {
+		return -1
+	}
+	row, ok := u.keptTs[ts[0]]
+	for _, t := range ts[1:] {
+		ok = ok && t == ts[0]
+	}
+	if !ok {
+		return -1
+	}
+	return row
+}
+
 // KeepContext lets Forward project context's keys and values for the
 // cross-attentions once and reuse them for as long as it is called with
 // this same tensor, until ForgetContext: a generation's text embedding is
@@ -399,5 +472,6 @@ func (u *UNet) Close() {
 	}
 	u.pool.Free()
 	u.ForgetContext()
+	u.ForgetTimesteps()
 	u.weights, u.resize = nil, nil
 }

@@ -433,6 +433,90 @@ func TestFoldTimeEmbedding(t *testing.T) {
 	}
 }
 
+// TestKeepTimesteps: with a generation's timesteps kept, a Forward at one
+// of them takes every ResNet's projected time embedding from the rows
+// computed at once for all, with the same bits as computing them at that
+// step, and makes the time embedding's two products and one per ResNet
+// fewer; a Forward at timesteps not kept (or not one shared by the batch)
+// computes them as before. Without FoldTimeEmbedding nothing is kept, and
+// ForgetTimesteps gives the memory back.
+func TestKeepTimesteps(t *testing.T) {
+	fx := fixtureModels[1]
+	for _, be := range backends {
+		t.Run(be.Name, func(t *testing.T) {
+			cb := &countingBackend{Backend: be.Open(t)}
+			b := engine.Backend(cb)
+			defer b.Close()
+			r := openRefs(t, fx.refs)
+			u := loadUNet(t, b, fx)
+			defer u.Close()
+			u.FoldTimeEmbedding(true)
+			x0, xs := r.get(t, "unet.x")
+			e0, es := r.embedding(t, 0)
+			e1, _ := r.embedding(t, 1)
+			xs2, cs2 := twice(xs), twice(es)
+			ctx := upload(b, append(e0, e1...), cs2...) // [2, L, Ckv]
+			defer b.Free(ctx)
+			x := append(append([]float32{}, x0...), reversed(x0)...)
+			steps := [][]float32{{999}, {500, 700}, {1}, {250}, {500}}
+			kept := []bool{true, false, true, false, true}
+			var calls []int // MatMul calls of each forward
+			forward := func(ts []float32) []float32 {
+				cb.matMuls = 0
+				got := runWith(t, b, u, x, xs2, ts, ctx)
+				calls = append(calls, cb.matMuls)
+				return got
+			}
+			var want [][]float32
+			for _, ts := range steps {
+				want = append(want, forward(ts))
+			}
+			mem, ok := cb.Backend.(interface{ MemoryStats() engine.MemoryStats })
+			if !ok {
+				t.Fatalf("%s reports no memory stats", be.Name)
+			}
+			before := mem.MemoryStats().Current
+			u.FoldTimeEmbedding(false)
+			u.KeepTimesteps([]float32{999, 500, 1}, 2)
+			if mem.MemoryStats().Current != before {
+				t.Errorf("KeepTimesteps without FoldTimeEmbedding holds %d more bytes, want none", mem.MemoryStats().Current-before)
+			}
+			u.FoldTimeEmbedding(true)
+			u.KeepTimesteps([]float32{999, 500, 1}, 2)
+			if mem.MemoryStats().Current <= before {
+				t.Errorf("with the timesteps kept the backend holds %d more bytes, want the projections", mem.MemoryStats().Current-before)
+			}
+			resnets := len(u.MidBlock.Resnets)
+			for _, d := range u.DownBlocks {
+				resnets += len(d.Resnets)
+			}
+			for _, up := range u.UpBlocks {
+				resnets += len(up.Resnets)
+			}
+			n := len(steps)
+			for i, ts := range steps {
+				got := forward(ts)
+				for j := range got {
+					if math.Float32bits(got[j]) != math.Float32bits(want[i][j]) {
+						t.Fatalf("timesteps %v with %v kept: out[%d] = %g, %g computed at the step", ts, []float32{999, 500, 1}, j, got[j], want[i][j])
+					}
+				}
+				fewer := 0
+				if kept[i] {
+					fewer = resnets + 2
+				}
+				if calls[i]-calls[n+i] != fewer {
+					t.Errorf("timesteps %v: %d MatMul calls computed, %d kept; want %d fewer", ts, calls[i], calls[n+i], fewer)
+				}
+			}
+			u.ForgetTimesteps()
+			if mem.MemoryStats().Current != before {
+				t.Errorf("after ForgetTimesteps the backend holds %d bytes, %d before KeepTimesteps", mem.MemoryStats().Current, before)
+			}
+		})
+	}
+}
+
 // countingBackend counts MatMul calls, Conv2D calls and those of them
 // marked Fast, Binary calls and GroupNorms with a Shift.
 type countingBackend struct {
