@@ -22,7 +22,8 @@ float beta_at(uint i) { return b_f[i]; }
 #endif
 
 #if SHIFT
-layout(std430, binding = 4) readonly buffer Shiftbuf { float shift[]; }; // [N, C]
+layout(std430, binding = 4) readonly buffer Shiftbuf { float shift[]; }; // [R, C]
+uniform uint u_shift0; // the first row's offset: ShiftRow * C
 #endif
 
 uniform uint u_G, u_C, u_S; // groups, channels, spatial size
@@ -33,7 +34,7 @@ uint g_base, g_c0; // the row's first element and first channel, n * C + g * cpg
 // Element i of the row, with its shift.
 float xin(uint i) {
 #if SHIFT
-	return x[g_base + i] + shift[g_c0 + i / u_S];
+	return x[g_base + i] + shift[u_shift0 + g_c0 + i / u_S];
 #else
 	return x[g_base + i];
 #endif

@@ -23,7 +23,8 @@ float beta_at(uint i) { return b_f[i]; }
 #endif
 layout(std430, binding = 4) readonly buffer Pbuf { vec2 part[]; }; // [rows, P] (mean, M2)
 #if SHIFT
-layout(std430, binding = 5) readonly buffer Shiftbuf { float shift[]; }; // [N, C]
+layout(std430, binding = 5) readonly buffer Shiftbuf { float shift[]; }; // [R, C]
+uniform uint u_shift0; // the first row's offset: ShiftRow * C
 #endif
 
 uniform uint u_G, u_C, u_S;     // groups, channels, spatial size
@@ -69,7 +70,7 @@ void main() {
 		uint c = g * cpg + i / u_S;
 		float xi = x[base + i];
 #if SHIFT
-		xi += shift[(row / u_G) * u_C + c];
+		xi += shift[u_shift0 + (row / u_G) * u_C + c];
 #endif
 		float o = (xi - mean) * rstd * gamma_at(c) + beta_at(c);
 #if SILU

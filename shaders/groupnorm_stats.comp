@@ -16,14 +16,15 @@ layout(std430, binding = 1) readonly buffer Xbuf { float x[]; };
 
 uniform uint u_len, u_chunk, u_P;
 #if SHIFT
-layout(std430, binding = 2) readonly buffer Shiftbuf { float shift[]; }; // [N, C]
-uniform uint u_S; // spatial size
+layout(std430, binding = 2) readonly buffer Shiftbuf { float shift[]; }; // [R, C]
+uniform uint u_S;      // spatial size
+uniform uint u_shift0; // the first row's offset: ShiftRow * C
 #endif
 
-// Element i of x [N, C, S], with its shift: shift[n, c] is shift[i / S].
+// Element i of x [N, C, S], with its shift: shift[n, c] is shift[u_shift0 + i / S].
 float xin(uint i) {
 #if SHIFT
-	return x[i] + shift[i / u_S];
+	return x[i] + shift[u_shift0 + i / u_S];
 #else
 	return x[i];
 #endif

@@ -41,7 +41,7 @@ func (be *Backend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine.GroupN
 		if p.Shift != nil {
 			// x + shift, rounded as a broadcast Binary Add would be.
 			sh := buf(p.Shift)[(p.ShiftRow+r/p.Groups)*d.C+grp*d.ChanPerGroup:] // [C/G]
-			sum := make([]float32, d.Cols)                           // [C/G, spatial]
+			sum := make([]float32, d.Cols)                                      // [C/G, spatial]
 			for i, v := range in {
 				sum[i] = v + sh[i/d.Spatial]
 			}
