@@ -74,6 +74,8 @@ type Backend struct {
 	park                        bool           // Park offers host copies the GPU copies itself (GLIMMER_GL_PARK=0: never)
 	extraDefs                   defines        // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
 	barrierAll                  bool           // a memory barrier after every dispatch (GLIMMER_GL_BARRIERS=all) instead of only where hazards.go finds a dependency
+	flushAt                     int            // > 0: glFlush after the flushAt-th, 2·flushAt-th, 4·flushAt-th ... dispatch since the host last waited (GLIMMER_GL_FLUSH; tuning)
+	sinceHost                   int            // dispatches since the host last waited on the GPU; GL thread only
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
@@ -196,6 +198,7 @@ func (b *Backend) init(ctx platformContext) error {
 		b.winoMax = v << 20
 	}
 	b.barrierAll = os.Getenv("GLIMMER_GL_BARRIERS") == "all"
+	b.flushAt, _ = strconv.Atoi(os.Getenv("GLIMMER_GL_FLUSH"))
 	b.extraDefs = defines{}
 	for _, kv := range strings.Split(os.Getenv("GLIMMER_GL_DEFS"), ",") {
 		name, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
@@ -282,6 +285,7 @@ func (b *Backend) Sync() error {
 	var err error
 	b.call(func() {
 		gl.Finish()
+		b.sinceHost = 0
 		b.checkGL("finish")
 		err, b.err = b.err, nil
 	})
@@ -404,6 +408,7 @@ func (b *Backend) Read(t *engine.Tensor) ([]float32, error) {
 		b.hazards.host()
 		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, s.id)
 		gl.GetBufferSubData(gl.SHADER_STORAGE_BUFFER, 0, len(raw), gl.Ptr(raw))
+		b.sinceHost = 0
 		b.checkGL("read back")
 		err, b.err = b.err, nil
 	})

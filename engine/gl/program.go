@@ -250,6 +250,11 @@ func (b *Backend) dispatch(op string, d defines, groups int, bufs []*buffer, set
 		if b.barrierAll {
 			gl.MemoryBarrier(barrierBits)
 		}
+		// After the host waited, the GPU idles until the driver submits what
+		// follows: GLIMMER_GL_FLUSH=N submits after N dispatches, then 2N, 4N...
+		if b.sinceHost++; b.flushAt > 0 && b.sinceHost%b.flushAt == 0 && isPow2(b.sinceHost/b.flushAt) {
+			gl.Flush()
+		}
 		if b.profile != nil {
 			b.profile.end(op+" "+d.key(), q0, start)
 		}
@@ -268,3 +273,6 @@ func split(n int, lim [3]int) (x, y, z int) {
 	}
 	return x, y, z
 }
+
+// isPow2 reports whether n is a power of two.
+func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
