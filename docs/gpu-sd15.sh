@@ -10,7 +10,11 @@
 # takes F(4x4, 3x3) for the U-Net's and the VAE decoder's, which inference
 # marks Fast, from 128 tiles; 2 forces it on every one);
 # GLIMMER_GL_ATTN=SHUF=0 runs attention without the driver's subgroup
-# operations (p11's kernel; GLIMMER_GL_ATTN_40=... tunes one head dim);
+# operations (p11's kernel; GLIMMER_GL_ATTN_40=... tunes one head dim,
+# e.g. "PF=1" loads the next key tile during the current one, p18);
+# GLIMMER_GL_FLUSH=4 calls glFlush after the 4th, 8th, 16th ... dispatch
+# after each read-back, in case the GPU idles at a step's start until the
+# driver submits (p18);
 # GLIMMER_GL_BARRIERS=all puts a memory barrier after every dispatch
 # (p12's way; by default only dependent dispatches get one, and the
 # decoded image's hash, logged, must not change); GLIMMER_GL_CONVFOLD=0

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One GPU call that times this build against older ones and sweeps the
+# head-dim-40 attention's grids: timings compare only within one call.
+# Carry .gl/ and .carry/ holding gltest (go test -c -tags egl ./engine/gl),
+# pipeline.test (this build's go test -c -tags egl ./engine/pipeline),
+# older builds' as pipeline_<name>.test (git worktree add /tmp/wt REV, build
+# there), sd15_tensor_names.tsv and bpe_simple_vocab_16e6.txt.gz (from
+# ../shared/refdata). The full-size checkpoint is written to /tmp first.
+# Prints each build's image, step and decode times, hash and peak memory;
+# --offload's; GLIMMER_GL_FLUSH=4's; then ms a call of self-attention at
+# 4096 tokens, head dim 40, under each grid in ATTN40 (GLIMMER_GL_ATTN_40
+# fields, "" for the default, which also runs last to show drift); then TestConformance, the attention variants
+# and TestGEMMPlans on the driver; then GLIMMER_GL_PROFILE=ts's per-shader
+# profile of one image (the whole of it in $OUT/profile.txt).
+set -u
+out=${OUT:-/tmp}
+for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null; done
+ldconfig
+export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+export GLIMMER_SD15_TSV=.carry/sd15_tensor_names.tsv GLIMMER_SD15_VOCAB=.carry/bpe_simple_vocab_16e6.txt.gz GLIMMER_SD15_DIR=/tmp
+nvidia-smi -L
+sd() { # binary, then VAR=value settings
+	local bin=$1
+	shift
+	echo "== $bin $*"
+	env "$@" timeout 150 "./.carry/$bin" -test.run '^$' -test.bench SD15 -test.benchtime "${RUNS:-2}x" -test.v 2>&1 |
+		grep "ms/image\|hashes\|peak device\|FAIL\|panic"
+}
+sd pipeline.test
+for b in .carry/pipeline_*.test; do
+	[ -e "$b" ] && sd "$(basename "$b")"
+done
+sd pipeline.test GLIMMER_OFFLOAD=1
+sd pipeline.test GLIMMER_GL_FLUSH=4
+IFS=';' read -ra grids <<<"${ATTN40:-;PF=1;RX=4,RY=32,TQ=4,TK=8;RX=4,RY=32,TQ=4,TK=8,PF=1;RX=4,RY=64,TQ=2,TK=8,PF=1;RX=4,RY=32,TQ=4,TK=16,PF=1;RX=8,RY=32,TQ=4,TK=4,PF=1;RX=4,RY=16,TQ=8,TK=8,PF=1}"
+for g in "${grids[@]}" ""; do
+	echo "== attention, head dim 40: ${g:-default}"
+	GLIMMER_GL_ATTN_40="$g" timeout 30 ./.carry/gltest -test.run '^$' -test.bench 'BenchmarkAttention/self_4096' \
+		-test.benchtime 40x -test.v 2>&1 | grep -i "ms/call\|fail\|panic" | tail -2
+done
+echo "== conformance on the driver"
+timeout 200 ./.carry/gltest -test.run 'TestConformance$|TestConformanceAttentionVariants|TestGEMMPlans' 2>&1 | tail -6
+echo "== profile"
+GLIMMER_GL_PROFILE=ts timeout 150 ./.carry/pipeline.test -test.run '^$' -test.bench SD15 -test.benchtime 1x -test.v >"$out/profile.txt" 2>&1
+grep -v '^=== ' "$out/profile.txt" | head -40
