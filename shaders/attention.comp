@@ -46,7 +46,10 @@
 // a multiple of 4 dividing BK), and NT = RX*RY (a literal for
 // local_size_x), SHUF, PF (with KVSEP and one chunk: the next tile's keys
 // and values are loaded into registers while this tile is computed, and
-// stored to Ks and Vs at the next tile's start).
+// stored to Ks and Vs at the next tile's start), PSH (with SHUF: the
+// probabilities still pass through Ps, each thread reading a row's 4 keys
+// as one float4 where the shuffles move one value each; the reductions
+// stay clustered).
 #if SHUF == 1
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
@@ -89,10 +92,14 @@ shared vec4 Vs[BK * VST];
 #else
 #define VS Ks
 #endif
-#if !SHUF
+#if !SHUF || PSH
 shared vec4 Ps[BQ * PST];
+#endif
+#if !SHUF
 shared uint Ms[2 * BQ]; // tile row maxima, encoded; two, used alternately
 #endif
+// PR_SHUF: the probabilities reach the row's threads by shuffles.
+#define PR_SHUF (SHUF != 0 && PSH == 0)
 
 const float LOG2E = 1.4426950408889634;
 const float NEG = -1.0e30; // finite "minus infinity": NEG - NEG is 0, not NaN
@@ -370,8 +377,8 @@ void main() {
 #endif
 
 		// Online softmax: rescale, then this tile's probabilities into Ps
-		// (with SHUF, into pr).
-#if SHUF
+		// (with PR_SHUF, into pr).
+#if PR_SHUF
 		float pr[TQ][TK];
 #endif
 		for (uint i = 0u; i < TQ; i++) {
@@ -387,7 +394,7 @@ void main() {
 					p[c] = x > 0.5 * NEG ? exp2(x - mn) : 0.0;
 				}
 				l[i] += p.x + p.y + p.z + p.w;
-#if SHUF
+#if PR_SHUF
 				for (uint c = 0u; c < 4u; c++) pr[i][4u * j4 + c] = p[c];
 #else
 				Ps[(ty + RY * i) * PST + tx * (TK / 4u) + j4] = p;
@@ -396,18 +403,18 @@ void main() {
 		}
 
 		// O += P V.
-#if SHUF
+#if PR_SHUF
 		PUBLISH(pr);
 #endif
 		for (uint v0 = 0u; v0 < BK; v0 += VROWS) {
 #if !KVSEP
 			loadV(vbase, k0 + v0, lid);
 #endif
-#if !SHUF || !KVSEP
+#if !PR_SHUF || !KVSEP
 			memoryBarrierShared();
 			barrier();
 #endif
-#if SHUF
+#if PR_SHUF
 			// Key v0 + TK*kq + c is thread v0/TK + kq's pr[.][c], in the
 			// lane that many past the row's first.
 			uint row0 = LANE - tx;

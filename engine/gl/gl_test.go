@@ -43,7 +43,8 @@ func TestConformanceWideTiles(t *testing.T) {
 // V sharing K's memory and streamed queries at some head dims; forced
 // here (GLIMMER_GL_ATTN): V in 4-key chunks at every head dim, and 8-key
 // score blocks on 4-thread rows, and the next tile prefetched (PF) where
-// a layout allows it, without the rows' subgroup operations
+// a layout allows it, the probabilities through shared memory with the
+// subgroup reductions (PSH), without the rows' subgroup operations
 // (SHUF=0, the default where the driver lacks them); and each with them
 // (SHUF, whose default grids differ and whose V chunks hold whole score
 // blocks, so 4-key blocks for 4-key chunks) emulated through shared
@@ -51,12 +52,12 @@ func TestConformanceWideTiles(t *testing.T) {
 // own.
 func TestConformanceAttentionVariants(t *testing.T) {
 	variants := []string{"SHUF=0,SEP=0,VK=4", "SHUF=0,RX=4,RY=8,TQ=2,TK=8", "SHUF=0,RX=4,RY=8,TQ=2,TK=8,PF=1", "SHUF=2", "SHUF=2,SEP=0,TK=4,VK=4",
-		"SHUF=2,RX=4,RY=8,TQ=2,TK=8", "SHUF=2,RX=4,RY=8,TQ=2,TK=8,PF=1"}
+		"SHUF=2,RX=4,RY=8,TQ=2,TK=8", "SHUF=2,RX=4,RY=8,TQ=2,TK=8,PF=1", "SHUF=2,RX=4,RY=8,TQ=2,TK=8,PF=1,PSH=1", "SHUF=2,PSH=1"}
 	b := newBackend(t)().(*gl.Backend)
 	sub := b.Limits().SubgroupSize
 	b.Close()
 	if sub > 0 {
-		variants = append(variants, "SHUF=1", "SHUF=1,SEP=0,TK=4,VK=4", "SHUF=1,RX=4,RY=8,TQ=2,TK=8", "SHUF=1,PF=1")
+		variants = append(variants, "SHUF=1", "SHUF=1,SEP=0,TK=4,VK=4", "SHUF=1,RX=4,RY=8,TQ=2,TK=8", "SHUF=1,PF=1", "SHUF=1,PF=1,PSH=1")
 	}
 	for _, v := range variants {
 		t.Run(v, func(t *testing.T) {

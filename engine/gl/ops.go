@@ -465,6 +465,7 @@ type attnConfig struct {
 	KVSep          bool // V has memory of its own, loaded with K
 	Shuf           int  // rows' maxima, sums and probabilities through subgroup operations (no Ps, Ms): 1 the driver's, 2 emulated (tests)
 	PF             bool // the next tile's K and V loaded into registers during this one (with KVSep and one chunk; forced PF=1 applies where those hold)
+	PSh            bool // with Shuf: probabilities through Ps rather than shuffles (forced PSH=1 applies where Shuf is on)
 }
 
 func (c attnConfig) bq() int { return c.RY * c.TQ }
@@ -486,11 +487,15 @@ func (c attnConfig) sharedBytes(headDim int) int {
 	} else {
 		kv = max(kv, c.VK*vst)
 	}
+	ps := 0
+	if c.PSh {
+		ps = c.bq() * odd(c.bk()/4)
+	}
 	switch c.Shuf {
 	case 1:
-		return 16 * (c.bq()*qst + kv)
+		return 16 * (c.bq()*qst + kv + ps)
 	case 2:
-		return 16*(c.bq()*qst+kv) + 4*c.nt()*c.TQ*c.TK
+		return 16*(c.bq()*qst+kv+ps) + 4*c.nt()*c.TQ*c.TK
 	}
 	return 16*(c.bq()*qst+kv+c.bq()*odd(c.bk()/4)) + 4*2*c.bq()
 }
@@ -580,7 +585,7 @@ func shufShape(headDim int) attnConfig {
 // them and a row's threads divide its subgroups.
 //
 // GLIMMER_GL_ATTN, e.g. "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,
-// SH=32768,SHUF=1,PF=1", forces fields for tuning (SH caps the shared memory
+// SH=32768,SHUF=1,PF=1,PSH=1", forces fields for tuning (SH caps the shared memory
 // used; SHUF=0 turns the subgroup operations off, SHUF=2 emulates them
 // through shared memory for the tests), GLIMMER_GL_ATTN_<head dim> for
 // one head dim; a forced variant that cannot run panics.
@@ -607,6 +612,7 @@ func (b *Backend) attnConfig(headDim int) attnConfig {
 	c := attnShape(headDim, shuf != 0)
 	c.Shuf = shuf
 	c.PF = force["PF"] != 0
+	c.PSh = force["PSH"] != 0 && shuf != 0
 	for name, f := range map[string]*int{"RX": &c.RX, "RY": &c.RY, "TQ": &c.TQ, "TK": &c.TK} {
 		if v, ok := force[name]; ok {
 			*f = v
@@ -673,7 +679,7 @@ func (b *Backend) Attention(dst, q, k, v *engine.Tensor, p engine.AttentionParam
 	d := engine.CheckAttention(dst, q, k, v, p)
 	c := b.attnConfig(d.HeadDim)
 	def := defines{"HEAD_DIM": d.HeadDim, "CAUSAL": b2i(d.Causal), "RX": c.RX, "RY": c.RY, "TQ": c.TQ,
-		"TK": c.TK, "DC": c.DC, "VK": c.VK, "QRES": b2i(c.QRes), "KVSEP": b2i(c.KVSep), "NT": c.nt(), "SHUF": c.Shuf, "PF": b2i(c.PF)}
+		"TK": c.TK, "DC": c.DC, "VK": c.VK, "QRES": b2i(c.QRes), "KVSEP": b2i(c.KVSep), "NT": c.nt(), "SHUF": c.Shuf, "PF": b2i(c.PF), "PSH": b2i(c.PSh)}
 	groups := ceilDiv(d.Nq, c.bq()) * d.Heads * d.B
 	w := d.Heads * d.HeadDim
 	ld, koff, voff := w, 0, 0

@@ -1,0 +1,75 @@
+package gl
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"glimmer/engine"
+)
+
+// TestAttentionLayoutsSameBits: PF (the next key tile prefetched into
+// registers) and PSH (the probabilities through shared memory instead of
+// shuffles) change where values wait, not the arithmetic or its order, so
+// each must give the bits of the same grid without them: at head dims 40
+// and 80 (each thread's share of V padded or not), causal or not, with
+// key counts that leave the last tile partial, on the rows' subgroup
+// operations where the driver has them and emulated (SHUF=2) everywhere.
+// Outputs start as NaN so an unwritten element fails. The variants'
+// agreement with a float64 reference is TestConformanceAttentionVariants'.
+func TestAttentionLayoutsSameBits(t *testing.T) {
+	shufs := []string{"SHUF=2"}
+	if b := openGL(t); b.limits.SubgroupSize > 0 && b.limits.SubgroupSize%4 == 0 {
+		shufs = append(shufs, "SHUF=1")
+	}
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, shuf := range shufs {
+		for _, dim := range []int{40, 80} {
+			for _, causal := range []bool{false, true} {
+				const bsz, heads, tokens = 2, 2, 150 // 150 keys: the last 32-key tile partial
+				qkv := make([]float32, bsz*tokens*heads*dim)
+				for i := range qkv {
+					qkv[i] = float32(r.NormFloat64())
+				}
+				var want []float32
+				for _, layout := range []string{"", ",PF=1", ",PSH=1", ",PF=1,PSH=1"} {
+					grid := shuf + ",RX=4,RY=8,TQ=2,TK=8" + layout
+					t.Setenv("GLIMMER_GL_ATTN", grid)
+					b := openGL(t)
+					c := b.attnConfig(dim)
+					if c.PF != (layout == ",PF=1" || layout == ",PF=1,PSH=1") || c.PSh != (layout == ",PSH=1" || layout == ",PF=1,PSH=1") {
+						t.Fatalf("%s at head dim %d took %+v", grid, dim, c)
+					}
+					x := b.New(engine.F32, bsz, tokens, heads*dim) // [B, N, H·D]
+					b.Write(x, qkv)
+					o := b.New(engine.F32, bsz, tokens, heads*dim) // [B, N, H·D]
+					nan := make([]float32, len(qkv))
+					for i := range nan {
+						nan[i] = float32(math.NaN())
+					}
+					b.Write(o, nan)
+					b.Attention(o, x, x, x, engine.AttentionParams{Heads: heads, Causal: causal})
+					got, err := b.Read(o)
+					b.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if want == nil {
+						for i, v := range got {
+							if math.IsNaN(float64(v)) {
+								t.Fatalf("%s, head dim %d, causal %v: output %d not written", grid, dim, causal, i)
+							}
+						}
+						want = got
+						continue
+					}
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("%s, head dim %d, causal %v: output %d = %g, %g without %s", grid, dim, causal, i, got[i], want[i], layout[1:])
+						}
+					}
+				}
+			}
+		}
+	}
+}
