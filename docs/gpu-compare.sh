@@ -32,7 +32,7 @@ for b in .carry/pipeline_*.test; do
 done
 sd pipeline.test GLIMMER_OFFLOAD=1
 sd pipeline.test GLIMMER_GL_FLUSH=4
-IFS=';' read -ra grids <<<"${ATTN40:-;PF=1;RX=4,RY=32,TQ=4,TK=8;RX=4,RY=32,TQ=4,TK=8,PF=1;RX=4,RY=64,TQ=2,TK=8,PF=1;RX=4,RY=32,TQ=4,TK=16,PF=1;RX=8,RY=32,TQ=4,TK=4,PF=1;RX=4,RY=16,TQ=8,TK=8,PF=1}"
+IFS=';' read -ra grids <<<"${ATTN40:-;RX=4,RY=32,TQ=4,TK=8;RX=4,RY=32,TQ=4,TK=8,PF=1;RX=4,RY=64,TQ=2,TK=8,PF=1;RX=4,RY=32,TQ=4,TK=16,PF=1;RX=8,RY=32,TQ=4,TK=4,PF=1;RX=4,RY=16,TQ=8,TK=8,PF=1;RX=4,RY=32,TQ=4,TK=4,PF=1,PSH=1;RX=4,RY=16,TQ=4,TK=8,PF=1,PSH=1;RX=4,RY=32,TQ=2,TK=8,PF=1,PSH=1;RX=8,RY=16,TQ=4,TK=4,PF=1,PSH=1}"
 for g in "${grids[@]}" ""; do
 	echo "== attention, head dim 40: ${g:-default}"
 	GLIMMER_GL_ATTN_40="$g" timeout 30 ./.carry/gltest -test.run '^$' -test.bench 'BenchmarkAttention/self_4096' \
