@@ -269,18 +269,8 @@ func TestKeepContext(t *testing.T) {
 	fx := fixtureModels[0]
 	for _, be := range backends {
 		t.Run(be.Name, func(t *testing.T) {
-			cb := &countingBackend{Backend: be.Open(t)}
-			b := engine.Backend(cb)
-			defer b.Close()
-			r := openRefs(t, fx.refs)
-			u := loadUNet(t, b, fx)
-			defer u.Close()
-			x0, xs := r.get(t, "unet.x")
-			e0, es := r.embedding(t, 0)
-			e1, _ := r.embedding(t, 1)
-			xs2, cs2 := twice(xs), twice(es)
-			ctx := upload(b, append(e0, e1...), cs2...) // [2, L, Ckv]
-			defer b.Free(ctx)
+			g := openGuided(t, be, fx)
+			u, x0, ctx := g.u, g.x0, g.ctx
 			x1 := reversed(x0)
 			cat := func(a, b []float32) []float32 { return append(append([]float32{}, a...), b...) }
 			steps := []struct {
@@ -288,24 +278,17 @@ func TestKeepContext(t *testing.T) {
 				ts []float32
 			}{{cat(x0, x0), []float32{999}}, {cat(x1, x0), []float32{500, 700}}, {cat(x0, x1), []float32{1}}}
 			var calls []int // MatMul calls of each forward
-			forward := func(x []float32, ts []float32) []float32 {
-				cb.matMuls = 0
-				got := runWith(t, b, u, x, xs2, ts, ctx)
-				calls = append(calls, cb.matMuls)
-				return got
-			}
 			var want [][]float32
 			for _, s := range steps {
-				want = append(want, forward(s.x, s.ts))
+				got, n := g.forward(t, s.x, s.ts)
+				want, calls = append(want, got), append(calls, n)
 			}
-			mem, ok := cb.Backend.(interface{ MemoryStats() engine.MemoryStats })
-			if !ok {
-				t.Fatalf("%s reports no memory stats", be.Name)
-			}
-			before := mem.MemoryStats().Current
+			mem := g.memory(t)
+			before := mem()
 			u.KeepContext(ctx)
 			for i, s := range steps {
-				got := forward(s.x, s.ts)
+				got, n := g.forward(t, s.x, s.ts)
+				calls = append(calls, n)
 				for j := range got {
 					if math.Float32bits(got[j]) != math.Float32bits(want[i][j]) {
 						t.Fatalf("step %d with the context kept: out[%d] = %g, %g recomputed", i, j, got[j], want[i][j])
@@ -318,12 +301,12 @@ func TestKeepContext(t *testing.T) {
 			if calls[0] != calls[n] || calls[n+1] != calls[n+2] || calls[n+1] >= calls[n] || (calls[n]-calls[n+1])%2 != 0 {
 				t.Errorf("MatMul calls a step: %v recomputed, %v with the context kept", calls[:n], calls[n:])
 			}
-			if kept := mem.MemoryStats().Current - before; kept <= 0 {
+			if kept := mem() - before; kept <= 0 {
 				t.Errorf("with the context kept the backend holds %d more bytes, want the keys and values", kept)
 			}
 			u.ForgetContext()
-			if mem.MemoryStats().Current != before {
-				t.Errorf("after ForgetContext the backend holds %d bytes, %d before KeepContext", mem.MemoryStats().Current, before)
+			if mem() != before {
+				t.Errorf("after ForgetContext the backend holds %d bytes, %d before KeepContext", mem(), before)
 			}
 		})
 	}
@@ -414,13 +397,7 @@ func TestFoldTimeEmbedding(t *testing.T) {
 				outs[on] = run(t, cb, u, x, xs, []float32{500}, e0, es)
 				counts[on] = [2]int{cb.binaries, cb.shifts}
 			}
-			resnets := len(u.MidBlock.Resnets)
-			for _, d := range u.DownBlocks {
-				resnets += len(d.Resnets)
-			}
-			for _, up := range u.UpBlocks {
-				resnets += len(up.Resnets)
-			}
+			resnets := countResnets(u)
 			if counts[false][1] != 0 || counts[true][1] != resnets || counts[false][0]-counts[true][0] != resnets {
 				t.Errorf("(Binary calls, shifted GroupNorms): %v unfolded, %v folded; want %d shifts and %d Binary calls fewer", counts[false], counts[true], resnets, resnets)
 			}
@@ -444,58 +421,35 @@ func TestKeepTimesteps(t *testing.T) {
 	fx := fixtureModels[1]
 	for _, be := range backends {
 		t.Run(be.Name, func(t *testing.T) {
-			cb := &countingBackend{Backend: be.Open(t)}
-			b := engine.Backend(cb)
-			defer b.Close()
-			r := openRefs(t, fx.refs)
-			u := loadUNet(t, b, fx)
-			defer u.Close()
+			g := openGuided(t, be, fx)
+			u := g.u
 			u.FoldTimeEmbedding(true)
-			x0, xs := r.get(t, "unet.x")
-			e0, es := r.embedding(t, 0)
-			e1, _ := r.embedding(t, 1)
-			xs2, cs2 := twice(xs), twice(es)
-			ctx := upload(b, append(e0, e1...), cs2...) // [2, L, Ckv]
-			defer b.Free(ctx)
-			x := append(append([]float32{}, x0...), reversed(x0)...)
+			x := append(append([]float32{}, g.x0...), reversed(g.x0)...)
 			steps := [][]float32{{999}, {500, 700}, {1}, {250}, {500}}
 			kept := []bool{true, false, true, false, true}
 			var calls []int // MatMul calls of each forward
-			forward := func(ts []float32) []float32 {
-				cb.matMuls = 0
-				got := runWith(t, b, u, x, xs2, ts, ctx)
-				calls = append(calls, cb.matMuls)
-				return got
-			}
 			var want [][]float32
 			for _, ts := range steps {
-				want = append(want, forward(ts))
+				got, n := g.forward(t, x, ts)
+				want, calls = append(want, got), append(calls, n)
 			}
-			mem, ok := cb.Backend.(interface{ MemoryStats() engine.MemoryStats })
-			if !ok {
-				t.Fatalf("%s reports no memory stats", be.Name)
-			}
-			before := mem.MemoryStats().Current
+			mem := g.memory(t)
+			before := mem()
 			u.FoldTimeEmbedding(false)
 			u.KeepTimesteps([]float32{999, 500, 1}, 2)
-			if mem.MemoryStats().Current != before {
-				t.Errorf("KeepTimesteps without FoldTimeEmbedding holds %d more bytes, want none", mem.MemoryStats().Current-before)
+			if mem() != before {
+				t.Errorf("KeepTimesteps without FoldTimeEmbedding holds %d more bytes, want none", mem()-before)
 			}
 			u.FoldTimeEmbedding(true)
 			u.KeepTimesteps([]float32{999, 500, 1}, 2)
-			if mem.MemoryStats().Current <= before {
-				t.Errorf("with the timesteps kept the backend holds %d more bytes, want the projections", mem.MemoryStats().Current-before)
+			if mem() <= before {
+				t.Errorf("with the timesteps kept the backend holds %d more bytes, want the projections", mem()-before)
 			}
-			resnets := len(u.MidBlock.Resnets)
-			for _, d := range u.DownBlocks {
-				resnets += len(d.Resnets)
-			}
-			for _, up := range u.UpBlocks {
-				resnets += len(up.Resnets)
-			}
+			resnets := countResnets(u)
 			n := len(steps)
 			for i, ts := range steps {
-				got := forward(ts)
+				got, c := g.forward(t, x, ts)
+				calls = append(calls, c)
 				for j := range got {
 					if math.Float32bits(got[j]) != math.Float32bits(want[i][j]) {
 						t.Fatalf("timesteps %v with %v kept: out[%d] = %g, %g computed at the step", ts, []float32{999, 500, 1}, j, got[j], want[i][j])
@@ -510,11 +464,67 @@ func TestKeepTimesteps(t *testing.T) {
 				}
 			}
 			u.ForgetTimesteps()
-			if mem.MemoryStats().Current != before {
-				t.Errorf("after ForgetTimesteps the backend holds %d bytes, %d before KeepTimesteps", mem.MemoryStats().Current, before)
+			if mem() != before {
+				t.Errorf("after ForgetTimesteps the backend holds %d bytes, %d before KeepTimesteps", mem(), before)
 			}
 		})
 	}
+}
+
+// guided is a fixture's U-Net on a counting backend with a batch of two
+// text contexts (two prompts' embeddings), as CFG runs it.
+type guided struct {
+	cb  *countingBackend
+	u   *unet.UNet
+	x0  []float32      // one image's latents
+	xs  []int          // the batch of two's shape
+	ctx *engine.Tensor // [2, L, Ckv]
+}
+
+// openGuided loads fx on be; the test's cleanup frees it all.
+func openGuided(t *testing.T, be enginetest.Backend, fx fixture) guided {
+	t.Helper()
+	cb := &countingBackend{Backend: be.Open(t)}
+	t.Cleanup(func() { cb.Close() })
+	r := openRefs(t, fx.refs)
+	u := loadUNet(t, cb, fx)
+	x0, xs := r.get(t, "unet.x")
+	e0, es := r.embedding(t, 0)
+	e1, _ := r.embedding(t, 1)
+	ctx := upload(cb, append(e0, e1...), twice(es)...) // [2, L, Ckv]
+	t.Cleanup(func() { cb.Free(ctx); u.Close() })
+	return guided{cb: cb, u: u, x0: x0, xs: twice(xs), ctx: ctx}
+}
+
+// forward runs the U-Net on the batch x at timesteps ts and returns its
+// output and the MatMul calls it made.
+func (g guided) forward(t *testing.T, x, ts []float32) ([]float32, int) {
+	t.Helper()
+	g.cb.matMuls = 0
+	out := runWith(t, g.cb, g.u, x, g.xs, ts, g.ctx)
+	return out, g.cb.matMuls
+}
+
+// memory returns a reader of the device memory the backend holds now.
+func (g guided) memory(t *testing.T) func() int64 {
+	t.Helper()
+	mem, ok := g.cb.Backend.(interface{ MemoryStats() engine.MemoryStats })
+	if !ok {
+		t.Fatalf("%T reports no memory stats", g.cb.Backend)
+	}
+	return func() int64 { return mem.MemoryStats().Current }
+}
+
+// countResnets is the number of ResNet blocks in u.
+func countResnets(u *unet.UNet) int {
+	n := len(u.MidBlock.Resnets)
+	for _, d := range u.DownBlocks {
+		n += len(d.Resnets)
+	}
+	for _, up := range u.UpBlocks {
+		n += len(up.Resnets)
+	}
+	return n
 }
 
 // countingBackend counts MatMul calls, Conv2D calls and those of them
