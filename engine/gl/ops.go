@@ -463,7 +463,7 @@ type attnConfig struct {
 	VK             int  // keys per V chunk when V shares K's memory
 	QRes           bool // the group's queries stay in shared memory
 	KVSep          bool // V has memory of its own, loaded with K
-	Shuf           int  // rows' maxima, sums and probabilities through subgroup operations (no Ps, Ms): 1 the driver's, 2 emulated (tests)
+	Shuf           int  // rows' maxima, sums and (unless PSh) probabilities through subgroup operations (no Ms; no Ps unless PSh): 1 the driver's, 2 emulated (tests)
 	PF             bool // the next tile's K and V loaded into registers during this one (with KVSep and one chunk; forced PF=1 applies where those hold)
 	PSh            bool // with Shuf: probabilities through Ps rather than shuffles (forced PSH=1 applies where Shuf is on)
 }
