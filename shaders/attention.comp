@@ -34,9 +34,10 @@
 // neighbouring lanes of one subgroup: the tile's row maximum and the final
 // row sums are clustered reductions, and each thread keeps its
 // probabilities in registers, from where the row's other threads read them
-// by shuffles while they multiply by V. Ps and Ms are then not needed, the
-// freed shared memory lets V have its own (KVSEP), and a tile takes two
-// barriers instead of up to seven. The backend takes it wherever the
+// by shuffles while they multiply by V (with PSH, through Ps instead).
+// Ms (and, without PSH, Ps) are then not needed, the freed shared memory
+// lets V have its own (KVSEP), and a tile takes two barriers (three with
+// PSH) instead of up to seven. The backend takes it wherever the
 // driver has the operations (on the H100, head dim 40 went from 2.76 to
 // 2.03 ms a call with it and a grid of 4x8 score blocks, p12); SHUF=2
 // emulates them through shared memory so llvmpipe can test the layout.
