@@ -28,10 +28,13 @@ func TestConformance(t *testing.T) { conformance.Run(t, newBackend(t)) }
 // 128x128 tiles that large problems get (the suite's small sizes pick 64x64
 // tiles otherwise), so both shader variants are held to the reference,
 // and 3x3 convolutions as implicit GEMMs rather than by Winograd (the
-// default), so both paths are too.
+// default), so both paths are too. It also flushes after every power-of-
+// two dispatch since each read-back (GLIMMER_GL_FLUSH=1, a tuning knob that
+// must not change a result).
 func TestConformanceWideTiles(t *testing.T) {
 	t.Setenv("GLIMMER_GEMM_FULLGRID", "0")
 	t.Setenv("GLIMMER_GL_WINOGRAD", "0")
+	t.Setenv("GLIMMER_GL_FLUSH", "1")
 	conformance.Run(t, newBackend(t))
 }
 
