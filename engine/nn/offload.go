@@ -3,7 +3,6 @@ package nn
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 
 	"github.com/x448/float16"
 
@@ -116,11 +115,7 @@ func encode(v []float32, dtype engine.DType) ([]byte, error) {
 		}
 		return out, nil
 	case engine.F32:
-		out := make([]byte, 4*len(v))
-		for i, x := range v {
-			binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
-		}
-		return out, nil
+		return float32Bytes(v), nil
 	}
 	return nil, fmt.Errorf("no offload for dtype %v", dtype)
 }
