@@ -208,6 +208,7 @@ type AttentionDims struct {
 
 func CheckAttention(dst, q, k, v *Tensor, p AttentionParams) AttentionDims {
 	const op = "Attention"
+	var nk, width int // keys; the H·D of each of q, k, v
 	if p.Packed {
 		wantF32(op, dst, q)
 		if k != nil || v != nil || q.Rank() != 3 || dst.Rank() != 3 || p.Causal {
@@ -216,28 +217,23 @@ func CheckAttention(dst, q, k, v *Tensor, p AttentionParams) AttentionDims {
 		if q.Dim(0) != dst.Dim(0) || q.Dim(1) != dst.Dim(1) || q.Dim(2) != 3*dst.Dim(2) {
 			fail(op, "packed q %v for dst %v, want [%d, %d, %d]", q.Shape(), dst.Shape(), dst.Dim(0), dst.Dim(1), 3*dst.Dim(2))
 		}
-		if p.Heads <= 0 || dst.Dim(2)%p.Heads != 0 {
-			fail(op, "width %d does not split into %d heads", dst.Dim(2), p.Heads)
+		nk, width = q.Dim(1), dst.Dim(2)
+	} else {
+		wantF32(op, dst, q, k, v)
+		if q.Rank() != 3 || k.Rank() != 3 || v.Rank() != 3 {
+			fail(op, "q %v, k %v, v %v must be rank 3", q.Shape(), k.Shape(), v.Shape())
 		}
-		d := AttentionDims{B: q.Dim(0), Nq: q.Dim(1), Nk: q.Dim(1), Heads: p.Heads, HeadDim: dst.Dim(2) / p.Heads, Scale: p.Scale}
-		if d.Scale == 0 {
-			d.Scale = 1 / sqrt32(float32(d.HeadDim))
+		sameShape(op, dst, q)
+		if !k.Shape().Equal(v.Shape()) || k.Dim(0) != q.Dim(0) || k.Dim(2) != q.Dim(2) {
+			fail(op, "q %v, k %v, v %v disagree", q.Shape(), k.Shape(), v.Shape())
 		}
-		return d
+		nk, width = k.Dim(1), q.Dim(2)
 	}
-	wantF32(op, dst, q, k, v)
-	if q.Rank() != 3 || k.Rank() != 3 || v.Rank() != 3 {
-		fail(op, "q %v, k %v, v %v must be rank 3", q.Shape(), k.Shape(), v.Shape())
+	if p.Heads <= 0 || width%p.Heads != 0 {
+		fail(op, "width %d does not split into %d heads", width, p.Heads)
 	}
-	sameShape(op, dst, q)
-	if !k.Shape().Equal(v.Shape()) || k.Dim(0) != q.Dim(0) || k.Dim(2) != q.Dim(2) {
-		fail(op, "q %v, k %v, v %v disagree", q.Shape(), k.Shape(), v.Shape())
-	}
-	if p.Heads <= 0 || q.Dim(2)%p.Heads != 0 {
-		fail(op, "width %d does not split into %d heads", q.Dim(2), p.Heads)
-	}
-	d := AttentionDims{B: q.Dim(0), Nq: q.Dim(1), Nk: k.Dim(1), Heads: p.Heads,
-		HeadDim: q.Dim(2) / p.Heads, Scale: p.Scale, Causal: p.Causal}
+	d := AttentionDims{B: q.Dim(0), Nq: q.Dim(1), Nk: nk, Heads: p.Heads,
+		HeadDim: width / p.Heads, Scale: p.Scale, Causal: p.Causal}
 	if d.Scale == 0 {
 		d.Scale = 1 / sqrt32(float32(d.HeadDim))
 	}
