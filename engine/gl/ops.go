@@ -515,8 +515,6 @@ func (b *Backend) attnInvalid(c attnConfig, headDim, shared int) string {
 		return "SHUF needs RX dividing the subgroup size"
 	case c.Shuf != 0 && !c.KVSep && c.VK%c.TK != 0:
 		return "SHUF without KVSEP needs VK a multiple of TK"
-	case c.PF && (!c.KVSep || c.DC/4 != d4):
-		return "PF needs KVSEP and the whole head in one chunk"
 	case c.nt() > b.limits.MaxGroupInvoc:
 		return "too many threads"
 	case c.sharedBytes(headDim) > shared:
