@@ -55,6 +55,16 @@ type HostStore interface {
 	Drop(p Parked)
 }
 
+// Fencer is offered by backends whose ops run behind the host (the GL
+// backend queues them for the GPU): Fence marks the work queued so far and
+// returns a function that waits until that work is done. A loop that
+// waits for step i−1's fence after queueing step i keeps the device busy
+// yet at most a step ahead of the host, so progress reports are true and
+// cancelling takes effect within a step.
+type Fencer interface {
+	Fence() (wait func() error)
+}
+
 // Parked is a tensor's bytes held by a HostStore.
 type Parked interface{ Bytes() int }
 
@@ -106,6 +116,14 @@ type Ops interface {
 	// TimestepEmbedding: sinusoidal embedding of t [B] (as diffusers'
 	// get_timestep_embedding). dst [B, Dim].
 	TimestepEmbedding(dst, t *Tensor, p TimestepParams)
+	// SampleStep runs one sampler step (StepParams.Apply) on the latents
+	// x [1, C, H, W] in place, given the U-Net's output eps [1 or 2, C, H,
+	// W] (two rows with p.Guidance), hist [1, C, H, W] (the DPM rules'
+	// previous x̂₀, rewritten) and noise [1, C, H, W] (NeedsNoise); hist
+	// and noise may be nil when the rule does not use them. When next
+	// [B, C, H, W] is not nil, every row of it gets x/p.NextDiv: the next
+	// step's U-Net input. Same bits as Apply on every backend.
+	SampleStep(x, eps, hist, noise, next *Tensor, p StepParams)
 }
 
 // MatMulParams configure MatMul. The zero value means alpha 1, no

@@ -385,3 +385,9 @@ func (tp *Tape) TimestepEmbedding(dst, t *engine.Tensor, p engine.TimestepParams
 	tp.b.TimestepEmbedding(po, pt, p)
 	tp.rec(no, dst, nil, nil)
 }
+
+// SampleStep is not an op of a model being trained: sampling runs on the
+// backend itself, outside any tape.
+func (tp *Tape) SampleStep(x, eps, hist, noise, next *engine.Tensor, p engine.StepParams) {
+	engine.Fail("SampleStep", "not recordable on an autograd tape; run samplers on the backend itself")
+}

@@ -101,6 +101,7 @@ func Run(t *testing.T, newBackend func() engine.Backend) {
 	t.Run("Concat", s.testConcat)
 	t.Run("Transpose", s.testTranspose)
 	t.Run("TimestepEmbedding", s.testTimestep)
+	t.Run("SampleStep", s.testSampleStep)
 	t.Run("InPlace", s.testInPlace)
 	t.Run("Views", s.testViews)
 }
@@ -108,6 +109,16 @@ func Run(t *testing.T, newBackend func() engine.Backend) {
 // RunAttention runs only the Attention cases, for a backend that holds
 // several variants of its attention kernel to the reference.
 func RunAttention(t *testing.T, newBackend func() engine.Backend) {
+	runOne(t, newBackend, "Attention", (*suite).testAttention)
+}
+
+// RunSampleStep runs only the SampleStep cases, for a backend that holds
+// a variant of its sampler step to the host's.
+func RunSampleStep(t *testing.T, newBackend func() engine.Backend) {
+	runOne(t, newBackend, "SampleStep", (*suite).testSampleStep)
+}
+
+func runOne(t *testing.T, newBackend func() engine.Backend, name string, cases func(*suite, *testing.T)) {
 	be := newBackend()
 	defer func() {
 		if err := be.Close(); err != nil {
@@ -115,7 +126,7 @@ func RunAttention(t *testing.T, newBackend func() engine.Backend) {
 		}
 	}()
 	s := &suite{be: be}
-	t.Run("Attention", s.testAttention)
+	t.Run(name, func(t *testing.T) { cases(s, t) })
 }
 
 // suite is the state Run shares between cases: just the backend.

@@ -479,3 +479,38 @@ func hasExtension(name string) bool {
 	}
 	return false
 }
+
+// Fence places a GL fence after the work queued so far and flushes it to
+// the GPU; the returned function waits for the fence on the GL thread, so
+// the ops queued after Fence are already submitted while it waits.
+func (b *Backend) Fence() func() error {
+	var sync uintptr
+	b.enqueue(func() {
+		sync = gl.FenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0)
+		gl.Flush()
+		b.checkGL("fence")
+	})
+	return func() error {
+		var err error
+		b.call(func() {
+			if sync == 0 {
+				err = fmt.Errorf("gl: fence was not placed")
+				return
+			}
+			defer gl.DeleteSync(sync)
+			for {
+				switch gl.ClientWaitSync(sync, gl.SYNC_FLUSH_COMMANDS_BIT, 1e9) {
+				case gl.ALREADY_SIGNALED, gl.CONDITION_SATISFIED:
+					return
+				case gl.WAIT_FAILED:
+					b.checkGL("wait for fence")
+					err = fmt.Errorf("gl: waiting for a fence failed")
+					return
+				}
+			}
+		})
+		return err
+	}
+}
+
+var _ engine.Fencer = (*Backend)(nil)

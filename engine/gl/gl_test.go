@@ -70,6 +70,19 @@ func TestConformanceAttentionVariants(t *testing.T) {
 	}
 }
 
+// TestSampleStepDivision holds the sampler step's correctly rounded
+// division to the host's when the driver's quotient is off: llvmpipe
+// divides exactly, so the shader is made to start 3 ulp above and below
+// (GLSL allows 2.5) and must still give the host's bits.
+func TestSampleStepDivision(t *testing.T) {
+	for _, skew := range []string{"3", "-3"} {
+		t.Run("skew"+skew, func(t *testing.T) {
+			t.Setenv("GLIMMER_GL_DEFS", "DIV_SKEW="+skew)
+			conformance.RunSampleStep(t, newBackend(t))
+		})
+	}
+}
+
 // BenchmarkOps times every op at an SD-like size (GLIMMER_BENCH_BIG=1 adds
 // a 4096³ MatMul).
 func BenchmarkOps(b *testing.B) { conformance.Bench(b, newBackend(b)) }

@@ -798,3 +798,39 @@ func (b *Backend) TimestepEmbedding(dst, t *engine.Tensor, p engine.TimestepPara
 			u.u("u_half", uint32(half))
 		})
 }
+
+// SampleStep runs sample_step.comp, one latent a thread. Operands a rule
+// does not use are bound to x's buffer, which the shader then leaves
+// alone.
+func (b *Backend) SampleStep(x, eps, hist, noise, next *engine.Tensor, p engine.StepParams) {
+	n, rows := engine.CheckSampleStep(x, eps, hist, noise, next, p)
+	bx := buf(x)
+	or := func(t *engine.Tensor) *buffer {
+		if t == nil {
+			return bx
+		}
+		return buf(t)
+	}
+	d := defines{"RULE": int(p.Rule), "VPRED": b2i(p.VPred), "NOISE": b2i(p.NeedsNoise()), "DIV_SKEW": 0}
+	b.dispatch("sample_step", d, elemGroups(n), []*buffer{bx, buf(eps), or(hist), or(noise), or(next)}, func(u uniforms) {
+		u.u("u_n", uint32(n))
+		u.u("u_rows", uint32(rows))
+		u.f("u_guidance", p.Guidance)
+		u.f("u_next_div", p.NextDiv)
+		u.f("u_sigma", p.Sigma)
+		u.f("u_dt", p.Dt)
+		u.f("u_up", p.Up)
+		u.f("u_vout", p.VOut)
+		u.f("u_vdiv", p.VDiv)
+		u.f("u_sqrt_a", p.SqrtA)
+		u.f("u_sqrt_b", p.SqrtB)
+		u.f("u_sqrt_aprev", p.SqrtAPrev)
+		u.f("u_dir", p.Dir)
+		u.f("u_alpha_s", p.AlphaS)
+		u.f("u_sigma_s", p.SigmaS)
+		u.f("u_cx", p.CX)
+		u.f("u_cd", p.CD)
+		u.f("u_inv", p.Inv)
+		u.f("u_half", p.Half)
+	})
+}

@@ -371,6 +371,13 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 
 // denoise runs the sampler's steps on the latents x [1, 4, h, w] in place,
 // conditioned on text [B, L, C] (negative prompt then prompt when guided).
+// The latents stay on the device from the first step to the last: each
+// step's guidance and sampler update run there (Ops.SampleStep), writing
+// the next step's U-Net input as they go, so the host reads nothing until
+// the end unless a caller asks to see every step (a preview or
+// AfterStep). On a backend that runs behind the host (engine.Fencer), the
+// host queues step i and then waits for step i−1, so the device always
+// has a step queued and the host is never more than a step ahead.
 // The U-Net reuses its activation buffers from step to step, allocating
 // only in the first; they (and the TAESD previews' buffers) are freed at
 // the end, so they are not held while the VAE decodes.
@@ -389,49 +396,123 @@ func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x 
 	lc := p.Config.UNet.InChannels
 	h, w := r.Height/p.Config.VAE.DownsampleFactor(), r.Width/p.Config.VAE.DownsampleFactor()
 	n := lc * h * w
-	xin := make([]float32, n)
-	guidedOut := make([]float32, n)
-	xb := p.pool.Get(batch, lc, h, w)  // [B, 4, h, w]
-	eps := p.pool.Get(batch, lc, h, w) // [B, 4, h, w]
-	defer p.pool.Put(xb, eps)
+	xt := p.pool.Get(1, lc, h, w)      // [1, 4, h, w] the latents
+	hist := p.pool.Get(1, lc, h, w)    // [1, 4, h, w] the previous step's x̂₀ (dpmpp_2m)
+	noise := p.pool.Get(1, lc, h, w)   // [1, 4, h, w] the step's fresh noise (euler_a)
+	xb := p.pool.Get(batch, lc, h, w)  // [B, 4, h, w] the U-Net's input
+	eps := p.pool.Get(batch, lc, h, w) // [B, 4, h, w] its output
+	defer p.pool.Put(xt, hist, noise, xb, eps)
+	p.B.Write(xt, x)
+	p.writeInput(xb, s, x, 0)
+	hostNoise := make([]float32, n)
 	tsBatch := make([]float32, batch)
-	upload := make([]float32, batch*n)
+	fencer, _ := p.B.(engine.Fencer)
+	see := r.AfterStep != nil || onStep != nil && r.Preview != PreviewNone
+	report := func(i int) error { // step i (0-based) is done; x holds its latents when see
+		if onStep == nil {
+			return nil
+		}
+		st := Step{Index: i + 1, Total: len(ts), Elapsed: time.Since(start)}
+		if see && r.Preview != PreviewNone {
+			var err error
+			if st.Preview, err = p.preview(r.Preview, x, lc, h, w); err != nil {
+				return err
+			}
+		}
+		onStep(st)
+		return nil
+	}
+	var behind func() error // waits for the step before the one just queued
 	for i, t := range ts {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		sample.ScaleInput(s, xin, x, i)
-		for j := range batch {
-			copy(upload[j*n:], xin)
+		for j := range tsBatch {
 			tsBatch[j] = t
 		}
-		p.B.Write(xb, upload)
 		if err := p.UNet.Forward(eps, xb, tsBatch, text); err != nil {
 			return err
 		}
-		out, err := p.B.Read(eps)
+		st, err := s.Plan(i, hostNoise)
 		if err != nil {
 			return err
 		}
-		modelOut := out[:n]
 		if guided {
-			sample.Guidance(guidedOut, out[:n], out[n:], r.CFG)
-			modelOut = guidedOut
+			st.Guidance = r.CFG
 		}
-		if err := s.Step(i, modelOut, x); err != nil {
-			return err
+		var fresh, next *engine.Tensor
+		if st.NeedsNoise() {
+			p.B.Write(noise, hostNoise)
+			fresh = noise
 		}
-		if r.AfterStep != nil {
-			r.AfterStep(i, x)
+		if i+1 < len(ts) {
+			next, st.NextDiv = xb, s.InputDivisor(i+1)
 		}
-		if onStep != nil {
-			st := Step{Index: i + 1, Total: len(ts), Elapsed: time.Since(start)}
-			if st.Preview, err = p.preview(r.Preview, x, lc, h, w); err != nil {
+		p.B.SampleStep(xt, eps, hist, fresh, next, st)
+		if see {
+			if err := p.readLatents(x, xt); err != nil {
 				return err
 			}
-			onStep(st)
+			if r.AfterStep != nil {
+				r.AfterStep(i, x)
+				p.B.Write(xt, x)
+				if next != nil {
+					p.writeInput(xb, s, x, i+1)
+				}
+			}
+			if err := report(i); err != nil {
+				return err
+			}
+			continue
 		}
+		if fencer == nil {
+			if err := report(i); err != nil {
+				return err
+			}
+			continue
+		}
+		wait := fencer.Fence()
+		if behind != nil {
+			if err := behind(); err != nil {
+				return err
+			}
+			if err := report(i - 1); err != nil {
+				return err
+			}
+		}
+		behind = wait
 	}
+	if see {
+		return nil
+	}
+	if err := p.readLatents(x, xt); err != nil {
+		return err
+	}
+	if behind != nil {
+		return report(len(ts) - 1)
+	}
+	return nil
+}
+
+// writeInput uploads the U-Net input of step i, x scaled by the sampler's
+// scale_model_input, into every row of xb [B, 4, h, w].
+func (p *Pipeline) writeInput(xb *engine.Tensor, s sample.Sampler, x []float32, i int) {
+	n := len(x)
+	in := make([]float32, xb.Dim(0)*n)
+	sample.ScaleInput(s, in[:n], x, i)
+	for j := n; j < len(in); j += n {
+		copy(in[j:], in[:n])
+	}
+	p.B.Write(xb, in)
+}
+
+// readLatents copies the device's latents xt into x.
+func (p *Pipeline) readLatents(x []float32, xt *engine.Tensor) error {
+	v, err := p.B.Read(xt)
+	if err != nil {
+		return err
+	}
+	copy(x, v)
 	return nil
 }
 

@@ -127,6 +127,35 @@ func checkRun(t *testing.T, p *pipeline.Pipeline, refs *safetensors.File, r run)
 	if b := res.Image.Bounds(); b.Dx() != r.w || b.Dy() != r.h {
 		t.Errorf("image is %dx%d, want %dx%d", b.Dx(), b.Dy(), r.w, r.h)
 	}
+	if !r.forced {
+		checkUnseen(t, p, r, res.Latent)
+	}
+}
+
+// checkUnseen runs r again as the CLI and the benchmark do, with no
+// preview and no AfterStep, so the host reads nothing until the last step
+// (on GL it only waits on a fence a step behind): the latents must be the
+// seen run's to the bit, and progress must still come once a step, in
+// order.
+func checkUnseen(t *testing.T, p *pipeline.Pipeline, r run, seen []float32) {
+	steps := 0
+	res, err := p.Generate(context.Background(), r.request(), func(s pipeline.Step) {
+		steps++
+		if s.Index != steps || s.Total != r.steps || s.Preview != nil {
+			t.Errorf("unseen run's step callback %d: %+v", steps, s)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steps != r.steps {
+		t.Errorf("unseen run: %d step callbacks, want %d", steps, r.steps)
+	}
+	for i, v := range res.Latent {
+		if math.Float32bits(v) != math.Float32bits(seen[i]) {
+			t.Fatalf("unseen run's latent %d = %v, the run read at every step has %v", i, v, seen[i])
+		}
+	}
 }
 
 func refFloats(t *testing.T, f *safetensors.File, key string) []float32 {

@@ -1,6 +1,10 @@
 package sample
 
-import "fmt"
+import (
+	"fmt"
+
+	"glimmer/engine"
+)
 
 // ddim is DDIMScheduler (Song et al. 2021) with eta 0: deterministic steps
 // between "leading" training timesteps, ᾱ of the step after the last taken
@@ -25,7 +29,9 @@ func newDDIM(tr *train, steps int, pred Prediction) (*ddim, error) {
 		// offset 1 only steps=1000 does this.
 		return nil, fmt.Errorf("sample: ddim with %d steps would start at timestep %d, past the last training timestep %d", steps, ts[0], tr.steps-1)
 	}
-	return &ddim{stepper: stepper{name: "ddim", steps: steps}, tr: tr, pred: pred, ts: ts, ratio: ratio}, nil
+	s := &ddim{stepper: stepper{name: "ddim", steps: steps}, tr: tr, pred: pred, ts: ts, ratio: ratio}
+	s.rule = s.params
+	return s, nil
 }
 
 func (s *ddim) Timesteps() []float32 {
@@ -39,11 +45,7 @@ func (s *ddim) Timesteps() []float32 {
 func (s *ddim) InitNoiseSigma() float32       { return 1 }
 func (s *ddim) InputDivisor(step int) float32 { return 1 }
 
-func (s *ddim) Step(step int, modelOut, x []float32) error {
-	if err := s.begin(step, modelOut, x); err != nil {
-		return err
-	}
-	defer s.end()
+func (s *ddim) params(step int) engine.StepParams {
 	ac := s.tr.alphasCumprod
 	t := s.ts[step]
 	aT := ac[t]
@@ -51,21 +53,13 @@ func (s *ddim) Step(step int, modelOut, x []float32) error {
 	if prev := t - s.ratio; prev >= 0 {
 		aPrev = ac[prev]
 	}
-	bT := 1 - aT
-	sqA, sqB, sqAPrev := sqrt32(aT), sqrt32(bT), sqrt32(aPrev)
-	// Direction coefficient sqrt(1 - ᾱ_prev - σ_t²) with σ_t = eta·… = 0.
-	dir := sqrt32(1 - aPrev - 0)
-	for i, m := range modelOut {
-		xi := x[i]
-		var x0, eps float32
-		if s.pred == VPrediction {
-			x0 = float32(sqA*xi) - float32(sqB*m)
-			eps = float32(sqA*m) + float32(sqB*xi)
-		} else {
-			x0 = (xi - float32(sqB*m)) / sqA
-			eps = m
-		}
-		x[i] = float32(sqAPrev*x0) + float32(dir*eps)
+	return engine.StepParams{
+		Rule:      engine.StepDDIM,
+		VPred:     s.pred == VPrediction,
+		SqrtA:     sqrt32(aT),
+		SqrtB:     sqrt32(1 - aT),
+		SqrtAPrev: sqrt32(aPrev),
+		// Direction coefficient sqrt(1 - ᾱ_prev - σ_t²) with σ_t = eta·… = 0.
+		Dir: sqrt32(1 - aPrev - 0),
 	}
-	return nil
 }

@@ -1,5 +1,7 @@
 package sample
 
+import "glimmer/engine"
+
 // dpmpp2m is DPMSolverMultistepScheduler with algorithm_type "dpmsolver++",
 // solver_order 2, solver_type "midpoint", lower_order_final and final σ 0
 // (Lu et al. 2022, DPM-Solver++(2M)): the model output is turned into an x₀
@@ -10,8 +12,6 @@ type dpmpp2m struct {
 	pred   Prediction
 	ts     []int
 	sigmas []float32 // len(ts)+1, ending in 0
-	prevX0 []float32 // x₀ prediction of the previous step
-	x0     []float32
 }
 
 func newDPMPP2M(tr *train, steps int, karras bool, pred Prediction) *dpmpp2m {
@@ -39,6 +39,7 @@ func newDPMPP2M(tr *train, steps int, karras bool, pred Prediction) *dpmpp2m {
 			s.sigmas[i] = tr.sigmas[t]
 		}
 	}
+	s.rule = s.params
 	return s
 }
 
@@ -62,48 +63,26 @@ func alphaSigma(sigma float32) (alpha, sigmaT, lambda float32) {
 	return
 }
 
-func (s *dpmpp2m) Step(step int, modelOut, x []float32) error {
-	if err := s.begin(step, modelOut, x); err != nil {
-		return err
-	}
-	defer s.end()
-	n := len(x)
-	if len(s.x0) != n {
-		s.x0 = make([]float32, n)
-		s.prevX0 = make([]float32, n)
-	} else {
-		s.x0, s.prevX0 = s.prevX0, s.x0
-	}
-	// convert_model_output: the x₀ prediction at σ_s = σ[step].
+// params: convert_model_output turns the model output into the x̂₀
+// prediction at σ_s = σ[step]; the first and the last step are first order
+// (DPM-Solver++ 1 = DDIM in x₀ form), the others second order with the
+// midpoint D1 = (x̂₀ − x̂₀_prev)/r0, r0 = h_prev/h.
+func (s *dpmpp2m) params(step int) engine.StepParams {
+	p := engine.StepParams{Rule: engine.StepDPM1, VPred: s.pred == VPrediction}
 	aS, sS, lamS := alphaSigma(s.sigmas[step])
-	for i, m := range modelOut {
-		if s.pred == VPrediction {
-			s.x0[i] = float32(aS*x[i]) - float32(sS*m)
-		} else {
-			s.x0[i] = (x[i] - float32(sS*m)) / aS
-		}
-	}
+	p.AlphaS, p.SigmaS = aS, sS
 	aT, sT, lamT := alphaSigma(s.sigmas[step+1])
 	h := lamT - lamS
-	// With σ_next = 0: λ_t = +Inf, exp(-h) = 0, and x ← x₀.
-	cx := sT / sS
-	cd := aT * (exp32(-h) - 1)
+	// With σ_next = 0: λ_t = +Inf, exp(-h) = 0, and x ← x̂₀.
+	p.CX = sT / sS
+	p.CD = aT * (exp32(-h) - 1)
 	if step == 0 || step == s.steps-1 {
-		// First order (DPM-Solver++ 1 = DDIM in x₀ form).
-		for i, xi := range x {
-			x[i] = float32(cx*xi) - float32(cd*s.x0[i])
-		}
-		return nil
+		return p
 	}
-	// Second order, midpoint: D1 = (m0 - m1)/r0 with r0 = h_prev/h.
 	_, _, lamPrev := alphaSigma(s.sigmas[step-1])
 	r0 := (lamS - lamPrev) / h
-	inv := 1 / r0
-	half := 0.5 * cd
-	for i, xi := range x {
-		m0 := s.x0[i]
-		d1 := float32(inv * (m0 - s.prevX0[i]))
-		x[i] = float32(cx*xi) - float32(cd*m0) - float32(half*d1)
-	}
-	return nil
+	p.Rule = engine.StepDPM2
+	p.Inv = 1 / r0
+	p.Half = 0.5 * p.CD
+	return p
 }

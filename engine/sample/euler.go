@@ -1,6 +1,9 @@
 package sample
 
-import "glimmer/engine/rng"
+import (
+	"glimmer/engine"
+	"glimmer/engine/rng"
+)
 
 // eulerSchedule is the per-run table shared by euler and euler_a:
 // "linspace" timesteps and the σ of each, with a final σ of 0.
@@ -45,15 +48,14 @@ func (e *eulerSchedule) InputDivisor(step int) float32 {
 	return sqrt32(float32(sg*sg) + 1)
 }
 
-// denoised is the x₀ prediction of the Euler schedulers at noise level σ.
-func denoised(pred Prediction, sigma, m, x float32) float32 {
-	if pred == VPrediction {
-		// model_output * (-σ / sqrt(σ²+1)) + sample / (σ²+1)
-		c2 := float32(sigma*sigma) + 1
-		c1 := -sigma / sqrt32(c2)
-		return float32(m*c1) + x/c2
+// x0Params sets the Euler rule's x̂₀ at noise level σ: x − σ·m for ε,
+// m·(−σ/√(σ²+1)) + x/(σ²+1) for v.
+func x0Params(p *engine.StepParams, sigma float32) {
+	p.Sigma = sigma
+	if p.VPred {
+		p.VDiv = float32(sigma*sigma) + 1
+		p.VOut = -sigma / sqrt32(p.VDiv)
 	}
-	return x - float32(sigma*m)
 }
 
 // euler is EulerDiscreteScheduler (Karras et al. 2022, Algorithm 2 without
@@ -65,22 +67,17 @@ type euler struct {
 }
 
 func newEuler(tr *train, steps int, karras bool, pred Prediction) *euler {
-	return &euler{stepper: stepper{name: "euler", steps: steps}, eulerSchedule: newEulerSchedule(tr, steps, karras), pred: pred}
+	s := &euler{stepper: stepper{name: "euler", steps: steps}, eulerSchedule: newEulerSchedule(tr, steps, karras), pred: pred}
+	s.rule = s.params
+	return s
 }
 
-func (s *euler) Step(step int, modelOut, x []float32) error {
-	if err := s.begin(step, modelOut, x); err != nil {
-		return err
-	}
-	defer s.end()
+func (s *euler) params(step int) engine.StepParams {
+	p := engine.StepParams{Rule: engine.StepEuler, VPred: s.pred == VPrediction}
 	sigma := s.sigmas[step] // σ̂ = σ·(γ+1) with γ = 0
-	dt := s.sigmas[step+1] - sigma
-	for i, m := range modelOut {
-		xi := x[i]
-		d := (xi - denoised(s.pred, sigma, m, xi)) / sigma
-		x[i] = xi + float32(d*dt)
-	}
-	return nil
+	x0Params(&p, sigma)
+	p.Dt = s.sigmas[step+1] - sigma
+	return p
 }
 
 // eulerAncestral is EulerAncestralDiscreteScheduler: an Euler step down to
@@ -88,42 +85,26 @@ func (s *euler) Step(step int, modelOut, x []float32) error {
 type eulerAncestral struct {
 	stepper
 	eulerSchedule
-	pred  Prediction
-	gen   *rng.Generator
-	noise []float32
+	pred Prediction
 }
 
 func newEulerAncestral(tr *train, steps int, pred Prediction, gen *rng.Generator) *eulerAncestral {
-	return &eulerAncestral{
-		stepper:       stepper{name: "euler_a", steps: steps},
+	s := &eulerAncestral{
+		stepper:       stepper{name: "euler_a", steps: steps, gen: gen},
 		eulerSchedule: newEulerSchedule(tr, steps, false),
 		pred:          pred,
-		gen:           gen,
 	}
+	s.rule = s.params
+	return s
 }
 
-func (s *eulerAncestral) Step(step int, modelOut, x []float32) error {
-	if err := s.begin(step, modelOut, x); err != nil {
-		return err
-	}
-	defer s.end()
+func (s *eulerAncestral) params(step int) engine.StepParams {
+	p := engine.StepParams{Rule: engine.StepEuler, VPred: s.pred == VPrediction, Ancestral: true}
 	from, to := s.sigmas[step], s.sigmas[step+1]
 	from2, to2 := from*from, to*to
-	up := sqrt32(float32(to2*(from2-to2)) / from2)
-	down := sqrt32(to2 - float32(up*up))
-	dt := down - from
-	if len(s.noise) != len(x) {
-		s.noise = make([]float32, len(x))
-	}
-	// The reference draws the noise after the deterministic part, with the
-	// shape of the model output; the draw is the same either way since
-	// nothing else uses the generator in between.
-	s.gen.RandnInto(s.noise)
-	for i, m := range modelOut {
-		xi := x[i]
-		d := (xi - denoised(s.pred, from, m, xi)) / from
-		v := xi + float32(d*dt)
-		x[i] = v + float32(s.noise[i]*up)
-	}
-	return nil
+	p.Up = sqrt32(float32(to2*(from2-to2)) / from2)
+	down := sqrt32(to2 - float32(p.Up*p.Up))
+	x0Params(&p, from)
+	p.Dt = down - from
+	return p
 }

@@ -54,6 +54,7 @@ package sample
 
 import (
 	"fmt"
+	"glimmer/engine"
 	"strings"
 
 	"glimmer/engine/rng"
@@ -109,6 +110,12 @@ type Sampler interface {
 	// must be taken in order 0, 1, ..., len(Timesteps())-1; modelOut and x
 	// must have the same length in every step.
 	Step(step int, modelOut, x []float32) error
+	// Plan is Step as data, for a device to run (engine.Ops.SampleStep):
+	// step i's element-wise rule and coefficients. noise holds as many
+	// values as the latents; a step that adds fresh noise (euler_a) draws
+	// it there from the run's generator. Plan and Step share the step
+	// counter: a run takes each step once, by one or the other.
+	Plan(step int, noise []float32) (engine.StepParams, error)
 }
 
 // Names lists the sampler names New accepts.
@@ -208,50 +215,75 @@ func ScaleInput(s Sampler, dst, x []float32, step int) {
 
 // UseGuidance reports whether classifier-free guidance applies at this
 // scale. The reference runs the unconditional pass only when scale > 1; at
-// scale 1 the conditional prediction is used as it is.
+// scale 1 the conditional prediction is used as it is. The mix itself is
+// engine.StepParams.Guidance.
 func UseGuidance(scale float32) bool { return scale > 1 }
 
-// Guidance mixes the unconditional and conditional model outputs:
-// dst = uncond + scale·(cond - uncond), in float32 with the reference's
-// rounding (difference, product and sum each rounded). dst may alias
-// either input.
-func Guidance(dst, uncond, cond []float32, scale float32) {
-	if len(uncond) != len(dst) || len(cond) != len(dst) {
-		panic(fmt.Sprintf("sample: Guidance: lengths %d, %d, %d differ", len(dst), len(uncond), len(cond)))
-	}
-	for i := range dst {
-		u := uncond[i]
-		dst[i] = u + float32(scale*(cond[i]-u))
-	}
-}
-
-// stepper is the bookkeeping shared by the samplers: the step counter and
-// the argument checks of Step.
+// stepper is what the samplers share: the step counter and the argument
+// checks, Plan from a sampler's rule, and Step running Plan on the host.
 type stepper struct {
 	name  string
 	steps int
 	next  int
-	size  int // latent length, fixed by the first step
+	size  int                              // latent length, fixed by the first step
+	rule  func(step int) engine.StepParams // the sampler's step i
+	gen   *rng.Generator                   // draws each step's fresh noise (euler_a), else nil
+	hist  []float32                        // Step's previous x̂₀ (dpmpp_2m)
+	noise []float32                        // Step's fresh noise
 }
 
 func (p *stepper) Name() string { return p.name }
 
-func (p *stepper) begin(step int, modelOut, x []float32) error {
+// begin checks that step is the next one of a run with n latents.
+func (p *stepper) begin(step, n int) error {
 	if step < 0 || step >= p.steps {
 		return fmt.Errorf("sample: %s: step %d out of range (%d steps)", p.name, step, p.steps)
 	}
 	if step != p.next {
 		return fmt.Errorf("sample: %s: step %d out of order (next is %d)", p.name, step, p.next)
 	}
-	if len(modelOut) != len(x) || len(x) == 0 {
-		return fmt.Errorf("sample: %s: model output has %d elements, latents %d", p.name, len(modelOut), len(x))
+	if n == 0 {
+		return fmt.Errorf("sample: %s: no latents", p.name)
 	}
 	if p.size == 0 {
-		p.size = len(x)
-	} else if len(x) != p.size {
-		return fmt.Errorf("sample: %s: latents changed size from %d to %d", p.name, p.size, len(x))
+		p.size = n
+	} else if n != p.size {
+		return fmt.Errorf("sample: %s: latents changed size from %d to %d", p.name, p.size, n)
 	}
 	return nil
 }
 
-func (p *stepper) end() { p.next++ }
+func (p *stepper) Plan(step int, noise []float32) (engine.StepParams, error) {
+	if err := p.begin(step, len(noise)); err != nil {
+		return engine.StepParams{}, err
+	}
+	r := p.rule(step)
+	if p.gen != nil {
+		// The reference draws the noise after the deterministic part, with
+		// the shape of the model output, at every step (the last one's
+		// scale is 0); the draw is the same either way since nothing else
+		// uses the generator in between.
+		p.gen.RandnInto(noise)
+	}
+	p.next++
+	return r, nil
+}
+
+func (p *stepper) Step(step int, modelOut, x []float32) error {
+	if len(modelOut) != len(x) {
+		return fmt.Errorf("sample: %s: model output has %d elements, latents %d", p.name, len(modelOut), len(x))
+	}
+	if err := p.begin(step, len(x)); err != nil {
+		return err
+	}
+	if len(p.noise) != len(x) {
+		p.noise = make([]float32, len(x))
+		p.hist = make([]float32, len(x))
+	}
+	r, err := p.Plan(step, p.noise)
+	if err != nil {
+		return err
+	}
+	r.Apply(x, modelOut, p.hist, p.noise, nil)
+	return nil
+}

@@ -203,20 +203,7 @@ func TestPow7(t *testing.T) {
 	}
 }
 
-func TestGuidance(t *testing.T) {
-	u := []float32{1, -2, 0.5, 3}
-	c := []float32{2, -2, -0.5, 3.25}
-	dst := make([]float32, 4)
-	Guidance(dst, u, c, 7.5)
-	want := []float32{8.5, -2, -7, 4.875} // exact in float32
-	if !equal32(dst, want) {
-		t.Errorf("Guidance = %v, want %v", dst, want)
-	}
-	// In place, and scale 1 gives the conditional prediction.
-	Guidance(u, u, c, 1)
-	if !equal32(u, c) {
-		t.Errorf("Guidance at scale 1 = %v, want %v", u, c)
-	}
+func TestUseGuidance(t *testing.T) {
 	if UseGuidance(1) || !UseGuidance(1.5) || UseGuidance(0.5) {
 		t.Error("UseGuidance: the reference guides only when scale > 1")
 	}
