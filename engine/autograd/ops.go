@@ -386,8 +386,40 @@ func (tp *Tape) TimestepEmbedding(dst, t *engine.Tensor, p engine.TimestepParams
 	tp.rec(no, dst, nil, nil)
 }
 
-// SampleStep is not an op of a model being trained: sampling runs on the
-// backend itself, outside any tape.
+// SampleStep runs a sampler's step without a record: it has no gradient
+// (the latents are data; training draws its sample images under NoGrad).
+// x and hist, which it updates in place, keep their nodes unless a record
+// has used them; then they move to fresh nodes holding copies, so the
+// recorded values stay intact.
 func (tp *Tape) SampleStep(x, eps, hist, noise, next *engine.Tensor, p engine.StepParams) {
-	engine.Fail("SampleStep", "not recordable on an autograd tape; run samplers on the backend itself")
+	_, pe := in(eps)
+	_, pn := in(noise)
+	px, ph := tp.inPlace(x), tp.inPlace(hist)
+	var no *node
+	var po *engine.Tensor
+	if next != nil {
+		no, po = tp.out(next)
+	}
+	tp.b.SampleStep(px, pe, ph, pn, po, p)
+	if no != nil {
+		tp.rec(no, next, nil, nil)
+	}
+}
+
+// inPlace returns t's value for an unrecorded op to update in place
+// (nil for a nil t): its current node, or a copy of it on a fresh node
+// when a record has used that one. The copy is x·1 + 0, exact but for
+// −0, which becomes +0.
+func (tp *Tape) inPlace(t *engine.Tensor) *engine.Tensor {
+	if t == nil {
+		return nil
+	}
+	s := store(t)
+	if s.cur.used {
+		old := s.cur.t
+		s.cur = tp.newNode(t.DType(), old.Numel())
+		s.cur.needGrad = false
+		tp.b.Scale(s.cur.t, old, 1, 0)
+	}
+	return s.cur.t.View(t.Shape()...)
 }

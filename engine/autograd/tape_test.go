@@ -2,6 +2,7 @@ package autograd_test
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"glimmer/engine"
@@ -142,5 +143,53 @@ func TestResnetChain(t *testing.T) {
 				}}
 			})
 		})
+	}
+}
+
+// TestSampleStepKeepsRecords runs a sampler step on latents a recorded op
+// has read (y = w·x, whose gradient in w is the old x): the step must give
+// Apply's bits and write the next input, and the backward pass must still
+// see the x it recorded.
+func TestSampleStepKeepsRecords(t *testing.T) {
+	b := cpu.New()
+	tp := autograd.New(b)
+	defer tp.Close()
+	rnd := rand.New(rand.NewPCG(3, 3))
+	x := randn(tp, rnd, 1, 2, 3, 3) // [1, C, H, W]
+	w := randn(tp, rnd, 1, 2, 3, 3) // [1, C, H, W]
+	tp.Param(w)
+	old, _ := tp.Read(x)
+	y := tp.New(engine.F32, 1, 2, 3, 3) // [1, C, H, W]
+	tp.Binary(y, w, x, engine.Mul)
+	eps := randn(tp, rnd, 2, 2, 3, 3)   // [2, C, H, W]: uncond, cond
+	next := tp.New(engine.F32, 2, 2, 3, 3) // [2, C, H, W]
+	p := engine.StepParams{Rule: engine.StepEuler, Guidance: 7.5, Sigma: 3, Dt: -0.5, NextDiv: 1.5}
+	tp.NoGrad(func() { tp.SampleStep(x, eps, nil, nil, next, p) })
+
+	want := append([]float32(nil), old...)
+	e, _ := tp.Read(eps)
+	wantNext := make([]float32, 2*len(want))
+	p.Apply(want, e, nil, nil, wantNext)
+	got, _ := tp.Read(x)
+	gotNext, _ := tp.Read(next)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("latent %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+	for i := range wantNext {
+		if gotNext[i] != wantNext[i] {
+			t.Fatalf("next input %d = %v, want %v", i, gotNext[i], wantNext[i])
+		}
+	}
+
+	ones := b.New(engine.F32, 1, 2, 3, 3) // [1, C, H, W]
+	b.Write(ones, slices.Repeat([]float32{1}, 18))
+	tp.Backward(autograd.Seed{T: y, Grad: ones})
+	g, _ := b.Read(tp.Grad(w))
+	for i, v := range old {
+		if g[i] != v {
+			t.Fatalf("d(w·x)/dw at %d = %v, want %v, the x recorded before the step", i, g[i], v)
+		}
 	}
 }
