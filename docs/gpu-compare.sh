@@ -9,7 +9,7 @@
 # Prints each build's image, step and decode times, hash and peak memory;
 # --offload's; GLIMMER_GL_FLUSH=4's; then ms a call of self-attention at
 # 4096 tokens, head dim 40, under each grid in ATTN40 (GLIMMER_GL_ATTN_40
-# fields, "" for the default, which also runs last to show drift); then TestConformance, the attention variants
+# fields, "" for the default, which also runs last to show drift); then TestConformance, the attention variants,
 # TestGEMMPlans and the sampler step's division on the driver; then GLIMMER_GL_PROFILE=ts's per-shader
 # profile of one image (the whole of it in $OUT/profile.txt).
 set -u

@@ -161,7 +161,7 @@ func TestSampleStepKeepsRecords(t *testing.T) {
 	old, _ := tp.Read(x)
 	y := tp.New(engine.F32, 1, 2, 3, 3) // [1, C, H, W]
 	tp.Binary(y, w, x, engine.Mul)
-	eps := randn(tp, rnd, 2, 2, 3, 3)   // [2, C, H, W]: uncond, cond
+	eps := randn(tp, rnd, 2, 2, 3, 3)      // [2, C, H, W]: uncond, cond
 	next := tp.New(engine.F32, 2, 2, 3, 3) // [2, C, H, W]
 	p := engine.StepParams{Rule: engine.StepEuler, Guidance: 7.5, Sigma: 3, Dt: -0.5, NextDiv: 1.5}
 	tp.NoGrad(func() { tp.SampleStep(x, eps, nil, nil, next, p) })
