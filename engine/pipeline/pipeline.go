@@ -449,7 +449,8 @@ func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x 
 			next, st.NextDiv = xb, s.InputDivisor(i+1)
 		}
 		p.B.SampleStep(xt, eps, hist, fresh, next, st)
-		if see {
+		switch {
+		case see: // the caller sees (and may change) every step's latents
 			if err := p.readLatents(x, xt); err != nil {
 				return err
 			}
@@ -463,24 +464,22 @@ func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x 
 			if err := report(i); err != nil {
 				return err
 			}
-			continue
-		}
-		if fencer == nil {
+		case fencer != nil: // step i is queued: wait for step i−1
+			wait := fencer.Fence()
+			if behind != nil {
+				if err := behind(); err != nil {
+					return err
+				}
+				if err := report(i - 1); err != nil {
+					return err
+				}
+			}
+			behind = wait
+		default: // the backend has done step i already
 			if err := report(i); err != nil {
 				return err
 			}
-			continue
 		}
-		wait := fencer.Fence()
-		if behind != nil {
-			if err := behind(); err != nil {
-				return err
-			}
-			if err := report(i - 1); err != nil {
-				return err
-			}
-		}
-		behind = wait
 	}
 	if see {
 		return nil
