@@ -25,9 +25,14 @@
 //	x := sample.InitLatents(s, gen, n)        // [B, 4, H/8, W/8] flattened
 //	for i, t := range s.Timesteps() {
 //		sample.ScaleInput(s, in, x, i)        // U-Net input for step i
-//		eps := unet(in, t, text)              // (with CFG: sample.Guidance)
+//		eps := unet(in, t, text)              // (after guidance)
 //		if err := s.Step(i, eps, x); err != nil { ... }
 //	}
+//
+// or, keeping the latents on a device, asks Plan for each step's rule and
+// runs it with engine.Ops.SampleStep (the pipeline does: guidance and the
+// next step's input come in the same dispatch). Step is Plan followed by
+// engine.StepParams.Apply, so both ways give the same bits.
 //
 // # Precision
 //
