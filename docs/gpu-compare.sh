@@ -11,7 +11,8 @@
 # 4096 tokens, head dim 40, under each grid in ATTN40 (GLIMMER_GL_ATTN_40
 # fields, "" for the default, which also runs last to show drift); then TestConformance, the attention variants,
 # TestGEMMPlans and the sampler step's division on the driver; then GLIMMER_GL_PROFILE=ts's per-shader
-# profile of one image (the whole of it in $OUT/profile.txt).
+# profile of one image (the whole of it in $OUT/profile.txt). CONFORMANCE
+# narrows the tests run on the driver (a -test.run pattern).
 set -u
 out=${OUT:-/tmp}
 for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null; done
@@ -39,7 +40,7 @@ for g in "${grids[@]}" ""; do
 		-test.benchtime 40x -test.v 2>&1 | grep -i "ms/call\|fail\|panic" | tail -2
 done
 echo "== conformance on the driver"
-timeout 200 ./.carry/gltest -test.run 'TestConformance$|TestConformanceAttentionVariants|TestGEMMPlans|TestSampleStepDivision' 2>&1 | tail -6
+timeout 200 ./.carry/gltest -test.run "${CONFORMANCE:-TestConformance\$|TestConformanceAttentionVariants|TestGEMMPlans|TestSampleStepDivision}" 2>&1 | tail -6
 echo "== profile"
 GLIMMER_GL_PROFILE=ts timeout 150 ./.carry/pipeline.test -test.run '^$' -test.bench SD15 -test.benchtime 1x -test.v >"$out/profile.txt" 2>&1
 grep -v '^=== ' "$out/profile.txt" | head -40
