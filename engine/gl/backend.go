@@ -76,6 +76,7 @@ type Backend struct {
 	barrierAll                  bool           // a memory barrier after every dispatch (GLIMMER_GL_BARRIERS=all) instead of only where hazards.go finds a dependency
 	flushAt                     int            // > 0: glFlush after the flushAt-th, 2·flushAt-th, 4·flushAt-th ... dispatch since the host last waited (GLIMMER_GL_FLUSH; tuning)
 	sinceHost                   int            // dispatches since the host last waited on the GPU; GL thread only
+	fences                      int            // fences placed and not yet waited on and freed; GL thread only
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
@@ -486,7 +487,9 @@ func hasExtension(name string) bool {
 func (b *Backend) Fence() func() error {
 	var sync uintptr
 	b.enqueue(func() {
-		sync = gl.FenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0)
+		if sync = gl.FenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0); sync != 0 {
+			b.fences++
+		}
 		gl.Flush()
 		b.checkGL("fence")
 	})
@@ -497,7 +500,10 @@ func (b *Backend) Fence() func() error {
 				err = fmt.Errorf("gl: fence was not placed")
 				return
 			}
-			defer gl.DeleteSync(sync)
+			defer func() {
+				gl.DeleteSync(sync)
+				b.fences--
+			}()
 			for {
 				switch gl.ClientWaitSync(sync, gl.SYNC_FLUSH_COMMANDS_BIT, 1e9) {
 				case gl.ALREADY_SIGNALED, gl.CONDITION_SATISFIED:
@@ -514,3 +520,11 @@ func (b *Backend) Fence() func() error {
 }
 
 var _ engine.Fencer = (*Backend)(nil)
+
+// LiveFences is how many fences Fence placed that nobody has waited on
+// yet (each holds a GL sync object until then).
+func (b *Backend) LiveFences() int {
+	var n int
+	b.call(func() { n = b.fences })
+	return n
+}

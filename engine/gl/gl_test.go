@@ -86,3 +86,44 @@ func TestSampleStepDivision(t *testing.T) {
 // BenchmarkOps times every op at an SD-like size (GLIMMER_BENCH_BIG=1 adds
 // a 4096³ MatMul).
 func BenchmarkOps(b *testing.B) { conformance.Bench(b, newBackend(b)) }
+
+// TestFence places fences behind queued work and waits on them as the
+// denoising loop does (the wait for one fence comes after more work was
+// queued): each wait returns without error, frees its GL sync object, and
+// the work before it has its result.
+func TestFence(t *testing.T) {
+	b := newBackend(t)().(*gl.Backend)
+	defer b.Close()
+	const n = 1 << 16
+	x, y := b.New(engine.F32, n), b.New(engine.F32, n) // [n], [n]
+	src := make([]float32, n)
+	for i := range src {
+		src[i] = float32(i)
+	}
+	b.Write(x, src)
+	b.Scale(y, x, 3, 1)
+	first := b.Fence()
+	b.Scale(x, y, 2, 0)
+	second := b.Fence()
+	if got := b.LiveFences(); got != 2 {
+		t.Fatalf("%d live fences after placing 2", got)
+	}
+	if err := first(); err != nil {
+		t.Fatal(err)
+	}
+	if err := second(); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.LiveFences(); got != 0 {
+		t.Errorf("%d live fences after waiting on both", got)
+	}
+	got, err := b.Read(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range got {
+		if want := 2 * (3*float32(i) + 1); v != want {
+			t.Fatalf("x[%d] = %v, want %v", i, v, want)
+		}
+	}
+}

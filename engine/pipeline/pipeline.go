@@ -422,7 +422,15 @@ func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x 
 		onStep(st)
 		return nil
 	}
-	var behind func() error // waits for the step before the one just queued
+	// behind waits for the last fence placed and frees it; each fence is
+	// waited on once, on an early return too (the device then finishes
+	// what was queued, at most two steps).
+	var behind func() error
+	defer func() {
+		if behind != nil {
+			behind()
+		}
+	}()
 	for i, t := range ts {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -465,16 +473,16 @@ func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x 
 				return err
 			}
 		case fencer != nil: // step i is queued: wait for step i−1
-			wait := fencer.Fence()
-			if behind != nil {
-				if err := behind(); err != nil {
+			prev := behind
+			behind = fencer.Fence()
+			if prev != nil {
+				if err := prev(); err != nil {
 					return err
 				}
 				if err := report(i - 1); err != nil {
 					return err
 				}
 			}
-			behind = wait
 		default: // the backend has done step i already
 			if err := report(i); err != nil {
 				return err
@@ -487,7 +495,11 @@ func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x 
 	if err := p.readLatents(x, xt); err != nil {
 		return err
 	}
-	if behind != nil {
+	if last := behind; last != nil {
+		behind = nil
+		if err := last(); err != nil {
+			return err
+		}
 		return report(len(ts) - 1)
 	}
 	return nil

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"testing"
@@ -154,6 +155,35 @@ func checkUnseen(t *testing.T, p *pipeline.Pipeline, r run, seen []float32) {
 	for i, v := range res.Latent {
 		if math.Float32bits(v) != math.Float32bits(seen[i]) {
 			t.Fatalf("unseen run's latent %d = %v, the run read at every step has %v", i, v, seen[i])
+		}
+	}
+	expectNoFences(t, p)
+
+	// Cancelled from the progress callback at step 2: Generate stops
+	// within a step and leaves no fence behind.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	steps = 0
+	_, err = p.Generate(ctx, r.request(), func(s pipeline.Step) {
+		if steps++; s.Index == 2 {
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled at step 2 of %d: Generate returned %v", r.steps, err)
+	}
+	if steps > 3 {
+		t.Errorf("%d steps reported after a cancel at step 2", steps)
+	}
+	expectNoFences(t, p)
+}
+
+// expectNoFences fails if p's backend holds fences nobody waited on.
+func expectNoFences(t *testing.T, p *pipeline.Pipeline) {
+	t.Helper()
+	if f, ok := p.B.(interface{ LiveFences() int }); ok {
+		if n := f.LiveFences(); n != 0 {
+			t.Errorf("%d fences left after Generate", n)
 		}
 	}
 }
