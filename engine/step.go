@@ -79,13 +79,15 @@ func (p StepParams) Apply(x, eps, hist, noise, next []float32) {
 		rows = 2
 	}
 	switch {
+	case n == 0:
+		fail("SampleStep", "no latents")
 	case len(eps) != rows*n:
 		fail("SampleStep", "model output has %d values for %d latents and %d rows", len(eps), n, rows)
 	case p.NeedsHist() && len(hist) != n:
 		fail("SampleStep", "hist has %d values for %d latents", len(hist), n)
 	case p.NeedsNoise() && len(noise) != n:
 		fail("SampleStep", "noise has %d values for %d latents", len(noise), n)
-	case n == 0 || len(next)%n != 0:
+	case len(next)%n != 0:
 		fail("SampleStep", "next has %d values, not a multiple of %d latents", len(next), n)
 	}
 	for i, xi := range x {
