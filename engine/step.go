@@ -62,6 +62,14 @@ type StepParams struct {
 	NextDiv float32
 }
 
+// outputRows is how many rows the model output holds: 2 with guidance.
+func (p StepParams) outputRows() int {
+	if p.Guidance > 0 {
+		return 2
+	}
+	return 1
+}
+
 // NeedsHist reports whether the step reads and writes the previous x̂₀.
 func (p StepParams) NeedsHist() bool { return p.Rule == StepDPM1 || p.Rule == StepDPM2 }
 
@@ -73,11 +81,7 @@ func (p StepParams) NeedsNoise() bool { return p.Rule == StepEuler && p.Ancestra
 // rules, else ignored), noise (n, when NeedsNoise, else ignored), and
 // writes x/NextDiv into every n-value row of next when next is not nil.
 func (p StepParams) Apply(x, eps, hist, noise, next []float32) {
-	n := len(x)
-	rows := 1
-	if p.Guidance > 0 {
-		rows = 2
-	}
+	n, rows := len(x), p.outputRows()
 	switch {
 	case n == 0:
 		fail("SampleStep", "no latents")
@@ -160,11 +164,7 @@ func CheckSampleStep(x, eps, hist, noise, next *Tensor, p StepParams) (n, rows i
 		fail(op, "latents %v must be one image [1, ...]", s)
 	}
 	n = x.Numel()
-	g := 1
-	if p.Guidance > 0 {
-		g = 2
-	}
-	CheckShape(op, "model output", eps, append(Shape{g}, s[1:]...))
+	CheckShape(op, "model output", eps, append(Shape{p.outputRows()}, s[1:]...))
 	if p.NeedsHist() {
 		if hist == nil {
 			fail(op, "rule %v needs hist", p.Rule)

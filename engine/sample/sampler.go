@@ -59,9 +59,9 @@ package sample
 
 import (
 	"fmt"
-	"glimmer/engine"
 	"strings"
 
+	"glimmer/engine"
 	"glimmer/engine/rng"
 )
 
@@ -278,17 +278,15 @@ func (p *stepper) Step(step int, modelOut, x []float32) error {
 	if len(modelOut) != len(x) {
 		return fmt.Errorf("sample: %s: model output has %d elements, latents %d", p.name, len(modelOut), len(x))
 	}
-	if err := p.begin(step, len(x)); err != nil {
-		return err
+	noise, hist := p.noise, p.hist
+	if len(noise) != len(x) { // the first step (Plan rejects any other size)
+		noise, hist = make([]float32, len(x)), make([]float32, len(x))
 	}
-	if len(p.noise) != len(x) {
-		p.noise = make([]float32, len(x))
-		p.hist = make([]float32, len(x))
-	}
-	r, err := p.Plan(step, p.noise)
+	r, err := p.Plan(step, noise)
 	if err != nil {
 		return err
 	}
-	r.Apply(x, modelOut, p.hist, p.noise, nil)
+	p.noise, p.hist = noise, hist
+	r.Apply(x, modelOut, hist, noise, nil)
 	return nil
 }
