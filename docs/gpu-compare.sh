@@ -10,9 +10,14 @@
 # --offload's; GLIMMER_GL_FLUSH=4's; then ms a call of self-attention at
 # 4096 tokens, head dim 40, under each grid in ATTN40 (GLIMMER_GL_ATTN_40
 # fields, "" for the default, which also runs last to show drift); then TestConformance, the attention variants,
-# TestGEMMPlans and the sampler step's division on the driver; then GLIMMER_GL_PROFILE=ts's per-shader
+# TestGEMMPlans, TestIm2col and the sampler step's division on the driver; then GLIMMER_GL_PROFILE=ts's per-shader
 # profile of one image (the whole of it in $OUT/profile.txt). CONFORMANCE
-# narrows the tests run on the driver (a -test.run pattern).
+# narrows the tests run on the driver (a -test.run pattern). VARIANTS
+# replaces the settings this build also runs under (';' between runs,
+# ' ' between one run's VAR=value settings; default --offload, then
+# FLUSH=4); ATTN40=- and PROFILE=0 skip the sweep and the profile;
+# SDGEMM=name,name times those BenchmarkSDGEMM shapes under the backend's
+# own plan with each of SDGEMM_ENV's settings (';' between them).
 set -u
 out=${OUT:-/tmp}
 for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null; done
@@ -31,16 +36,31 @@ sd pipeline.test
 for b in .carry/pipeline_*.test; do
 	[ -e "$b" ] && sd "$(basename "$b")"
 done
-sd pipeline.test GLIMMER_OFFLOAD=1
-sd pipeline.test GLIMMER_GL_FLUSH=4
-IFS=';' read -ra grids <<<"${ATTN40:-;RX=4,RY=32,TQ=4,TK=8;RX=4,RY=32,TQ=4,TK=8,PF=1;RX=4,RY=64,TQ=2,TK=8,PF=1;RX=4,RY=32,TQ=4,TK=16,PF=1;RX=8,RY=32,TQ=4,TK=4,PF=1;RX=4,RY=16,TQ=8,TK=8,PF=1;RX=4,RY=32,TQ=4,TK=4,PF=1,PSH=1;RX=4,RY=16,TQ=4,TK=8,PF=1,PSH=1;RX=4,RY=32,TQ=2,TK=8,PF=1,PSH=1;RX=8,RY=16,TQ=4,TK=4,PF=1,PSH=1}"
-for g in "${grids[@]}" ""; do
+IFS=';' read -ra variants <<<"${VARIANTS:-GLIMMER_OFFLOAD=1;GLIMMER_GL_FLUSH=4}"
+for v in "${variants[@]}"; do
+	read -ra set <<<"$v"
+	sd pipeline.test "${set[@]}"
+done
+if [ -n "${SDGEMM:-}" ]; then
+	IFS=';' read -ra senv <<<"${SDGEMM_ENV:-}"
+	for v in "${senv[@]:-}"; do
+		read -ra set <<<"$v"
+		echo "== SD GEMMs ${SDGEMM} ${v:-default}"
+		env "${set[@]}" GLIMMER_SDGEMM="$SDGEMM" GLIMMER_SDGEMM_PLANS=auto timeout 120 ./.carry/gltest -test.run '^$' \
+			-test.bench BenchmarkSDGEMM -test.benchtime 1x -test.v 2>&1 | grep -v "^=== \|^goos\|^goarch\|^pkg\|^cpu" | head -40
+	done
+fi
+grids=()
+[ "${ATTN40:-}" = - ] || IFS=';' read -ra grids <<<"${ATTN40:-;RX=4,RY=32,TQ=4,TK=8;RX=4,RY=32,TQ=4,TK=8,PF=1;RX=4,RY=64,TQ=2,TK=8,PF=1;RX=4,RY=32,TQ=4,TK=16,PF=1;RX=8,RY=32,TQ=4,TK=4,PF=1;RX=4,RY=16,TQ=8,TK=8,PF=1;RX=4,RY=32,TQ=4,TK=4,PF=1,PSH=1;RX=4,RY=16,TQ=4,TK=8,PF=1,PSH=1;RX=4,RY=32,TQ=2,TK=8,PF=1,PSH=1;RX=8,RY=16,TQ=4,TK=4,PF=1,PSH=1}"
+[ ${#grids[@]} -eq 0 ] || for g in "${grids[@]}" ""; do
 	echo "== attention, head dim 40: ${g:-default}"
 	GLIMMER_GL_ATTN_40="$g" timeout 30 ./.carry/gltest -test.run '^$' -test.bench 'BenchmarkAttention/self_4096' \
 		-test.benchtime 40x -test.v 2>&1 | grep -i "ms/call\|fail\|panic" | tail -2
 done
 echo "== conformance on the driver"
-timeout 200 ./.carry/gltest -test.run "${CONFORMANCE:-TestConformance\$|TestConformanceAttentionVariants|TestGEMMPlans|TestSampleStepDivision}" 2>&1 | tail -6
+timeout 200 ./.carry/gltest -test.v -test.run "${CONFORMANCE:-TestConformance\$|TestConformanceAttentionVariants|TestGEMMPlans|TestIm2col|TestSampleStepDivision}" 2>&1 |
+	grep -v "^=== \|^    --- PASS\|^        --- PASS" | tail -25
+[ "${PROFILE:-1}" = 0 ] && exit 0
 echo "== profile"
 GLIMMER_GL_PROFILE=ts timeout 150 ./.carry/pipeline.test -test.run '^$' -test.bench SD15 -test.benchtime 1x -test.v >"$out/profile.txt" 2>&1
 grep -v '^=== ' "$out/profile.txt" | head -40

@@ -66,6 +66,7 @@ type Backend struct {
 	gnChunks                    int            // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int            // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
 	convFoldMode                int            // Conv2D's images as one GEMM: 0 never, 1 small maps, 2 every whole-vec4 map (convFold)
+	im2colMode                  int            // Conv2D's columns gathered first: 0 never, 1 folded maps, 2 whenever they fit im2colMax (useIm2col)
 	winoMinPixels               int            // folded convolutions of maps under this many pixels skip Winograd (GLIMMER_GL_WINO_MINPX)
 	winograd                    bool           // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
 	winoF4                      int            // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
@@ -80,9 +81,10 @@ type Backend struct {
 
 	// Used by the goroutine queueing ops (MatMul, Conv2D).
 	gemmForce *gemmPlan // a plan for every GEMM (tests, benchmarks), or nil
+	im2cols   int       // im2col dispatches queued (tests)
 	splitBuf  *buffer   // split-K partial sums, grown on demand
 	winoU     *buffer   // Winograd's transformed filters, grown on demand
-	winoV     *buffer   // Winograd's transformed input, grown on demand
+	winoV     *buffer   // Winograd's transformed input or im2col's columns (inputScratch), grown on demand
 
 	mu     sync.Mutex
 	closed bool
@@ -95,6 +97,7 @@ func (b *Backend) planDefaults() {
 	b.gemmBK, b.fullGrid, b.splitTarget, b.splitMinK, b.splitFew = 8, 256, 512, 256, 128
 	b.halfMin = 64
 	b.convFoldMode, b.winoMinPixels = 1, 128
+	b.im2colMode = 1
 }
 
 // New opens a headless OpenGL context on a thread of its own. It fails with
@@ -213,6 +216,9 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_CONVFOLD")); err == nil {
 		b.convFoldMode = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_IM2COL")); err == nil {
+		b.im2colMode = v
 	}
 	b.winoOutVec = os.Getenv("GLIMMER_GL_WINO_OUTV") != "0"
 	b.park = os.Getenv("GLIMMER_GL_PARK") != "0"

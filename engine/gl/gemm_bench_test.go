@@ -361,6 +361,8 @@ var testPlans = []*gemmPlan{nil,
 func TestGEMMPlans(t *testing.T) {
 	b := openGL(t)
 	b.winograd = false // the 3x3 cases test the implicit GEMM (winograd_test.go the other path)
+	b.im2colMode = 0   // and its gather (TestIm2col the columns gathered first)
+	defer func() { b.im2colMode = 1 }()
 	r := rand.New(rand.NewPCG(3, 4))
 	cases := []*gemmCase{
 		linearCase(t, b, r, 2, 37, 70, 101, false, true, false, engine.F16, true, 0),   // linear, F16, odd K
@@ -424,6 +426,79 @@ func TestGEMMPlans(t *testing.T) {
 		}
 	}
 	b.convFoldMode = 1
+	for _, c := range cases {
+		c.free()
+	}
+}
+
+// TestIm2col holds convolutions whose columns are gathered into a matrix
+// first (im2col.comp, then the 1x1 path) to the implicit GEMM's gather bit
+// for bit, under every test plan: the same values summed in the same
+// order. Strides 1 and 2, paddings 0 to 2, square and oblong kernels,
+// folded and unfolded images, F16 and F32 weights, a bias and a residual;
+// each case also against the float64 reference (gemmCase.check's bound)
+// from a NaN-poisoned destination, and the columns must have been gathered.
+func TestIm2col(t *testing.T) {
+	b := openGL(t)
+	b.winograd = false
+	defer func() { b.winograd, b.im2colMode, b.gemmForce = true, 1, nil }()
+	r := rand.New(rand.NewPCG(10, 11))
+	cases := []*gemmCase{
+		convCase(t, b, r, 2, 6, 8, 8, 20, 3, 3, 1, 1, engine.F16, true),   // 64 pixels: folded
+		convCase(t, b, r, 2, 5, 9, 8, 12, 3, 3, 2, 1, engine.F32, true),   // stride 2, 5x4 out: folded
+		convCase(t, b, r, 1, 7, 10, 9, 33, 3, 3, 2, 1, engine.F32, false), // one image, odd map
+		convCase(t, b, r, 2, 3, 11, 13, 9, 5, 5, 1, 2, engine.F16, true),  // 5x5, padding 2: 143 pixels, not folded
+		convCase(t, b, r, 2, 4, 6, 7, 5, 2, 2, 1, 0, engine.F32, true),    // 2x2, no padding, 5x6 out
+		convCase(t, b, r, 2, 70, 4, 4, 130, 3, 3, 1, 1, engine.F16, true), // K 630, two tiles of M, folded
+	}
+	cases[0].addResidual(t, r)
+	for _, p := range testPlans {
+		b.gemmForce = p
+		for i, c := range cases {
+			c.name = fmt.Sprintf("case %d %+v", i, p)
+			b.im2colMode = 0
+			c.run()
+			want, err := b.Read(c.dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.im2colMode = 2
+			before := b.im2cols
+			c.check(t, b, r, 0)
+			if b.im2cols != before+1 {
+				t.Fatalf("%s: %d column gathers, want 1", c.name, b.im2cols-before)
+			}
+			got, err := b.Read(c.dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := range want {
+				if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+					t.Fatalf("%s: out[%d] = %g gathered first, %g gathered in the GEMM", c.name, j, got[j], want[j])
+				}
+			}
+		}
+	}
+	b.gemmForce = nil
+	// Mode 1 gathers the folded maps' columns only; mode 2 none past
+	// im2colMax.
+	for _, c := range []struct {
+		mode int
+		d    engine.Conv2DDims
+		fold bool
+		want bool
+	}{
+		{1, engine.Conv2DDims{N: 2, C: 1280, OH: 8, OW: 8, KH: 3, KW: 3}, true, true},
+		{1, engine.Conv2DDims{N: 2, C: 320, OH: 32, OW: 32, KH: 3, KW: 3}, false, false},
+		{2, engine.Conv2DDims{N: 2, C: 320, OH: 32, OW: 32, KH: 3, KW: 3}, false, true},
+		{2, engine.Conv2DDims{N: 1, C: 128, OH: 512, OW: 512, KH: 3, KW: 3}, false, false},
+		{0, engine.Conv2DDims{N: 2, C: 1280, OH: 8, OW: 8, KH: 3, KW: 3}, true, false},
+	} {
+		b.im2colMode = c.mode
+		if got := b.useIm2col(c.d, c.fold); got != c.want {
+			t.Errorf("mode %d, %+v: useIm2col = %v, want %v", c.mode, c.d, got, c.want)
+		}
+	}
 	for _, c := range cases {
 		c.free()
 	}

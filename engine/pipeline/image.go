@@ -3,24 +3,38 @@ package pipeline
 import (
 	"image"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // ToImage maps a decoded image [3, H, W] in the VAE's [-1, 1] convention to
-// 8-bit RGB as diffusers does: x/2 + 0.5 clamped to [0, 1], then ×255
-// rounded to nearest.
+// 8-bit RGB as diffusers does: x/2 + 0.5 clamped to [0, 1], then ×255 in
+// float32 rounded to nearest, ties to even (numpy's round). Bands of rows
+// convert on all cores: on one, a 512x512 image took 15 ms of a 2-core
+// machine, over a tenth of what its GPU decode takes.
 func ToImage(chw []float32, w, h int) *image.NRGBA {
 	img := image.NewNRGBA(image.Rect(0, 0, w, h))
 	plane := w * h
-	for y := range h {
-		for x := range w {
-			i := y*w + x
-			o := img.PixOffset(x, y)
-			for c := range 3 {
-				img.Pix[o+c] = to8(chw[c*plane+i]*0.5 + 0.5)
+	rows := func(y0, y1 int) {
+		for y := y0; y < y1; y++ {
+			pix := img.Pix[y*img.Stride : y*img.Stride+4*w]
+			r, g, b := chw[y*w:(y+1)*w], chw[plane+y*w:plane+(y+1)*w], chw[2*plane+y*w:2*plane+(y+1)*w]
+			for x := range w {
+				p := pix[4*x : 4*x+4]
+				p[0], p[1], p[2], p[3] = to8(r[x]*0.5+0.5), to8(g[x]*0.5+0.5), to8(b[x]*0.5+0.5), 255
 			}
-			img.Pix[o+3] = 255
 		}
 	}
+	bands := min(runtime.GOMAXPROCS(0), h, max(1, plane/(64<<10)))
+	var wg sync.WaitGroup
+	for i := range bands {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rows(i*h/bands, (i+1)*h/bands)
+		}()
+	}
+	wg.Wait()
 	return img
 }
 
@@ -34,9 +48,16 @@ func Unit01(v []float32) []float32 {
 	return out
 }
 
+// to8 is round(clamp(v, 0, 1)·255), the product in float32 and ties to
+// even as numpy rounds it; NaN gives 0.
 func to8(v float32) uint8 {
-	v = float32(math.Min(1, math.Max(0, float64(v))))
-	return uint8(math.Round(float64(v * 255)))
+	switch {
+	case !(v > 0):
+		return 0
+	case v >= 1:
+		return 255
+	}
+	return uint8(math.RoundToEven(float64(v * 255)))
 }
 
 // latentRGB projects SD 1.x/2.x latent channels to RGB: a fixed linear map
