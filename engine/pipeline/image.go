@@ -25,7 +25,7 @@ func ToImage(chw []float32, w, h int) *image.NRGBA {
 			}
 		}
 	}
-	bands := min(runtime.GOMAXPROCS(0), h, max(1, plane/(64<<10)))
+	bands := min(runtime.GOMAXPROCS(0), h, max(1, plane/(16<<10)))
 	var wg sync.WaitGroup
 	for i := range bands {
 		wg.Add(1)
