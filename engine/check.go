@@ -94,6 +94,12 @@ type Conv2DDims struct {
 	P                              Conv2DParams
 }
 
+// Pointwise reports a 1x1 kernel at stride 1 without padding: the
+// convolution is a product with the input itself.
+func (d Conv2DDims) Pointwise() bool {
+	return d.KH == 1 && d.KW == 1 && d.P.StrideH == 1 && d.P.StrideW == 1 && d.P.PadH == 0 && d.P.PadW == 0
+}
+
 // ConvOut is the output extent of a convolution along one axis.
 func ConvOut(in, k, stride, pad int) int { return (in+2*pad-k)/stride + 1 }
 
@@ -111,6 +117,12 @@ func CheckConv2D(dst, x, w, bias *Tensor, p Conv2DParams) Conv2DDims {
 	}
 	d := Conv2DDims{N: x.Dim(0), C: x.Dim(1), H: x.Dim(2), W: x.Dim(3),
 		OC: w.Dim(0), KH: w.Dim(2), KW: w.Dim(3), P: p}
+	if p.InNHWC {
+		d.H, d.W, d.C = x.Dim(1), x.Dim(2), x.Dim(3)
+	}
+	if (p.InNHWC || p.OutNHWC) && !d.Pointwise() {
+		fail(op, "channels-last layouts need a 1x1 kernel, stride 1 and no padding: w %v, %+v", w.Shape(), p)
+	}
 	if w.Dim(1) != d.C {
 		fail(op, "w %v expects %d input channels, x %v has %d", w.Shape(), w.Dim(1), x.Shape(), d.C)
 	}
@@ -119,8 +131,12 @@ func CheckConv2D(dst, x, w, bias *Tensor, p Conv2DParams) Conv2DDims {
 	if d.OH <= 0 || d.OW <= 0 {
 		fail(op, "kernel %dx%d larger than padded input %v", d.KH, d.KW, x.Shape())
 	}
-	if !dst.Shape().Equal(Shape{d.N, d.OC, d.OH, d.OW}) {
-		fail(op, "dst %v, want [%d, %d, %d, %d]", dst.Shape(), d.N, d.OC, d.OH, d.OW)
+	want := Shape{d.N, d.OC, d.OH, d.OW}
+	if p.OutNHWC {
+		want = Shape{d.N, d.OH, d.OW, d.OC}
+	}
+	if !dst.Shape().Equal(want) {
+		fail(op, "dst %v, want %v", dst.Shape(), want)
 	}
 	if bias != nil && (bias.Rank() != 1 || bias.Dim(0) != d.OC) {
 		fail(op, "bias %v, want [%d]", bias.Shape(), d.OC)

@@ -28,7 +28,7 @@ func (be *Backend) Conv2DBackwardData(dx, dy, w *engine.Tensor, p engine.Conv2DP
 	ws, dys, dxs := buf(w), buf(dy), buf(dx)
 	// A = wᵀ: A[i, p] = w[p, i], i over C*KH*KW, p over OC.
 	g := gemmOp{m: kdim, k: d.OC, a: ws, aRow: 1, aCol: kdim, alpha: 1}
-	if d.KH == 1 && d.KW == 1 && d.P.StrideH == 1 && d.P.StrideW == 1 && d.P.PadH == 0 && d.P.PadW == 0 {
+	if d.Pointwise() {
 		// A 1x1 convolution's cols is the image: dx[n] [C, HW] = wᵀ · dy[n].
 		g.batch, g.n = d.N, pix
 		g.c, g.cBatch = dxs, d.C*pix // [N, C, H*W]
@@ -126,7 +126,7 @@ func (be *Backend) Conv2DBackwardWeight(dw, x, dy *engine.Tensor, p engine.Conv2
 		parts = make([]float32, d.N*per) // [N, OC, CKK]
 		g.c = parts
 	}
-	if d.KH == 1 && d.KW == 1 && d.P.StrideH == 1 && d.P.StrideW == 1 && d.P.PadH == 0 && d.P.PadW == 0 {
+	if d.Pointwise() {
 		// cols[n] is x[n] [C, H*W]; B = its transpose.
 		g.bBlock = transposedBlock(xs, d.C*pix, pix)
 	} else {

@@ -504,6 +504,64 @@ func TestIm2col(t *testing.T) {
 	}
 }
 
+// TestConvNHWC holds 1x1 convolutions with channels-last input and output
+// (Conv2DParams.InNHWC, OutNHWC; conformance's Conv2DNHWC covers them one
+// at a time) to the [N, C, H, W] ones bit for bit under every test plan,
+// split K included: 2 images of 8x8 (folded), 10x7 (not folded, not
+// whole vec4s of pixels), channels not a multiple of 4, a residual.
+func TestConvNHWC(t *testing.T) {
+	b := openGL(t)
+	defer func() { b.gemmForce = nil }()
+	r := rand.New(rand.NewPCG(12, 13))
+	for _, sh := range []struct{ n, c, h, w, oc int }{{2, 68, 8, 8, 36}, {2, 33, 10, 7, 70}} {
+		hw := sh.h * sh.w
+		x, xv := uploaded(t, b, r, engine.F32, sh.n, sh.c, sh.h, sh.w) // [N, C, H, W]
+		w, _ := uploaded(t, b, r, engine.F16, sh.oc, sh.c, 1, 1)       // [OC, C, 1, 1]
+		bias, _ := uploaded(t, b, r, engine.F16, sh.oc)                // [OC]
+		res, rv := uploaded(t, b, r, engine.F32, sh.n, sh.oc, sh.h, sh.w)
+		// last moves [N, ch, HW] values channels-last.
+		last := func(v []float32, ch int) []float32 {
+			out := make([]float32, len(v))
+			for n := range sh.n {
+				for k := range ch {
+					for q := range hw {
+						out[(n*hw+q)*ch+k] = v[(n*ch+k)*hw+q]
+					}
+				}
+			}
+			return out
+		}
+		xt := b.New(engine.F32, sh.n, sh.h, sh.w, sh.c) // [N, H, W, C]
+		b.Write(xt, last(xv, sh.c))
+		rt := b.New(engine.F32, sh.n, sh.h, sh.w, sh.oc) // [N, H, W, OC]
+		b.Write(rt, last(rv, sh.oc))
+		want := b.New(engine.F32, sh.n, sh.oc, sh.h, sh.w) // [N, OC, H, W]
+		got := b.New(engine.F32, sh.n, sh.h, sh.w, sh.oc)  // [N, H, W, OC]
+		for _, p := range testPlans {
+			b.gemmForce = p
+			b.Conv2D(want, x, w, bias, engine.Conv2DParams{Residual: res})
+			b.Write(got, make([]float32, got.Numel())) // zeros: a stale result cannot pass
+			b.Conv2D(got, xt, w, bias, engine.Conv2DParams{InNHWC: true, OutNHWC: true, Residual: rt})
+			wv, err := b.Read(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gv, err := b.Read(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range last(wv, sh.oc) {
+				if math.Float32bits(gv[i]) != math.Float32bits(v) || math.IsNaN(float64(v)) {
+					t.Fatalf("%+v, plan %+v: element %d channels-last %v, [N, C, H, W] %v", sh, p, i, gv[i], v)
+				}
+			}
+		}
+		for _, v := range []*engine.Tensor{x, w, bias, res, xt, rt, want, got} {
+			b.Free(v)
+		}
+	}
+}
+
 // TestGEMMPlanChoice: the plans gemmPlan's doc promises for SD 1.5's
 // shapes, with New's defaults.
 func TestGEMMPlanChoice(t *testing.T) {

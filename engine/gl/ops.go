@@ -291,14 +291,15 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 		cols, batch = d.N*n, 1
 	}
 	plan := b.gemmPlan(m, cols, k, batch)
-	pointwise := d.KH == 1 && d.KW == 1 && d.P.StrideH == 1 && d.P.StrideW == 1 && d.P.PadH == 0 && d.P.PadW == 0
+	pointwise := d.Pointwise()
 	src := buf(x)
 	if !pointwise && b.useIm2col(d, fold) {
 		// The columns gathered once into a matrix, multiplied as a 1x1
 		// convolution's input: the same values summed in the same order.
 		src, pointwise = b.im2col(x, d), true
 	}
-	def := plan.defines(defines{"W_F16": isF16(w), "CONV1X1": b2i(pointwise), "K4": b2i(k%4 == 0), "N4": b2i(n%4 == 0), "FOLDN": b2i(fold)})
+	def := plan.defines(defines{"W_F16": isF16(w), "CONV1X1": b2i(pointwise), "K4": b2i(k%4 == 0), "N4": b2i(n%4 == 0), "FOLDN": b2i(fold),
+		"X_NHWC": b2i(p.InNHWC), "Y_NHWC": b2i(p.OutNHWC)})
 	if !pointwise && d.KH == d.KW && b.convConst >= 1 {
 		def["KSQ"] = d.KH
 	}
@@ -334,7 +335,11 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 		}
 	})
 	if plan.Split > 1 {
-		b.splitFinish(plan, buf(dst), out, total, 1, bias, p.Residual, n, m, false)
+		bdiv := n // the bias of element i: channel (i / n) % m, or i % m channels-last
+		if p.OutNHWC {
+			bdiv = 1
+		}
+		b.splitFinish(plan, buf(dst), out, total, 1, bias, p.Residual, bdiv, m, false)
 	}
 }
 

@@ -50,6 +50,26 @@ func (u *UNet) resnets() []*resnetBlock {
 	return out
 }
 
+// transformers lists the transformers in down, mid, up order.
+func (u *UNet) transformers() []*transformer2D {
+	var out []*transformer2D
+	add := func(ts ...*transformer2D) {
+		for _, t := range ts {
+			if t != nil {
+				out = append(out, t)
+			}
+		}
+	}
+	for _, d := range u.DownBlocks {
+		add(d.Attentions...)
+	}
+	add(u.MidBlock.Attention)
+	for _, up := range u.UpBlocks {
+		add(up.Attentions...)
+	}
+	return out
+}
+
 // convs lists every convolution: the ResNets' in down, mid, up order,
 // then the rest in the same order.
 func (u *UNet) convs() []*nn.Conv2d {

@@ -410,6 +410,60 @@ func TestFoldTimeEmbedding(t *testing.T) {
 	}
 }
 
+// TestChannelsLastProjections: with SD 1.x's proj_in and proj_out run
+// channels-last, the U-Net's output keeps its bits, on llvmpipe and the
+// CPU backend, with two Transposes fewer per transformer and both its
+// projections channels-last; off, none is.
+func TestChannelsLastProjections(t *testing.T) {
+	fx := fixtureModels[1]
+	r := openRefs(t, fx.refs)
+	x, xs := r.get(t, "unet.x")
+	e0, es := r.embedding(t, 0)
+	for _, name := range []string{"gl", "cpu"} {
+		t.Run(name, func(t *testing.T) {
+			var inner engine.Backend = cpu.New()
+			if name == "gl" {
+				inner = enginetest.OpenGL(t)
+			}
+			cb := &countingBackend{Backend: inner}
+			defer cb.Close()
+			u := loadUNet(t, cb, fx)
+			defer u.Close()
+			outs := map[bool][]float32{}
+			counts := map[bool][2]int{}
+			for _, on := range []bool{false, true} {
+				u.ChannelsLastProjections(on)
+				cb.transposes, cb.nhwcConvs = 0, 0
+				outs[on] = run(t, cb, u, x, xs, []float32{500}, e0, es)
+				counts[on] = [2]int{cb.transposes, cb.nhwcConvs}
+			}
+			tr := countTransformers(u)
+			if tr == 0 || counts[false][1] != 0 || counts[true][1] != 2*tr || counts[false][0]-counts[true][0] != 2*tr {
+				t.Errorf("(Transposes, channels-last convolutions): %v off, %v on; want %d of each fewer and more (%d transformers)", counts[false], counts[true], 2*tr, tr)
+			}
+			for i := range outs[false] {
+				if math.Float32bits(outs[false][i]) != math.Float32bits(outs[true][i]) {
+					t.Fatalf("output %d: %g channels-last, %g through transposes", i, outs[true][i], outs[false][i])
+				}
+			}
+		})
+	}
+}
+
+func countTransformers(u *unet.UNet) int {
+	n := 0
+	if u.MidBlock.Attention != nil {
+		n++
+	}
+	for _, d := range u.DownBlocks {
+		n += len(d.Attentions)
+	}
+	for _, up := range u.UpBlocks {
+		n += len(up.Attentions)
+	}
+	return n
+}
+
 // TestKeepTimesteps: with a generation's timesteps kept, a Forward at one
 // of them takes every ResNet's projected time embedding from the rows
 // computed at once for all, with the same bits as computing them at that
@@ -528,10 +582,16 @@ func countResnets(u *unet.UNet) int {
 }
 
 // countingBackend counts MatMul calls, Conv2D calls and those of them
-// marked Fast, Binary calls and GroupNorms with a Shift.
+// marked Fast or channels-last, Binary calls, GroupNorms with a Shift and
+// Transposes.
 type countingBackend struct {
 	engine.Backend
-	matMuls, convs, fastConvs, binaries, shifts int
+	matMuls, convs, fastConvs, binaries, shifts, transposes, nhwcConvs int
+}
+
+func (c *countingBackend) Transpose(dst, x *engine.Tensor) {
+	c.transposes++
+	c.Backend.Transpose(dst, x)
 }
 
 func (c *countingBackend) Binary(dst, x, y *engine.Tensor, op engine.BinaryOp) {
@@ -548,6 +608,9 @@ func (c *countingBackend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine
 
 func (c *countingBackend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) {
 	c.convs++
+	if p.InNHWC || p.OutNHWC {
+		c.nhwcConvs++
+	}
 	if p.Fast {
 		c.fastConvs++
 	}
