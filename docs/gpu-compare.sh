@@ -10,7 +10,7 @@
 # --offload's; GLIMMER_GL_FLUSH=4's; then ms a call of self-attention at
 # 4096 tokens, head dim 40, under each grid in ATTN40 (GLIMMER_GL_ATTN_40
 # fields, "" for the default, which also runs last to show drift); then TestConformance, the attention variants,
-# TestGEMMPlans, TestIm2col and the sampler step's division on the driver; then GLIMMER_GL_PROFILE=ts's per-shader
+# TestGEMMPlans, TestIm2col, TestConvNHWC and the sampler step's division on the driver; then GLIMMER_GL_PROFILE=ts's per-shader
 # profile of one image (the whole of it in $OUT/profile.txt). CONFORMANCE
 # narrows the tests run on the driver (a -test.run pattern). VARIANTS
 # replaces the settings this build also runs under (';' between runs,
@@ -58,7 +58,7 @@ grids=()
 		-test.benchtime 40x -test.v 2>&1 | grep -i "ms/call\|fail\|panic" | tail -2
 done
 echo "== conformance on the driver"
-timeout 200 ./.carry/gltest -test.v -test.run "${CONFORMANCE:-TestConformance\$|TestConformanceAttentionVariants|TestGEMMPlans|TestIm2col|TestSampleStepDivision}" 2>&1 |
+timeout 200 ./.carry/gltest -test.v -test.run "${CONFORMANCE:-TestConformance\$|TestConformanceAttentionVariants|TestGEMMPlans|TestIm2col|TestConvNHWC|TestSampleStepDivision}" 2>&1 |
 	grep -v "^=== \|^    --- PASS\|^        --- PASS" | tail -25
 [ "${PROFILE:-1}" = 0 ] && exit 0
 echo "== profile"
