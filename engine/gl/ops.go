@@ -319,16 +319,7 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 		if fold {
 			u.u("u_OHW", uint32(n))
 		}
-		u.i("u_C", d.C)
-		u.i("u_H", d.H)
-		u.i("u_W", d.W)
-		u.i("u_KH", d.KH)
-		u.i("u_KW", d.KW)
-		u.i("u_OW", d.OW)
-		u.i("u_SH", d.P.StrideH)
-		u.i("u_SW", d.P.StrideW)
-		u.i("u_PH", d.P.PadH)
-		u.i("u_PW", d.P.PadW)
+		convGeometry(u, d)
 		if plan.Split > 1 {
 			u.u("u_kchunk", uint32(plan.KChunk))
 			u.u("u_partStride", uint32(total))
@@ -372,19 +363,22 @@ func (b *Backend) im2col(x *engine.Tensor, d engine.Conv2DDims) *buffer {
 	b.im2cols++
 	b.dispatch("im2col", nil, elemGroups(n), []*buffer{col, buf(x)}, func(u uniforms) {
 		u.u("u_n", uint32(n))
-		u.i("u_C", d.C)
-		u.i("u_H", d.H)
-		u.i("u_W", d.W)
-		u.i("u_KH", d.KH)
-		u.i("u_KW", d.KW)
-		u.i("u_OH", d.OH)
-		u.i("u_OW", d.OW)
-		u.i("u_SH", d.P.StrideH)
-		u.i("u_SW", d.P.StrideW)
-		u.i("u_PH", d.P.PadH)
-		u.i("u_PW", d.P.PadW)
+		convGeometry(u, d)
 	})
 	return col
+}
+
+// convGeometry sets a convolution's extents, kernel, strides and padding
+// (u_C, u_H, u_W, u_OC, u_OH, u_OW, u_KH, u_KW, u_SH, u_SW, u_PH, u_PW) in
+// the shaders that declare them.
+func convGeometry(u uniforms, d engine.Conv2DDims) {
+	for _, v := range []struct {
+		name string
+		v    int
+	}{{"u_C", d.C}, {"u_H", d.H}, {"u_W", d.W}, {"u_OC", d.OC}, {"u_OH", d.OH}, {"u_OW", d.OW},
+		{"u_KH", d.KH}, {"u_KW", d.KW}, {"u_SH", d.P.StrideH}, {"u_SW", d.P.StrideW}, {"u_PH", d.P.PadH}, {"u_PW", d.P.PadW}} {
+		u.i(v.name, v.v)
+	}
 }
 
 // inputScratch returns the buffer of a convolution's transformed input: a

@@ -17,22 +17,10 @@ type NamedLinear struct {
 // every transformer block, in down, mid, up order.
 func (u *UNet) crossAttentions() []*attention {
 	var out []*attention
-	add := func(ts ...*transformer2D) {
-		for _, t := range ts {
-			if t == nil {
-				continue
-			}
-			for _, blk := range t.Blocks {
-				out = append(out, blk.Attn2)
-			}
+	for _, t := range u.transformers() {
+		for _, blk := range t.Blocks {
+			out = append(out, blk.Attn2)
 		}
-	}
-	for _, d := range u.DownBlocks {
-		add(d.Attentions...)
-	}
-	add(u.MidBlock.Attention)
-	for _, up := range u.UpBlocks {
-		add(up.Attentions...)
 	}
 	return out
 }

@@ -375,6 +375,20 @@ func TestFastConvs(t *testing.T) {
 // ResNet, one Binary Add fewer each) and the U-Net's output keeps its bits,
 // on the GL backend (the production path) and the CPU backend.
 func TestFoldTimeEmbedding(t *testing.T) {
+	sameBitsBothWays(t, "folded", (*unet.UNet).FoldTimeEmbedding, func(cb *countingBackend) [2]int { return [2]int{cb.binaries, cb.shifts} },
+		func(t *testing.T, u *unet.UNet, off, on [2]int) {
+			resnets := countResnets(u)
+			if off[1] != 0 || on[1] != resnets || off[0]-on[0] != resnets {
+				t.Errorf("(Binary calls, shifted GroupNorms): %v unfolded, %v folded; want %d shifts and %d Binary calls fewer", off, on, resnets, resnets)
+			}
+		})
+}
+
+// sameBitsBothWays runs the second sd1 fixture U-Net at t=500 with a
+// switch (set) off, then on, on llvmpipe and the CPU backend: the outputs
+// must be equal bit for bit, and check judges what count made of each
+// run's calls.
+func sameBitsBothWays(t *testing.T, what string, set func(*unet.UNet, bool), count func(*countingBackend) [2]int, check func(t *testing.T, u *unet.UNet, off, on [2]int)) {
 	fx := fixtureModels[1]
 	r := openRefs(t, fx.refs)
 	x, xs := r.get(t, "unet.x")
@@ -392,18 +406,15 @@ func TestFoldTimeEmbedding(t *testing.T) {
 			outs := map[bool][]float32{}
 			counts := map[bool][2]int{}
 			for _, on := range []bool{false, true} {
-				u.FoldTimeEmbedding(on)
-				cb.binaries, cb.shifts = 0, 0
+				set(u, on)
+				*cb = countingBackend{Backend: inner}
 				outs[on] = run(t, cb, u, x, xs, []float32{500}, e0, es)
-				counts[on] = [2]int{cb.binaries, cb.shifts}
+				counts[on] = count(cb)
 			}
-			resnets := countResnets(u)
-			if counts[false][1] != 0 || counts[true][1] != resnets || counts[false][0]-counts[true][0] != resnets {
-				t.Errorf("(Binary calls, shifted GroupNorms): %v unfolded, %v folded; want %d shifts and %d Binary calls fewer", counts[false], counts[true], resnets, resnets)
-			}
+			check(t, u, counts[false], counts[true])
 			for i := range outs[false] {
 				if math.Float32bits(outs[false][i]) != math.Float32bits(outs[true][i]) {
-					t.Fatalf("output %d: %g folded, %g unfolded", i, outs[true][i], outs[false][i])
+					t.Fatalf("output %d: %g %s, %g not", i, outs[true][i], what, outs[false][i])
 				}
 			}
 		})
@@ -415,39 +426,13 @@ func TestFoldTimeEmbedding(t *testing.T) {
 // CPU backend, with two Transposes fewer per transformer and both its
 // projections channels-last; off, none is.
 func TestChannelsLastProjections(t *testing.T) {
-	fx := fixtureModels[1]
-	r := openRefs(t, fx.refs)
-	x, xs := r.get(t, "unet.x")
-	e0, es := r.embedding(t, 0)
-	for _, name := range []string{"gl", "cpu"} {
-		t.Run(name, func(t *testing.T) {
-			var inner engine.Backend = cpu.New()
-			if name == "gl" {
-				inner = enginetest.OpenGL(t)
-			}
-			cb := &countingBackend{Backend: inner}
-			defer cb.Close()
-			u := loadUNet(t, cb, fx)
-			defer u.Close()
-			outs := map[bool][]float32{}
-			counts := map[bool][2]int{}
-			for _, on := range []bool{false, true} {
-				u.ChannelsLastProjections(on)
-				cb.transposes, cb.nhwcConvs = 0, 0
-				outs[on] = run(t, cb, u, x, xs, []float32{500}, e0, es)
-				counts[on] = [2]int{cb.transposes, cb.nhwcConvs}
-			}
+	sameBitsBothWays(t, "channels-last", (*unet.UNet).ChannelsLastProjections, func(cb *countingBackend) [2]int { return [2]int{cb.transposes, cb.nhwcConvs} },
+		func(t *testing.T, u *unet.UNet, off, on [2]int) {
 			tr := countTransformers(u)
-			if tr == 0 || counts[false][1] != 0 || counts[true][1] != 2*tr || counts[false][0]-counts[true][0] != 2*tr {
-				t.Errorf("(Transposes, channels-last convolutions): %v off, %v on; want %d of each fewer and more (%d transformers)", counts[false], counts[true], 2*tr, tr)
-			}
-			for i := range outs[false] {
-				if math.Float32bits(outs[false][i]) != math.Float32bits(outs[true][i]) {
-					t.Fatalf("output %d: %g channels-last, %g through transposes", i, outs[true][i], outs[false][i])
-				}
+			if tr == 0 || off[1] != 0 || on[1] != 2*tr || off[0]-on[0] != 2*tr {
+				t.Errorf("(Transposes, channels-last convolutions): %v off, %v on; want %d of each fewer and more (%d transformers)", off, on, 2*tr, tr)
 			}
 		})
-	}
 }
 
 func countTransformers(u *unet.UNet) int {
