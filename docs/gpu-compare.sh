@@ -7,15 +7,15 @@
 # there), sd15_tensor_names.tsv and bpe_simple_vocab_16e6.txt.gz (from
 # ../shared/refdata). The full-size checkpoint is written to /tmp first.
 # Prints each build's image, step and decode times, hash and peak memory;
-# --offload's; GLIMMER_GL_FLUSH=4's; then ms a call of self-attention at
+# --offload's; GLIMMER_GL_FLUSH=0's (no flushes); then ms a call of self-attention at
 # 4096 tokens, head dim 40, under each grid in ATTN40 (GLIMMER_GL_ATTN_40
 # fields, "" for the default, which also runs last to show drift); then TestConformance, the attention variants,
-# TestGEMMPlans, TestIm2col, TestConvNHWC and the sampler step's division on the driver; then GLIMMER_GL_PROFILE=ts's per-shader
+# TestGEMMPlans and the sampler step's division on the driver; then GLIMMER_GL_PROFILE=ts's per-shader
 # profile of one image (the whole of it in $OUT/profile.txt). CONFORMANCE
 # narrows the tests run on the driver (a -test.run pattern). VARIANTS
 # replaces the settings this build also runs under (';' between runs,
 # ' ' between one run's VAR=value settings; default --offload, then
-# FLUSH=4); ATTN40=- and PROFILE=0 skip the sweep and the profile;
+# GLIMMER_GL_FLUSH=0, the flushes off); ATTN40=- and PROFILE=0 skip the sweep and the profile;
 # SDGEMM=name,name times those BenchmarkSDGEMM shapes under the backend's
 # own plan with each of SDGEMM_ENV's settings (';' between them).
 set -u
@@ -36,7 +36,7 @@ sd pipeline.test
 for b in .carry/pipeline_*.test; do
 	[ -e "$b" ] && sd "$(basename "$b")"
 done
-IFS=';' read -ra variants <<<"${VARIANTS:-GLIMMER_OFFLOAD=1;GLIMMER_GL_FLUSH=4}"
+IFS=';' read -ra variants <<<"${VARIANTS:-GLIMMER_OFFLOAD=1;GLIMMER_GL_FLUSH=0}"
 for v in "${variants[@]}"; do
 	read -ra set <<<"$v"
 	sd pipeline.test "${set[@]}"
@@ -58,7 +58,7 @@ grids=()
 		-test.benchtime 40x -test.v 2>&1 | grep -i "ms/call\|fail\|panic" | tail -2
 done
 echo "== conformance on the driver"
-timeout 200 ./.carry/gltest -test.v -test.run "${CONFORMANCE:-TestConformance\$|TestConformanceAttentionVariants|TestGEMMPlans|TestIm2col|TestConvNHWC|TestSampleStepDivision}" 2>&1 |
+timeout 200 ./.carry/gltest -test.v -test.run "${CONFORMANCE:-TestConformance\$|TestConformanceAttentionVariants|TestGEMMPlans|TestSampleStepDivision}" 2>&1 |
 	grep -v "^=== \|^    --- PASS\|^        --- PASS" | tail -25
 [ "${PROFILE:-1}" = 0 ] && exit 0
 echo "== profile"

@@ -157,13 +157,6 @@ type Conv2DParams struct {
 	// U-Net and the VAE decoder at inference). The GL backend then takes
 	// Winograd F(4x4, 3x3) where it pays; the CPU backend ignores it.
 	Fast bool
-	// InNHWC: x is channels-last, [N, H, W, C] (a transformer's tokens
-	// [N, H·W, C] viewed so); OutNHWC: dst, and Residual with it, is
-	// [N, OH, OW, OC]. The same sums as the [N, C, H, W] layouts, so the
-	// same bits: the SD 1.x transformers' proj_in and proj_out without
-	// the transposes around them. 1x1 kernels only (stride 1, no
-	// padding); not recorded by the autograd tape (inference only).
-	InNHWC, OutNHWC bool
 }
 
 // GroupNormParams configure GroupNorm.

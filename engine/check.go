@@ -117,12 +117,6 @@ func CheckConv2D(dst, x, w, bias *Tensor, p Conv2DParams) Conv2DDims {
 	}
 	d := Conv2DDims{N: x.Dim(0), C: x.Dim(1), H: x.Dim(2), W: x.Dim(3),
 		OC: w.Dim(0), KH: w.Dim(2), KW: w.Dim(3), P: p}
-	if p.InNHWC {
-		d.H, d.W, d.C = x.Dim(1), x.Dim(2), x.Dim(3)
-	}
-	if (p.InNHWC || p.OutNHWC) && !d.Pointwise() {
-		fail(op, "channels-last layouts need a 1x1 kernel, stride 1 and no padding: w %v, %+v", w.Shape(), p)
-	}
 	if w.Dim(1) != d.C {
 		fail(op, "w %v expects %d input channels, x %v has %d", w.Shape(), w.Dim(1), x.Shape(), d.C)
 	}
@@ -131,12 +125,8 @@ func CheckConv2D(dst, x, w, bias *Tensor, p Conv2DParams) Conv2DDims {
 	if d.OH <= 0 || d.OW <= 0 {
 		fail(op, "kernel %dx%d larger than padded input %v", d.KH, d.KW, x.Shape())
 	}
-	want := Shape{d.N, d.OC, d.OH, d.OW}
-	if p.OutNHWC {
-		want = Shape{d.N, d.OH, d.OW, d.OC}
-	}
-	if !dst.Shape().Equal(want) {
-		fail(op, "dst %v, want %v", dst.Shape(), want)
+	if !dst.Shape().Equal(Shape{d.N, d.OC, d.OH, d.OW}) {
+		fail(op, "dst %v, want [%d, %d, %d, %d]", dst.Shape(), d.N, d.OC, d.OH, d.OW)
 	}
 	if bias != nil && (bias.Rank() != 1 || bias.Dim(0) != d.OC) {
 		fail(op, "bias %v, want [%d]", bias.Shape(), d.OC)

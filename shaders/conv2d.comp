@@ -9,21 +9,8 @@
 // gemm_splitk.comp adds them, the bias and the residual. FOLDN: the
 // images run as one GEMM whose columns are (image, oy, ox), u_OHW output
 // pixels an image (a multiple of 4), so small feature maps fill whole
-// 128-wide tiles; g_batch is then 0. X_NHWC (1x1 only): x is
-// channels-last [N, H*W, C], so B[k, n] is read along k; Y_NHWC (1x1
-// only): y, the residual and the split-K partials are [N, OH*OW, OC].
-// Either way the products and their order are the same, so are the bits.
+// 128-wide tiles; g_batch is then 0.
 #include "common.glsl"
-
-#ifndef X_NHWC
-#define X_NHWC 0
-#endif
-#ifndef Y_NHWC
-#define Y_NHWC 0
-#endif
-#if (X_NHWC || Y_NHWC) && !CONV1X1
-#error channels-last layouts need a 1x1 convolution
-#endif
 
 layout(std430, binding = 0) writeonly buffer Ybuf { float y[]; };
 layout(std430, binding = 1) readonly buffer Xbuf { float x[]; };
@@ -89,9 +76,8 @@ uniform uint u_OHW;
 #endif
 
 #define A_KCONTIG 1
-#define B_NCONTIG (X_NHWC == 0)
-#define B_FETCH4 (X_NHWC == 0)
-#define B_KFETCH4 (X_NHWC != 0 && K4 != 0)
+#define B_NCONTIG 1
+#define B_FETCH4 1
 // F16 weights: two words give four halves of a row. Where the row length
 // (K4) or the feature map (N4, 1x1 kernels) is a multiple of 4, the rows
 // start on whole vec4s and load through a vec4 (F32) or uvec2 (F16) view.
@@ -108,7 +94,7 @@ layout(std430, binding = 2) readonly buffer Wbuf4 { vec4 w4[]; };
 vec4 w4_at(uint i) { return w4[i >> 2]; }
 #endif
 #endif
-#if CONV1X1 && ((X_NHWC == 0 && N4) || (X_NHWC != 0 && K4))
+#if CONV1X1 && N4
 layout(std430, binding = 1) readonly buffer Xbuf4 { vec4 x4[]; };
 #endif
 #if SPLITK > 1
@@ -118,7 +104,6 @@ uniform uint u_partStride; // elements per partial: N * OC * OH*OW
 float loadA(uint m, uint k);
 float loadB(uint k, uint n);
 vec4 loadB4(uint k, uint n);
-vec4 loadB4k(uint k, uint n);
 vec4 loadA4(uint m, uint k);
 void storeC(uint m, uint n, float acc);
 
@@ -159,20 +144,7 @@ vec4 loadA4(uint m, uint k) {
 }
 #endif
 
-#if CONV1X1 && X_NHWC
-float loadB(uint k, uint n) {
-	uint img = image(n);
-	return x[(img * OHW_ + n) * u_K + k]; // X [N, H*W, C]
-}
-
-#if K4
-vec4 loadB4k(uint k, uint n) {
-	if (k >= u_K) return vec4(0.0);
-	uint img = image(n);
-	return x4[((img * OHW_ + n) * u_K + k) >> 2]; // X [N, H*W, C]
-}
-#endif
-#elif CONV1X1
+#if CONV1X1
 float loadB(uint k, uint n) {
 	uint img = image(n);
 	return x[(img * u_K + k) * OHW_ + n]; // X [N, C, H*W]
@@ -243,21 +215,17 @@ float loadB(uint k, uint n) {
 
 void storeC(uint m, uint n, float acc) {
 	uint img = image(n);
-#if Y_NHWC
-	uint i = (img * OHW_ + n) * u_M + m; // Y [N, OH*OW, OC]
-#else
-	uint i = (img * u_M + m) * OHW_ + n; // Y [N, OC, OH*OW]
-#endif
 #if SPLITK > 1
-	y[g_split * u_partStride + i] = acc;
+	y[g_split * u_partStride + (img * u_M + m) * OHW_ + n] = acc;
 #else
+	uint i = (img * u_M + m) * OHW_ + n;
 #if HAS_BIAS
 	acc += bias_at(m);
 #endif
 #if HAS_RES
 	acc += res[i];
 #endif
-	y[i] = acc;
+	y[i] = acc; // Y [N, OC, OH*OW]
 #endif
 }
 

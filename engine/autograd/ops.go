@@ -179,9 +179,6 @@ func (tp *Tape) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) {
 
 func (tp *Tape) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) {
 	engine.CheckConv2D(dst, x, w, bias, p)
-	if p.InNHWC || p.OutNHWC {
-		panic("autograd: Conv2D's channels-last layouts are for inference only")
-	}
 	nx, px := in(x)
 	nw, pw := in(w)
 	nb, pb := in(bias)

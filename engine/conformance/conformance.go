@@ -87,7 +87,6 @@ func Run(t *testing.T, newBackend func() engine.Backend) {
 	t.Run("MatMul", s.testMatMul)
 	t.Run("MatMulGEGLU", s.testMatMulGEGLU)
 	t.Run("Conv2D", s.testConv2D)
-	t.Run("Conv2DNHWC", s.testConv2DNHWC)
 	t.Run("Residual", s.testResidual)
 	t.Run("GroupNorm", s.testGroupNorm)
 	t.Run("GroupNormShift", s.testGroupNormShift)

@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"fmt"
-	"math"
 	"testing"
 
 	"glimmer/engine"
@@ -204,107 +203,6 @@ func (s *suite) testConv2D(t *testing.T) {
 				c.be.Conv2D(dst, x, w, bias, p)
 				c.expect(dst, refConv2D(xv, wv, biasv, cs), nmseGEMM)
 			})
-		}
-	}
-}
-
-// testConv2DNHWC holds 1x1 convolutions with channels-last input, output
-// or both (Conv2DParams.InNHWC, OutNHWC) to the same convolution in
-// [N, C, H, W] bit for bit, element by element through the layouts:
-// the same sums, so the same bits. Odd channels, whole vec4s of
-// channels, 64-pixel maps of two images (folded into one GEMM on GL),
-// K past 256 (split on GL), 130 output channels (two tiles); biases in
-// F16 and F32, and a residual in the output's layout. The [N, C, H, W]
-// result is held to float64 as testConv2D does, and every case's
-// destination starts poisoned.
-func (s *suite) testConv2DNHWC(t *testing.T) {
-	shapes := []struct {
-		name           string
-		n, c, h, w, oc int
-	}{
-		{"odd", 2, 5, 7, 9, 6}, {"vec4", 2, 8, 4, 6, 5}, {"folded", 2, 12, 8, 8, 20},
-		{"deep", 1, 260, 5, 7, 9}, {"tiles", 2, 64, 16, 16, 130},
-	}
-	layouts := []struct {
-		name    string
-		in, out bool
-	}{{"in", true, false}, {"out", false, true}, {"both", true, true}}
-	for _, sh := range shapes {
-		for _, l := range layouts {
-			for _, v := range []struct {
-				name  string
-				wtype engine.DType
-				res   bool
-			}{{"f32", engine.F32, false}, {"f16_res", engine.F16, true}} {
-				s.run(t, "Conv2DNHWC", sh.name+"_"+l.name+"_"+v.name, func(c *tcase) {
-					cs := convShape{n: sh.n, c: sh.c, h: sh.h, w: sh.w, oc: sh.oc, kh: 1, kw: 1, sh: 1, sw: 1}
-					hw := sh.h * sh.w
-					x, xv := c.randn(engine.F32, sh.n, sh.c, sh.h, sh.w) // [N, C, H, W]
-					w, wv := c.randn(v.wtype, sh.oc, sh.c, 1, 1)
-					bias, biasv := c.randn(v.wtype, sh.oc)
-					// nhwc(v, ch) is v [N, ch, H*W] channels-last.
-					nhwc := func(v []float64, ch int) []float32 {
-						out := make([]float32, len(v))
-						for n := range sh.n {
-							for k := range ch {
-								for p := range hw {
-									out[(n*hw+p)*ch+k] = float32(v[(n*ch+k)*hw+p])
-								}
-							}
-						}
-						return out
-					}
-					var res, resT *engine.Tensor
-					var resv []float64
-					if v.res {
-						res, resv = c.randn(engine.F32, sh.n, sh.oc, sh.h, sh.w)
-						resT, _ = c.from(engine.F32, nhwc(resv, sh.oc), sh.n, sh.h, sh.w, sh.oc)
-					}
-					want := c.out(sh.n, sh.oc, sh.h, sh.w)
-					c.be.Conv2D(want, x, w, bias, engine.Conv2DParams{Residual: res})
-					ref := refConv2D(xv, wv, biasv, cs)
-					for i := range resv {
-						ref[i] += resv[i]
-					}
-					c.expect(want, ref, nmseGEMM)
-
-					p := engine.Conv2DParams{InNHWC: l.in, OutNHWC: l.out}
-					xin := x
-					if l.in {
-						xin, _ = c.from(engine.F32, nhwc(xv, sh.c), sh.n, sh.h, sh.w, sh.c)
-					}
-					var got *engine.Tensor
-					if l.out {
-						got = c.out(sh.n, sh.h, sh.w, sh.oc)
-						p.Residual = resT
-					} else {
-						got = c.out(sh.n, sh.oc, sh.h, sh.w)
-						p.Residual = res
-					}
-					c.be.Conv2D(got, xin, w, bias, p)
-					g, err := c.be.Read(got)
-					if err != nil {
-						c.Fatalf("Read: %v", err)
-					}
-					wt, err := c.be.Read(want)
-					if err != nil {
-						c.Fatalf("Read: %v", err)
-					}
-					for n := range sh.n {
-						for o := range sh.oc {
-							for q := range hw {
-								i, j := (n*sh.oc+o)*hw+q, (n*sh.oc+o)*hw+q
-								if l.out {
-									j = (n*hw+q)*sh.oc + o
-								}
-								if math.Float32bits(g[j]) != math.Float32bits(wt[i]) {
-									c.Fatalf("image %d channel %d pixel %d: %v channels-last, %v in [N, C, H, W]", n, o, q, g[j], wt[i])
-								}
-							}
-						}
-					}
-				})
-			}
 		}
 	}
 }

@@ -12,10 +12,6 @@ import "glimmer/engine"
 // 256x256 floats).
 func (be *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) {
 	d := engine.CheckConv2D(dst, x, w, bias, p)
-	if p.InNHWC || p.OutNHWC {
-		be.conv2DNHWC(dst, x, w, bias, p, d)
-		return
-	}
 	res := takeResidual(dst, p.Residual)
 	defer res.add(be, dst)
 	pix := d.OH * d.OW
@@ -47,33 +43,6 @@ func (be *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams)
 		}
 	}
 	g.run(be)
-}
-
-// conv2DNHWC runs a channels-last 1x1 convolution as the [N, C, H, W]
-// one between transposes, which only move values: the same sums, then the
-// residual added last, as the GL backend's channels-last loads and stores
-// give them.
-func (be *Backend) conv2DNHWC(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams, d engine.Conv2DDims) {
-	q := p
-	q.InNHWC, q.OutNHWC = false, false
-	if p.InNHWC {
-		t := be.New(engine.F32, d.N, d.C, d.H, d.W) // [N, C, H, W]
-		defer be.Free(t)
-		be.Transpose(t.Reshape(d.N, d.C, d.H*d.W), x.Reshape(d.N, d.H*d.W, d.C))
-		x = t
-	}
-	if !p.OutNHWC {
-		be.Conv2D(dst, x, w, bias, q)
-		return
-	}
-	out := be.New(engine.F32, d.N, d.OC, d.OH, d.OW) // [N, OC, OH, OW]
-	defer be.Free(out)
-	q.Residual = nil
-	be.Conv2D(out, x, w, bias, q)
-	be.Transpose(dst.Reshape(d.N, d.OH*d.OW, d.OC), out.Reshape(d.N, d.OC, d.OH*d.OW))
-	if p.Residual != nil {
-		be.Binary(dst, dst, p.Residual, engine.Add)
-	}
 }
 
 // im2colBlock writes rows k0..k1-1 and columns j0..j1-1 of one image's

@@ -292,14 +292,7 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 	}
 	plan := b.gemmPlan(m, cols, k, batch)
 	pointwise := d.Pointwise()
-	src := buf(x)
-	if !pointwise && b.useIm2col(d, fold) {
-		// The columns gathered once into a matrix, multiplied as a 1x1
-		// convolution's input: the same values summed in the same order.
-		src, pointwise = b.im2col(x, d), true
-	}
-	def := plan.defines(defines{"W_F16": isF16(w), "CONV1X1": b2i(pointwise), "K4": b2i(k%4 == 0), "N4": b2i(n%4 == 0), "FOLDN": b2i(fold),
-		"X_NHWC": b2i(p.InNHWC), "Y_NHWC": b2i(p.OutNHWC)})
+	def := plan.defines(defines{"W_F16": isF16(w), "CONV1X1": b2i(pointwise), "K4": b2i(k%4 == 0), "N4": b2i(n%4 == 0), "FOLDN": b2i(fold)})
 	if !pointwise && d.KH == d.KW && b.convConst >= 1 {
 		def["KSQ"] = d.KH
 	}
@@ -311,7 +304,7 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 	if plan.Split > 1 {
 		out = b.splitScratch(plan.Split * total)
 	}
-	bufs := b.gemmEpilogue(def, []*buffer{out, src, buf(w)}, plan, bias, p.Residual)
+	bufs := b.gemmEpilogue(def, []*buffer{out, buf(x), buf(w)}, plan, bias, p.Residual)
 	b.dispatch("conv2d", def, plan.groups(m, cols, batch), bufs, func(u uniforms) {
 		u.u("u_M", uint32(m))
 		u.u("u_N", uint32(cols))
@@ -326,46 +319,8 @@ func (b *Backend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) 
 		}
 	})
 	if plan.Split > 1 {
-		bdiv := n // the bias of element i: channel (i / n) % m, or i % m channels-last
-		if p.OutNHWC {
-			bdiv = 1
-		}
-		b.splitFinish(plan, buf(dst), out, total, 1, bias, p.Residual, bdiv, m, false)
+		b.splitFinish(plan, buf(dst), out, total, 1, bias, p.Residual, n, m, false)
 	}
-}
-
-// useIm2col reports whether Conv2D gathers d's columns into a matrix first
-// (im2col) instead of inside the GEMM's loads: with b.im2colMode 1 for
-// the folded small maps (SD's 8x8 latents: 2 images x 64 pixels, where
-// the gather's index arithmetic is paid by a whole wave of work groups
-// on few pixels), with 2 for every convolution whose columns take at most
-// im2colMax bytes (GLIMMER_GL_IM2COL; 0 never).
-func (b *Backend) useIm2col(d engine.Conv2DDims, fold bool) bool {
-	switch b.im2colMode {
-	case 1:
-		return fold
-	case 2:
-		return 4*d.N*d.C*d.KH*d.KW*d.OH*d.OW <= im2colMax
-	}
-	return false
-}
-
-// im2colMax bounds the column matrix, which lives in the Winograd input
-// scratch (inputScratch): grown past what Winograd already holds, it would
-// add to the peak.
-const im2colMax = 32 << 20
-
-// im2col queues im2col.comp: x's columns for d, [N, C*KH*KW, OH*OW], in
-// the input scratch.
-func (b *Backend) im2col(x *engine.Tensor, d engine.Conv2DDims) *buffer {
-	n := d.N * d.C * d.KH * d.KW * d.OH * d.OW
-	col := b.inputScratch(n)
-	b.im2cols++
-	b.dispatch("im2col", nil, elemGroups(n), []*buffer{col, buf(x)}, func(u uniforms) {
-		u.u("u_n", uint32(n))
-		convGeometry(u, d)
-	})
-	return col
 }
 
 // convGeometry sets a convolution's extents, kernel, strides and padding
@@ -379,12 +334,6 @@ func convGeometry(u uniforms, d engine.Conv2DDims) {
 		{"u_KH", d.KH}, {"u_KW", d.KW}, {"u_SH", d.P.StrideH}, {"u_SW", d.P.StrideW}, {"u_PH", d.P.PadH}, {"u_PW", d.P.PadW}} {
 		u.i(v.name, v.v)
 	}
-}
-
-// inputScratch returns the buffer of a convolution's transformed input: a
-// Winograd convolution's, or im2col's columns (never both at once).
-func (b *Backend) inputScratch(n int) *buffer {
-	return b.growScratch(&b.winoV, n, "convolution input scratch")
 }
 
 // convFold reports whether Conv2D runs d's images as one GEMM (FOLDN in

@@ -251,7 +251,8 @@ func (b *Backend) dispatch(op string, d defines, groups int, bufs []*buffer, set
 			gl.MemoryBarrier(barrierBits)
 		}
 		// After the host waited, the GPU idles until the driver submits what
-		// follows: GLIMMER_GL_FLUSH=N submits after N dispatches, then 2N, 4N...
+		// follows: flushAt N (GLIMMER_GL_FLUSH, 4 unless set) submits after N
+		// dispatches, then 2N, 4N...
 		if b.sinceHost++; b.flushAt > 0 && b.sinceHost%b.flushAt == 0 && isPow2(b.sinceHost/b.flushAt) {
 			gl.Flush()
 		}

@@ -130,7 +130,7 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 	cp := ceilDiv(d.C, 4) * 4
 	_, lim := b.winoLimits()
 	u := b.growScratch(&b.winoU, xi*occMax*cp, "Winograd filter scratch")
-	v := b.inputScratch(xi * cp * ceilDiv(tcMax, 4) * 4)
+	v := b.growScratch(&b.winoV, xi*cp*ceilDiv(tcMax, 4)*4, "Winograd input scratch")
 	for oc0 := 0; oc0 < d.OC; oc0 += occMax {
 		occ := min(occMax, d.OC-oc0)
 		b.dispatch("winograd_filter", defines{"W_F16": isF16(w), "WINO_M": m}, elemGroups(occ*cp), []*buffer{u, buf(w)}, func(un uniforms) {

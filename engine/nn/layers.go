@@ -170,15 +170,6 @@ func (m *Conv2d) ForwardAdd(b engine.Backend, dst, x, res *engine.Tensor) {
 	b.Conv2D(dst, x, m.Weight, m.Bias, p)
 }
 
-// ForwardNHWC is ForwardAdd (res nil: none) with x [N, H, W, In] when
-// inNHWC and dst (and res) [N, OH, OW, Out] when outNHWC, channels-last
-// (engine.Conv2DParams.InNHWC, OutNHWC): 1x1 convolutions only.
-func (m *Conv2d) ForwardNHWC(b engine.Backend, dst, x, res *engine.Tensor, inNHWC, outNHWC bool) {
-	p := m.P
-	p.Residual, p.InNHWC, p.OutNHWC = res, inNHWC, outNHWC
-	b.Conv2D(dst, x, m.Weight, m.Bias, p)
-}
-
 // GroupNorm normalises groups of channels, optionally followed by SiLU.
 type GroupNorm struct {
 	Weight, Bias *engine.Tensor // [C]

@@ -150,7 +150,6 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 	p.VAE.FastDecode(true) // images end as 8-bit pixels
 	p.UNet.FastConvs(true) // inference only: training's U-Net stays on the exact path
 	p.UNet.FoldTimeEmbedding(true)
-	p.UNet.ChannelsLastProjections(true)
 	switch {
 	case o.VAEMemory == 0:
 		p.VAE.MaxActivationBytes = DefaultVAEMemory

@@ -21,10 +21,6 @@ type transformer2D struct {
 	ProjInConv, ProjOutConv *nn.Conv2d
 	ProjIn, ProjOut         *nn.Linear
 	Blocks                  []*basicTransformerBlock // transformer_blocks.<d>
-
-	// channelsLast: proj_in writes the tokens and proj_out reads them
-	// channels-last, with no transposes (UNet.ChannelsLastProjections).
-	channelsLast bool
 }
 
 // basicTransformerBlock is diffusers' BasicTransformerBlock (layer_norm,
@@ -130,15 +126,12 @@ func (t *transformer2D) forward(b engine.Backend, p *nn.Pool, x, context *engine
 	norm := p.Get(bsz, ch, h, w)      // [B, C, H, W]
 	t.Norm.Forward(b, norm, x, false) // [B, C, H, W]
 	tokens := p.Get(bsz, n, ch)       // [B, HW, C]
-	switch {
-	case t.channelsLast:
-		t.ProjInConv.ForwardNHWC(b, tokens.Reshape(bsz, h, w, ch), norm, nil, false, true) // [B, H, W, C]: the tokens
-	case t.ProjInConv != nil:
+	if t.ProjInConv != nil {
 		proj := p.Get(bsz, ch, h, w)                  // [B, C, H, W]
 		t.ProjInConv.Forward(b, proj, norm)           // [B, C, H, W]
 		b.Transpose(tokens, proj.Reshape(bsz, ch, n)) // [B, HW, C]
 		p.Put(proj)
-	default:
+	} else {
 		seq := p.Get(bsz, n, ch)                   // [B, HW, C]
 		b.Transpose(seq, norm.Reshape(bsz, ch, n)) // [B, HW, C]
 		t.ProjIn.Forward(b, tokens, seq)           // [B, HW, C]
@@ -151,15 +144,12 @@ func (t *transformer2D) forward(b engine.Backend, p *nn.Pool, x, context *engine
 	}
 
 	out := p.Get(bsz, ch, h, w) // [B, C, H, W]
-	switch {
-	case t.channelsLast:
-		t.ProjOutConv.ForwardNHWC(b, out, tokens.Reshape(bsz, h, w, ch), x, true, false) // [B, C, H, W], + x
-	case t.ProjOutConv != nil:
+	if t.ProjOutConv != nil {
 		nchw := p.Get(bsz, ch, n)                                        // [B, C, HW]
 		b.Transpose(nchw, tokens)                                        // [B, C, HW]
 		t.ProjOutConv.ForwardAdd(b, out, nchw.Reshape(bsz, ch, h, w), x) // [B, C, H, W], + x
 		p.Put(nchw)
-	default:
+	} else {
 		proj := p.Get(bsz, n, ch)                  // [B, HW, C]
 		t.ProjOut.Forward(b, proj, tokens)         // [B, HW, C]
 		b.Transpose(out.Reshape(bsz, ch, n), proj) // [B, C, HW]

@@ -361,20 +361,6 @@ func (u *UNet) FoldTimeEmbedding(on bool) {
 	}
 }
 
-// ChannelsLastProjections makes SD 1.x's transformers run proj_in
-// straight into their tokens and proj_out straight from them
-// (engine.Conv2DParams.OutNHWC, InNHWC) instead of through a [B, C, HW]
-// copy and a Transpose each way: the same bits, two passes of memory
-// traffic and two dispatches fewer per transformer. Inference only (the
-// autograd tape does not record the channels-last layouts); transformers
-// with linear projections (SD 2.x) are unchanged. The pipeline turns it
-// on.
-func (u *UNet) ChannelsLastProjections(on bool) {
-	for _, t := range u.transformers() {
-		t.channelsLast = on && t.ProjInConv != nil
-	}
-}
-
 // KeepTimesteps lets Forward take each ResNet's projected time embedding
 // from one computed now for every timestep of ts (a generation's steps,
 // each shared by the batch of B): the time embedding and the ResNets'

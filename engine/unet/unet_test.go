@@ -375,20 +375,6 @@ func TestFastConvs(t *testing.T) {
 // ResNet, one Binary Add fewer each) and the U-Net's output keeps its bits,
 // on the GL backend (the production path) and the CPU backend.
 func TestFoldTimeEmbedding(t *testing.T) {
-	sameBitsBothWays(t, "folded", (*unet.UNet).FoldTimeEmbedding, func(cb *countingBackend) [2]int { return [2]int{cb.binaries, cb.shifts} },
-		func(t *testing.T, u *unet.UNet, off, on [2]int) {
-			resnets := countResnets(u)
-			if off[1] != 0 || on[1] != resnets || off[0]-on[0] != resnets {
-				t.Errorf("(Binary calls, shifted GroupNorms): %v unfolded, %v folded; want %d shifts and %d Binary calls fewer", off, on, resnets, resnets)
-			}
-		})
-}
-
-// sameBitsBothWays runs the second sd1 fixture U-Net at t=500 with a
-// switch (set) off, then on, on llvmpipe and the CPU backend: the outputs
-// must be equal bit for bit, and check judges what count made of each
-// run's calls.
-func sameBitsBothWays(t *testing.T, what string, set func(*unet.UNet, bool), count func(*countingBackend) [2]int, check func(t *testing.T, u *unet.UNet, off, on [2]int)) {
 	fx := fixtureModels[1]
 	r := openRefs(t, fx.refs)
 	x, xs := r.get(t, "unet.x")
@@ -406,47 +392,22 @@ func sameBitsBothWays(t *testing.T, what string, set func(*unet.UNet, bool), cou
 			outs := map[bool][]float32{}
 			counts := map[bool][2]int{}
 			for _, on := range []bool{false, true} {
-				set(u, on)
-				*cb = countingBackend{Backend: inner}
+				u.FoldTimeEmbedding(on)
+				cb.binaries, cb.shifts = 0, 0
 				outs[on] = run(t, cb, u, x, xs, []float32{500}, e0, es)
-				counts[on] = count(cb)
+				counts[on] = [2]int{cb.binaries, cb.shifts}
 			}
-			check(t, u, counts[false], counts[true])
+			resnets := countResnets(u)
+			if counts[false][1] != 0 || counts[true][1] != resnets || counts[false][0]-counts[true][0] != resnets {
+				t.Errorf("(Binary calls, shifted GroupNorms): %v unfolded, %v folded; want %d shifts and %d Binary calls fewer", counts[false], counts[true], resnets, resnets)
+			}
 			for i := range outs[false] {
 				if math.Float32bits(outs[false][i]) != math.Float32bits(outs[true][i]) {
-					t.Fatalf("output %d: %g %s, %g not", i, outs[true][i], what, outs[false][i])
+					t.Fatalf("output %d: %g folded, %g unfolded", i, outs[true][i], outs[false][i])
 				}
 			}
 		})
 	}
-}
-
-// TestChannelsLastProjections: with SD 1.x's proj_in and proj_out run
-// channels-last, the U-Net's output keeps its bits, on llvmpipe and the
-// CPU backend, with two Transposes fewer per transformer and both its
-// projections channels-last; off, none is.
-func TestChannelsLastProjections(t *testing.T) {
-	sameBitsBothWays(t, "channels-last", (*unet.UNet).ChannelsLastProjections, func(cb *countingBackend) [2]int { return [2]int{cb.transposes, cb.nhwcConvs} },
-		func(t *testing.T, u *unet.UNet, off, on [2]int) {
-			tr := countTransformers(u)
-			if tr == 0 || off[1] != 0 || on[1] != 2*tr || off[0]-on[0] != 2*tr {
-				t.Errorf("(Transposes, channels-last convolutions): %v off, %v on; want %d of each fewer and more (%d transformers)", off, on, 2*tr, tr)
-			}
-		})
-}
-
-func countTransformers(u *unet.UNet) int {
-	n := 0
-	if u.MidBlock.Attention != nil {
-		n++
-	}
-	for _, d := range u.DownBlocks {
-		n += len(d.Attentions)
-	}
-	for _, up := range u.UpBlocks {
-		n += len(up.Attentions)
-	}
-	return n
 }
 
 // TestKeepTimesteps: with a generation's timesteps kept, a Forward at one
@@ -567,16 +528,10 @@ func countResnets(u *unet.UNet) int {
 }
 
 // countingBackend counts MatMul calls, Conv2D calls and those of them
-// marked Fast or channels-last, Binary calls, GroupNorms with a Shift and
-// Transposes.
+// marked Fast, Binary calls and GroupNorms with a Shift.
 type countingBackend struct {
 	engine.Backend
-	matMuls, convs, fastConvs, binaries, shifts, transposes, nhwcConvs int
-}
-
-func (c *countingBackend) Transpose(dst, x *engine.Tensor) {
-	c.transposes++
-	c.Backend.Transpose(dst, x)
+	matMuls, convs, fastConvs, binaries, shifts int
 }
 
 func (c *countingBackend) Binary(dst, x, y *engine.Tensor, op engine.BinaryOp) {
@@ -593,9 +548,6 @@ func (c *countingBackend) GroupNorm(dst, x, gamma, beta *engine.Tensor, p engine
 
 func (c *countingBackend) Conv2D(dst, x, w, bias *engine.Tensor, p engine.Conv2DParams) {
 	c.convs++
-	if p.InNHWC || p.OutNHWC {
-		c.nhwcConvs++
-	}
 	if p.Fast {
 		c.fastConvs++
 	}
