@@ -9,9 +9,10 @@ import (
 
 // ToImage maps a decoded image [3, H, W] in the VAE's [-1, 1] convention to
 // 8-bit RGB as diffusers does: x/2 + 0.5 clamped to [0, 1], then ×255 in
-// float32 rounded to nearest, ties to even (numpy's round). Bands of rows
-// convert on all cores: on one, a 512x512 image took 15 ms of a 2-core
-// machine, over a tenth of what its GPU decode takes.
+// float32 rounded to nearest, ties to even (numpy's round). Bands of at
+// least 16K pixels convert on all cores: on one, a 512x512 image took
+// 15.6 ms on a 2-core machine, and on an H100's host the decode it ends
+// took 61.0 ms against 47.4 ms on all cores.
 func ToImage(chw []float32, w, h int) *image.NRGBA {
 	img := image.NewNRGBA(image.Rect(0, 0, w, h))
 	plane := w * h

@@ -6,13 +6,14 @@ import (
 	"testing"
 )
 
-// TestToImage converts a 3x37x29 image (more bands than rows on a 2-core
-// machine: rows split unevenly) whose values cover every 8-bit level's
-// rounding boundary, ±4 float32 ulps around it, and the edge cases, and
-// checks every pixel against diffusers' rule in float64: clamp(v/2 + 1/2)
-// times 255 in float32, rounded half to even (numpy), NaN as 0, alpha 255.
+// TestToImage converts a 3x203x181 image (two or more bands of rows,
+// split unevenly, on a machine of two or more cores) whose values cover
+// every 8-bit level's rounding boundary, ±4 float32 ulps around it, and
+// the edge cases, and checks every pixel against diffusers' rule in
+// float64: clamp(v/2 + 1/2) times 255 in float32, rounded half to even
+// (numpy), NaN as 0, alpha 255.
 func TestToImage(t *testing.T) {
-	const w, h = 37, 29
+	const w, h = 181, 203
 	plane := w * h
 	r := rand.New(rand.NewPCG(1, 2))
 	chw := make([]float32, 3*plane)

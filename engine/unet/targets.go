@@ -17,10 +17,22 @@ type NamedLinear struct {
 // every transformer block, in down, mid, up order.
 func (u *UNet) crossAttentions() []*attention {
 	var out []*attention
-	for _, t := range u.transformers() {
-		for _, blk := range t.Blocks {
-			out = append(out, blk.Attn2)
+	add := func(ts ...*transformer2D) {
+		for _, t := range ts {
+			if t == nil {
+				continue
+			}
+			for _, blk := range t.Blocks {
+				out = append(out, blk.Attn2)
+			}
 		}
+	}
+	for _, d := range u.DownBlocks {
+		add(d.Attentions...)
+	}
+	add(u.MidBlock.Attention)
+	for _, up := range u.UpBlocks {
+		add(up.Attentions...)
 	}
 	return out
 }
@@ -34,26 +46,6 @@ func (u *UNet) resnets() []*resnetBlock {
 	out = append(out, u.MidBlock.Resnets[:]...)
 	for _, up := range u.UpBlocks {
 		out = append(out, up.Resnets...)
-	}
-	return out
-}
-
-// transformers lists the transformers in down, mid, up order.
-func (u *UNet) transformers() []*transformer2D {
-	var out []*transformer2D
-	add := func(ts ...*transformer2D) {
-		for _, t := range ts {
-			if t != nil {
-				out = append(out, t)
-			}
-		}
-	}
-	for _, d := range u.DownBlocks {
-		add(d.Attentions...)
-	}
-	add(u.MidBlock.Attention)
-	for _, up := range u.UpBlocks {
-		add(up.Attentions...)
 	}
 	return out
 }
