@@ -17,7 +17,9 @@
 # ' ' between one run's VAR=value settings; default --offload, then
 # GLIMMER_GL_FLUSH=0, the flushes off); ATTN40=- and PROFILE=0 skip the sweep and the profile;
 # SDGEMM=name,name times those BenchmarkSDGEMM shapes under the backend's
-# own plan with each of SDGEMM_ENV's settings (';' between them).
+# own plan (or SDGEMM_PLANS's, GLIMMER_SDGEMM_PLANS's syntax) with each
+# of SDGEMM_ENV's settings (';' between them);
+# GEMM=4096 times BenchmarkGEMM's square products (NN, NT, TN) of that size.
 set -u
 out=${OUT:-/tmp}
 for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null; done
@@ -46,9 +48,13 @@ if [ -n "${SDGEMM:-}" ]; then
 	for v in "${senv[@]:-}"; do
 		read -ra set <<<"$v"
 		echo "== SD GEMMs ${SDGEMM} ${v:-default}"
-		env "${set[@]}" GLIMMER_SDGEMM="$SDGEMM" GLIMMER_SDGEMM_PLANS=auto timeout 120 ./.carry/gltest -test.run '^$' \
-			-test.bench BenchmarkSDGEMM -test.benchtime 1x -test.v 2>&1 | grep -v "^=== \|^goos\|^goarch\|^pkg\|^cpu" | head -40
+		env "${set[@]}" GLIMMER_SDGEMM="$SDGEMM" GLIMMER_SDGEMM_PLANS="${SDGEMM_PLANS:-auto}" timeout 300 ./.carry/gltest -test.run '^$' \
+			-test.bench BenchmarkSDGEMM -test.benchtime 1x -test.v 2>&1 | grep -v "^=== \|^goos\|^goarch\|^pkg\|^cpu" | head -60
 	done
+fi
+if [ -n "${GEMM:-}" ]; then
+	echo "== GEMM ${GEMM}³"
+	GLIMMER_GEMM_SIZE=$GEMM timeout 120 ./.carry/gltest -test.run '^$' -test.bench 'BenchmarkGEMM$' -test.benchtime 30x 2>&1 | grep "TFLOP\|FAIL\|panic"
 fi
 grids=()
 [ "${ATTN40:-}" = - ] || IFS=';' read -ra grids <<<"${ATTN40:-;RX=4,RY=32,TQ=4,TK=8;RX=4,RY=32,TQ=4,TK=8,PF=1;RX=4,RY=64,TQ=2,TK=8,PF=1;RX=4,RY=32,TQ=4,TK=16,PF=1;RX=8,RY=32,TQ=4,TK=4,PF=1;RX=4,RY=16,TQ=8,TK=8,PF=1;RX=4,RY=32,TQ=4,TK=4,PF=1,PSH=1;RX=4,RY=16,TQ=4,TK=8,PF=1,PSH=1;RX=4,RY=32,TQ=2,TK=8,PF=1,PSH=1;RX=8,RY=16,TQ=4,TK=4,PF=1,PSH=1}"
@@ -63,4 +69,4 @@ timeout 200 ./.carry/gltest -test.v -test.run "${CONFORMANCE:-TestConformance\$|
 [ "${PROFILE:-1}" = 0 ] && exit 0
 echo "== profile"
 GLIMMER_GL_PROFILE=ts timeout 150 ./.carry/pipeline.test -test.run '^$' -test.bench SD15 -test.benchtime 1x -test.v >"$out/profile.txt" 2>&1
-grep -v '^=== ' "$out/profile.txt" | head -40
+grep -v '^=== ' "$out/profile.txt" | head -60

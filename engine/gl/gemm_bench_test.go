@@ -448,6 +448,10 @@ func TestGEMMPlanChoice(t *testing.T) {
 		{"Winograd's product, 640 channels at 32x32", 640, 128, 640, 36, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 2, KChunk: 320}},
 		{"3x3 conv, 1280 channels at 8x8, two images folded", 1280, 128, 11520, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 24, KChunk: 480}},
 		{"1x1 conv, 1280 channels at 8x8, two images folded", 1280, 128, 1280, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 20, KChunk: 64}},
+		// 240 tiles: over halfMax, and 91% of a wave, so unsplit.
+		{"q, k and v at 32x32", 2048, 1920, 640, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 1, KChunk: 640}},
+		// 120 tiles split in 4 make 480 groups, 82% of a second wave: split.
+		{"q, k and v at 16x16", 512, 3840, 1280, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 4, KChunk: 320}},
 	} {
 		if got := b.gemmPlan(c.m, c.n, c.k, c.batch); got != c.want {
 			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
@@ -550,16 +554,29 @@ func BenchmarkSDGEMM(bm *testing.B) {
 		{"c1 640>640 @32", 13, conv(640, 32, 640, 1, 1)},
 		{"c1 1280>1280 @16", 14, conv(1280, 16, 1280, 1, 1)},
 		{"c1 1280>1280 @8", 5, conv(1280, 8, 1280, 1, 1)},
-		{"L 4096x320x320", 30, lin(4096, 320, 320)},
+		// Per transformer: q, k and v as one product (3C), three C x C
+		// products (self-attention's output, cross-attention's query and
+		// output), the feed-forward's GEGLU product (8C) and its second
+		// (4C -> C); five transformers at 64x64, 32x32 and 16x16, one at
+		// 8x8. The cross-attention's keys and values of the 77 text
+		// tokens are projected once an image (0 calls a step).
+		{"L 4096x960x320", 5, lin(4096, 960, 320)},
+		{"L 4096x320x320", 15, lin(4096, 320, 320)},
 		{"L 4096x2560x320", 5, lin(4096, 2560, 320)},
 		{"L 4096x320x1280", 5, lin(4096, 320, 1280)},
-		{"L 1024x640x640", 30, lin(1024, 640, 640)},
+		{"L 1024x1920x640", 5, lin(1024, 1920, 640)},
+		{"L 1024x640x640", 15, lin(1024, 640, 640)},
 		{"L 1024x5120x640", 5, lin(1024, 5120, 640)},
 		{"L 1024x640x2560", 5, lin(1024, 640, 2560)},
-		{"L 256x1280x1280", 30, lin(256, 1280, 1280)},
+		{"L 256x3840x1280", 5, lin(256, 3840, 1280)},
+		{"L 256x1280x1280", 15, lin(256, 1280, 1280)},
 		{"L 256x10240x1280", 5, lin(256, 10240, 1280)},
 		{"L 256x1280x5120", 5, lin(256, 1280, 5120)},
-		{"L 77x640x768", 30, lin(77, 640, 768)},
+		{"L 64x3840x1280", 1, lin(64, 3840, 1280)},
+		{"L 64x1280x1280", 3, lin(64, 1280, 1280)},
+		{"L 64x10240x1280", 1, lin(64, 10240, 1280)},
+		{"L 64x1280x5120", 1, lin(64, 1280, 5120)},
+		{"L 77x640x768", 0, lin(77, 640, 768)},
 		{"Lc 4096x320x320", 0, linC(4096, 320, 320)},
 		{"Lc 1024x640x640", 0, linC(1024, 640, 640)},
 		{"Lc 256x1280x1280", 0, linC(256, 1280, 1280)},

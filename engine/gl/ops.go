@@ -72,7 +72,7 @@ func (p gemmPlan) defines(d defines) defines {
 const fewTiles, oneWave = 32, 240
 
 // halfMaxK: products of K up to this many, at least two 128-wide tiles
-// across N and halfMin to fullGrid 128x128 tiles in all, run 128x64
+// across N and halfMin to halfMax 128x128 tiles in all, run 128x64
 // tiles of 128 threads (Threads). Where a group's K is short its fixed
 // costs (first loads, epilogue) weigh and more groups pay; where it is
 // deep, 128x128's fewer loads per product do. BenchmarkSDGEMM, H100, ms
@@ -80,7 +80,10 @@ const fewTiles, oneWave = 32, 240
 // 0.0825 → 0.0743 and 640>640 at 32x32 0.0942 → 0.0822 (K split in 2),
 // the linear layers 4096x320x320 0.0924 → 0.0857 and 1024x640x640 0.0959
 // → 0.0936; but K 1280 (4096x320x1280: 0.3025 → 0.3569) and Winograd's
-// 128-column products (640 channels at 32x32: 0.3124 → 0.3339) lost.
+// 128-column products (640 channels at 32x32: 0.3124 → 0.3339) lost, and
+// so did a grid near a whole wave: the self-attention's q, k and v at
+// 32x32 (1024x1920x640 with CFG's two images, 240 tiles) 0.1728 as
+// 128x128 unsplit against 0.3045 (hence halfMax 200, p21).
 const halfMaxK = 640
 
 // gemmSplitMax caps the scratch buffer of split-K partial sums.
@@ -94,7 +97,11 @@ const gemmSplitMax = 64 << 20
 // 128 threads for shallow products under a full grid: halfMaxK); then K is
 // split in 2, 4 (8 for 64x64 tiles) while the groups number fewer than
 // splitTarget and every chunk keeps at least splitMinK of K (a quarter of
-// it while the groups number fewer than splitFew); products of fewer
+// it while the groups number fewer than splitFew), unless the grid fills
+// at least 90% of its last wave of b.wave groups (264: two 256-thread
+// groups on each of 132 SMs), where a split adds its partial sums and
+// buys no parallelism (that rule and halfMax: SD 1.5's U-Net step 56.54 →
+// 55.55 ms, H100, p21); products of fewer
 // than fewTiles 128x128 tiles split toward oneWave groups instead. So
 // 64x64 latents at 320 channels run 128x128 tiles in 4 chunks (192 -> 768
 // groups, 0.96 -> 0.67 ms per 3x3 convolution against p3's 64x64), 8x8
@@ -128,12 +135,15 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 				// convolutions): K in as many chunks as one wave holds.
 				p.Split = max(1, min(oneWave/g, k/max(b.splitMinK/4, 1), 32))
 				maxSplit = 0
-			case b.halfMin > 0 && g >= b.halfMin && g < b.fullGrid && k <= halfMaxK && n >= 2*128:
+			case b.halfMin > 0 && g >= b.halfMin && g < b.fullGrid && g < b.halfMax && k <= halfMaxK && n >= 2*128:
 				// A shallow product under a full grid: 128x64 tiles of
 				// 128 threads, 8x8 results each as in 128x128, so twice
 				// the groups at the same arithmetic per thread.
 				p.BN, p.Threads = 64, 128
 			}
+		}
+		if g := p.groups(m, n, batch); b.wave > 0 && 10*(g%b.wave) >= 9*b.wave {
+			maxSplit = 0 // a grid that nearly fills its last wave: splitting only adds work
 		}
 		for g := p.groups(m, n, batch); g*p.Split < b.splitTarget && 2*p.Split <= maxSplit; {
 			minK := b.splitMinK
