@@ -120,7 +120,7 @@ func (s *suite) testLayerNorm(t *testing.T) {
 		{[]int{1, 77, 40}, 2, 0.5},
 		{[]int{2, 3, 768}, 2, 0.5},
 		{[]int{2, 9, 320}, 2, 0.5},  // a transformer's width at 320 channels
-		{[]int{1, 3, 2500}, 2, 0.5}, // long rows: ten values a thread of a 256-thread group
+		{[]int{1, 3, 2500}, 2, 0.5}, // long rows: 625 vec4s over a row's threads
 		{[]int{7, 1}, 2, 0.5},       // one column: the output is beta
 		{[]int{13}, 2, 0.5},
 		// Variance 1e-5 of the order of eps, so eps must sit inside the

@@ -64,6 +64,7 @@ type Backend struct {
 	splitFew                    int            // below this many groups, chunks >= splitMinK/4 (GLIMMER_GEMM_SPLITFEW)
 	halfMin, halfMax            int            // 128x128 products of halfMin up to halfMax (and fullGrid) tiles and K <= halfMaxK take 128x64 tiles of 128 threads (GLIMMER_GEMM_HALFMIN, 0 never; GLIMMER_GEMM_HALFMAX)
 	wave                        int            // grids that fill 90% of their last wave of this many groups stay unsplit (GLIMMER_GEMM_WAVE; 0: off)
+	fill                        bool           // K splits stop at a grid within 10% of one wave (GLIMMER_GEMM_FILL=0: they go on)
 	gnChunks                    int            // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int            // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
 	convFoldMode                int            // Conv2D's images as one GEMM: 0 never, 1 small maps, 2 every whole-vec4 map (convFold)
@@ -94,7 +95,7 @@ type Backend struct {
 // with, before the environment's overrides.
 func (b *Backend) planDefaults() {
 	b.gemmBK, b.fullGrid, b.splitTarget, b.splitMinK, b.splitFew = 8, 256, 512, 256, 128
-	b.halfMin, b.halfMax, b.wave = 64, 200, 264
+	b.halfMin, b.halfMax, b.wave, b.fill = 64, 200, 264, true
 	b.convFoldMode, b.winoMinPixels = 1, 128
 }
 
@@ -243,6 +244,9 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_WAVE")); err == nil {
 		b.wave = v
+	}
+	if os.Getenv("GLIMMER_GEMM_FILL") == "0" {
+		b.fill = false
 	}
 	if e := gl.GetError(); e != gl.NO_ERROR {
 		return fmt.Errorf("gl: GL error 0x%x while reading limits of %q", e, b.renderer)

@@ -450,8 +450,8 @@ func TestGEMMPlanChoice(t *testing.T) {
 		{"1x1 conv, 1280 channels at 8x8, two images folded", 1280, 128, 1280, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 20, KChunk: 64}},
 		// 240 tiles: over halfMax, and 91% of a wave, so unsplit.
 		{"q, k and v at 32x32", 2048, 1920, 640, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 1, KChunk: 640}},
-		// 120 tiles split in 4 make 480 groups, 82% of a second wave: split.
-		{"q, k and v at 16x16", 512, 3840, 1280, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 4, KChunk: 320}},
+		// 120 tiles split in 2 make 240 groups, 91% of a wave: no further.
+		{"q, k and v at 16x16", 512, 3840, 1280, 1, gemmPlan{BM: 128, BN: 128, BK: 8, Split: 2, KChunk: 640}},
 	} {
 		if got := b.gemmPlan(c.m, c.n, c.k, c.batch); got != c.want {
 			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
