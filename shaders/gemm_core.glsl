@@ -31,6 +31,7 @@
 //             A[m, k..k+3] with zeros past u_K (m is in range)
 //   B_KFETCH4: without B_NCONTIG, vec4 loadB4k(uint k, uint n) gives
 //             B[k..k+3, n] with zeros past u_K (n is in range)
+//   PF2: each thread's global loads run two K slices ahead (else one)
 //   STORE_PAIRS: the includer's void storePair(uint m, uint n, float c0,
 //             float c1) takes columns n and n+1 (n even; N even) instead
 //             of storeC
@@ -70,6 +71,9 @@
 #endif
 #ifndef STORE_PAIRS
 #define STORE_PAIRS 0
+#endif
+#ifndef PF2
+#define PF2 0
 #endif
 #ifndef WX
 #define WX 16
@@ -214,6 +218,18 @@ void stash(uint s, uint lid, vec4 ra[LA], vec4 rb[LB]) {
 #define RM (BM / (4 * WY)) // 4-row groups per thread
 #define RN (BN / (4 * WX)) // 4-column groups per thread
 
+// MAC_SLICE(CUR) adds the products of shared-memory slice CUR to acc.
+#define MAC_SLICE(CUR) \
+	for (uint k = 0u; k < BK; k++) { \
+		vec4 a[RM], b[RN]; \
+		for (uint h = 0u; h < RM; h++) a[h] = readA(CUR, k, uint(WY) * h + ty); \
+		for (uint g = 0u; g < RN; g++) b[g] = readB(CUR, k, uint(WX) * g + tx); \
+		for (uint h = 0u; h < RM; h++) \
+			for (uint i = 0u; i < 4u; i++) \
+				for (uint g = 0u; g < RN; g++) \
+					acc[4u * h + i][g] += a[h][i] * b[g]; \
+	}
+
 void gemm_tile() {
 	uint tilesN = (u_N + BN - 1u) / BN;
 	uint tilesM = (u_M + BM - 1u) / BM;
@@ -249,23 +265,38 @@ void gemm_tile() {
 	barrier();
 
 	uint slices = (kEnd - kBegin + BK - 1u) / BK;
+#if PF2
+	// Two slices in flight: slice s+2's loads are issued while slice s is
+	// multiplied and stored to shared memory after slice s+1 is, so each
+	// load has two slices' arithmetic to arrive in. The loop is unrolled
+	// by two so that each register stage and shared-memory buffer keeps a
+	// constant index.
+	vec4 ra1[LA], rb1[LB];
+	if (slices > 1u) fetch(m0, n0, kBegin + BK, lid, ra, rb);
+	for (uint s = 0u; s < slices; s += 2u) {
+		if (s + 2u < slices) fetch(m0, n0, kBegin + (s + 2u) * BK, lid, ra1, rb1);
+		MAC_SLICE(0u)
+		if (s + 1u < slices) stash(1u, lid, ra, rb);
+		memoryBarrierShared();
+		barrier();
+		if (s + 1u >= slices) break;
+		if (s + 3u < slices) fetch(m0, n0, kBegin + (s + 3u) * BK, lid, ra, rb);
+		MAC_SLICE(1u)
+		if (s + 2u < slices) stash(0u, lid, ra1, rb1);
+		memoryBarrierShared();
+		barrier();
+	}
+#else
 	for (uint s = 0u; s < slices; s++) {
 		uint cur = s & 1u;
 		bool more = s + 1u < slices;
 		if (more) fetch(m0, n0, kBegin + (s + 1u) * BK, lid, ra, rb);
-		for (uint k = 0u; k < BK; k++) {
-			vec4 a[RM], b[RN];
-			for (uint h = 0u; h < RM; h++) a[h] = readA(cur, k, uint(WY) * h + ty);
-			for (uint g = 0u; g < RN; g++) b[g] = readB(cur, k, uint(WX) * g + tx);
-			for (uint h = 0u; h < RM; h++)
-				for (uint i = 0u; i < 4u; i++)
-					for (uint g = 0u; g < RN; g++)
-						acc[4u * h + i][g] += a[h][i] * b[g];
-		}
+		MAC_SLICE(cur)
 		if (more) stash(cur ^ 1u, lid, ra, rb);
 		memoryBarrierShared();
 		barrier();
 	}
+#endif
 
 	for (uint i = 0u; i < 4u * RM; i++) {
 		uint m = m0 + 4u * uint(WY) * (i / 4u) + ty * 4u + (i % 4u);

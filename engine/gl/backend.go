@@ -65,6 +65,7 @@ type Backend struct {
 	halfMin, halfMax            int            // 128x128 products of halfMin up to halfMax (and fullGrid) tiles and K <= halfMaxK take 128x64 tiles of 128 threads (GLIMMER_GEMM_HALFMIN, 0 never; GLIMMER_GEMM_HALFMAX)
 	wave                        int            // grids that fill 90% of their last wave of this many groups stay unsplit (GLIMMER_GEMM_WAVE; 0: off)
 	fill                        bool           // K splits stop at a grid within 10% of one wave (GLIMMER_GEMM_FILL=0: they go on)
+	pf2Rows                     int            // MatMul's 128x128 tiles of products of at least this many rows load two K slices ahead (GLIMMER_GEMM_PF2=0: never)
 	gnChunks                    int            // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int            // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
 	convFoldMode                int            // Conv2D's images as one GEMM: 0 never, 1 small maps, 2 every whole-vec4 map (convFold)
@@ -247,6 +248,10 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if os.Getenv("GLIMMER_GEMM_FILL") == "0" {
 		b.fill = false
+	}
+	b.pf2Rows = 2048
+	if os.Getenv("GLIMMER_GEMM_PF2") == "0" {
+		b.pf2Rows = 0
 	}
 	if e := gl.GetError(); e != gl.NO_ERROR {
 		return fmt.Errorf("gl: GL error 0x%x while reading limits of %q", e, b.renderer)

@@ -402,6 +402,22 @@ func TestGEMMPlans(t *testing.T) {
 		}
 	}
 	b.gemmForce = nil
+	// MatMul's 128x128 tiles loading two K slices ahead (PF2), which the
+	// backend keeps for products of 2048 rows and more: K in 1 to 13
+	// slices a chunk, even and odd counts.
+	rows := b.pf2Rows
+	b.pf2Rows = 1
+	for _, p := range []*gemmPlan{{BM: 128, BN: 128, BK: 8, Split: 1}, {BM: 128, BN: 128, BK: 8, Split: 2}, {BM: 128, BN: 128, BK: 8, Split: 7}} {
+		b.gemmForce = p
+		for i, c := range cases {
+			if strings.HasPrefix(names[i], "conv") {
+				continue
+			}
+			c.name = fmt.Sprintf("%s PF2 %+v", names[i], p)
+			c.check(t, b, r, 0)
+		}
+	}
+	b.gemmForce, b.pf2Rows = nil, rows
 	// The convolution's gather with its kernel size and output width as
 	// uniforms, as constants, and the kernel size alone a constant.
 	for _, cc := range []int{0, 2, 1} {

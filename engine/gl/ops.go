@@ -267,6 +267,15 @@ func (b *Backend) MatMul(dst, a, w, bias *engine.Tensor, p engine.MatMulParams) 
 	plan := b.gemmPlan(m, d.N, d.K, batch)
 	def := plan.defines(defines{"TRANS_A": b2i(p.TransA), "TRANS_B": b2i(p.TransB), "B_F16": isF16(w),
 		"K4": b2i(d.K%4 == 0), "N4": b2i(d.N%4 == 0), "GEGLU": b2i(p.GEGLU)})
+	if b.pf2Rows > 0 && m >= b.pf2Rows && plan.BM == 128 && plan.BN == 128 && plan.Threads == 0 {
+		// Loads two K slices ahead (gemm_core.glsl): the transformers'
+		// wide products at 64x64 and 32x32 gain (BenchmarkSDGEMM, H100:
+		// 1024x640x2560 0.3388 -> 0.3072 ms, 1024x5120x640 0.4998 ->
+		// 0.4820, 1024x1920x640 0.1728 -> 0.1646); 128x64 tiles, 256
+		// rows and the convolutions lose, so they keep one slice. U-Net
+		// step 55.54 -> 55.31 ms, --offload 56.61 -> 56.35 (p21).
+		def["PF2"] = 1
+	}
 	total := batch * m * d.N // the product's elements (dst's with GEGLU: half)
 	out := buf(dst)
 	if plan.Split > 1 {
