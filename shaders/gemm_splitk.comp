@@ -7,7 +7,9 @@
 // BIAS_F16, HAS_RES and RES_BINDING (the residual, dst's shape, possibly
 // dst itself), GEGLU (MatMul's: the partials' columns are (value, gate)
 // pairs, dst[i] = value · gelu(gate) of the pair at 2i, 2i+1, and u_n
-// counts dst's elements, half a partial's).
+// counts dst's elements, half a partial's), V4 (u_n a multiple of 4: each
+// invocation finishes 4 neighbouring elements through vec4 loads and
+// stores, each element's partials still added in the same order).
 #include "common.glsl"
 
 #ifndef GEGLU
@@ -46,6 +48,41 @@ float finish(uint i, uint stride) {
 	return s;
 }
 
+#if V4
+layout(std430, binding = 0) writeonly buffer Ybuf4 { vec4 y4[]; };
+layout(std430, binding = 1) readonly buffer Pbuf4 { vec4 part4[]; };
+#if HAS_RES
+layout(std430, binding = RES_BINDING) readonly buffer Resbuf4 { vec4 res4[]; };
+#endif
+
+// finish for elements i..i+3 (i a multiple of 4, and stride one).
+vec4 finish4(uint i, uint stride) {
+	vec4 s = vec4(0.0);
+	for (uint k = 0u; k < uint(SPLITK); k++) s += part4[(k * stride + i) >> 2];
+	s *= u_alpha;
+#if HAS_BIAS
+	for (uint j = 0u; j < 4u; j++) s[j] += bias_at(((i + j) / u_bdiv) % u_bmod);
+#endif
+	return s;
+}
+
+void main() {
+	uint i = 4u * (group_id() * 256u + gl_LocalInvocationID.x);
+	if (i >= u_n) return;
+#if GEGLU
+	// Elements i..i+3 take the pairs at 2i .. 2i+7: values and gates
+	// alternate in the two vec4s.
+	vec4 a = finish4(2u * i, 2u * u_n), b = finish4(2u * i + 4u, 2u * u_n);
+	y4[i >> 2] = vec4(a.x * gelu(a.y), a.z * gelu(a.w), b.x * gelu(b.y), b.z * gelu(b.w));
+#else
+	vec4 s = finish4(i, u_n);
+#if HAS_RES
+	s += res4[i >> 2];
+#endif
+	y4[i >> 2] = s;
+#endif
+}
+#else
 void main() {
 	uint i = group_id() * 256u + gl_LocalInvocationID.x;
 	if (i >= u_n) return;
@@ -59,3 +96,4 @@ void main() {
 	y[i] = s;
 #endif
 }
+#endif

@@ -11,7 +11,6 @@
 // subgroup size is a multiple of 32; else through shared memory).
 #if SUB
 #extension GL_KHR_shader_subgroup_basic : require
-#extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_clustered : require
 #endif
 #include "common.glsl"
