@@ -144,19 +144,20 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 				p.BN, p.Threads = 64, 128
 			}
 		}
-		if g := p.groups(m, n, batch); b.wave > 0 && 10*(g%b.wave) >= 9*b.wave {
+		grid := p.groups(m, n, batch)
+		if b.wave > 0 && 10*(grid%b.wave) >= 9*b.wave {
 			maxSplit = 0 // a grid that nearly fills its last wave: splitting only adds work
 		}
-		for g := p.groups(m, n, batch); g*p.Split < b.splitTarget && 2*p.Split <= maxSplit; {
+		for grid*p.Split < b.splitTarget && 2*p.Split <= maxSplit {
 			minK := b.splitMinK
-			if g*p.Split < b.splitFew {
+			if grid*p.Split < b.splitFew {
 				minK /= 4
 			}
 			if k/(2*p.Split) < minK {
 				break
 			}
 			p.Split *= 2
-			if b.fill && b.wave > 0 && g*p.Split <= b.wave && 10*g*p.Split >= 9*b.wave {
+			if b.fill && b.wave > 0 && grid*p.Split <= b.wave && 10*grid*p.Split >= 9*b.wave {
 				break // within 10% of one whole wave
 			}
 		}
