@@ -22,7 +22,8 @@ type attnBenchShape struct {
 }
 
 var sd15Attention = []attnBenchShape{
-	{"self_4096_8x40", 2, 8, 4096, 4096, 40, false, 100}, // 64x64 latents: 5 blocks a step
+	{"self_4096_8x40", 2, 8, 4096, 4096, 40, false, 80},        // 64x64 latents: 5 blocks a step, 4 on CFG's two rows
+	{"self_4096_8x40_shared", 1, 8, 4096, 4096, 40, false, 20}, // and the first on the shared input's one (unet.Forward)
 	{"cross_4096x77_8x40", 2, 8, 4096, 77, 40, false, 100},
 	{"self_1024_8x80", 2, 8, 1024, 1024, 80, false, 100},
 	{"cross_1024x77_8x80", 2, 8, 1024, 77, 80, false, 100},
@@ -44,8 +45,10 @@ func (s attnBenchShape) flops() float64 {
 	return 4 * float64(s.b*s.h*s.dim) * pairs
 }
 
-// attnVariant names the kernel variant the backend picks.
-func attnVariant(b *Backend, headDim int) string { return fmt.Sprintf("%+v", b.attnConfig(headDim)) }
+// attnVariant names the kernel variant the backend picks for s.
+func attnVariant(b *Backend, s attnBenchShape) string {
+	return fmt.Sprintf("%+v", b.attnConfig(s.dim, s.nq, s.b*s.h))
+}
 
 // BenchmarkAttention times Attention at SD 1.5's shapes and reports
 // TFLOP/s, ms per call and ms per 20-step image. Each shape is first
@@ -75,7 +78,7 @@ func BenchmarkAttention(bm *testing.B) {
 			bm.ReportMetric(sec*1e3*float64(s.callsPerImage), "ms/image")
 			if testing.Verbose() {
 				fmt.Printf("attention %-22s %9.3f ms/call %8.2f TFLOP/s %8.1f ms/image  n=%d %s\n", s.name, sec*1e3,
-					s.flops()/sec/1e12, sec*1e3*float64(s.callsPerImage), bm.N, attnVariant(b, s.dim))
+					s.flops()/sec/1e12, sec*1e3*float64(s.callsPerImage), bm.N, attnVariant(b, s))
 			}
 		})
 		if a != nil {

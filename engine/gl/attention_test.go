@@ -36,7 +36,7 @@ func TestAttentionLayoutsSameBits(t *testing.T) {
 					grid := shuf + ",RX=4,RY=8,TQ=2,TK=8" + layout
 					t.Setenv("GLIMMER_GL_ATTN", grid)
 					b := openGL(t)
-					c := b.attnConfig(dim)
+					c := b.attnConfig(dim, 0, 0)
 					if c.PF != (layout == ",PF=1" || layout == ",PF=1,PSH=1") || c.PSh != (layout == ",PSH=1" || layout == ",PF=1,PSH=1") {
 						t.Fatalf("%s at head dim %d took %+v", grid, dim, c)
 					}
@@ -70,6 +70,33 @@ func TestAttentionLayoutsSameBits(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestAttentionGridFill: a call whose head dim's grid would make fewer
+// than attnMinGroups work groups halves its rows until it makes enough (or
+// a group would be under 32 threads); calls that make enough keep the
+// head dim's grid. SD 1.5's shapes: the shared input's self-attention
+// (one image, 8 heads of 40 over 4096 tokens), CFG's (two images), the
+// mid block's 64 tokens, CLIP's 77.
+func TestAttentionGridFill(t *testing.T) {
+	b := openGL(t)
+	defer b.Close()
+	for _, c := range []struct{ dim, nq, bh int }{
+		{40, 4096, 8}, {40, 4096, 16}, {80, 1024, 16}, {160, 256, 16}, {160, 64, 16}, {64, 77, 24}, {512, 4096, 1},
+	} {
+		base, got := b.attnConfig(c.dim, 0, 0), b.attnConfig(c.dim, c.nq, c.bh)
+		groups := func(a attnConfig) int { return ceilDiv(c.nq, a.bq()) * c.bh }
+		t.Logf("head dim %d, %d queries x %d: RY %d -> %d, %d -> %d groups", c.dim, c.nq, c.bh, base.RY, got.RY, groups(base), groups(got))
+		if got.RX != base.RX || got.TQ != base.TQ || got.Shuf != base.Shuf {
+			t.Errorf("head dim %d, %d queries x %d: %+v, the head dim's grid %+v beyond its rows", c.dim, c.nq, c.bh, got, base)
+		}
+		switch {
+		case groups(base) >= b.attnMinGroups && got.RY != base.RY:
+			t.Errorf("head dim %d, %d queries x %d: %d groups, yet RY %d -> %d", c.dim, c.nq, c.bh, groups(base), base.RY, got.RY)
+		case groups(base) < b.attnMinGroups && (got.RY >= base.RY || groups(got) < b.attnMinGroups && got.RX*got.RY >= 64):
+			t.Errorf("head dim %d, %d queries x %d: RY %d -> %d, %d groups", c.dim, c.nq, c.bh, base.RY, got.RY, groups(got))
 		}
 	}
 }

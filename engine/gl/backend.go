@@ -65,6 +65,7 @@ type Backend struct {
 	halfMin, halfMax            int            // 128x128 products of halfMin up to halfMax (and fullGrid) tiles and K <= halfMaxK take 128x64 tiles of 128 threads (GLIMMER_GEMM_HALFMIN, 0 never; GLIMMER_GEMM_HALFMAX)
 	wave                        int            // grids that fill 90% of their last wave of this many groups stay unsplit (GLIMMER_GEMM_WAVE; 0: off)
 	fill                        bool           // K splits stop at a grid within 10% of one wave (GLIMMER_GEMM_FILL=0: they go on)
+	attnMinGroups               int            // attention grids of fewer groups halve their rows (attnConfig; GLIMMER_GL_ATTN_MINGROUPS)
 	pf2Rows                     int            // MatMul's 128x128 tiles of products of at least this many rows load two K slices ahead (GLIMMER_GEMM_PF2=0: never)
 	gnChunks                    int            // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int            // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
@@ -97,6 +98,7 @@ type Backend struct {
 func (b *Backend) planDefaults() {
 	b.gemmBK, b.fullGrid, b.splitTarget, b.splitMinK, b.splitFew = 8, 256, 512, 256, 128
 	b.halfMin, b.halfMax, b.wave, b.fill = 64, 200, 264, true
+	b.attnMinGroups = 100
 	b.convFoldMode, b.winoMinPixels = 1, 128
 }
 
@@ -245,6 +247,9 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_WAVE")); err == nil {
 		b.wave = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_ATTN_MINGROUPS")); err == nil {
+		b.attnMinGroups = v // 0: the head dim's grid whatever the call's size
 	}
 	if os.Getenv("GLIMMER_GEMM_FILL") == "0" {
 		b.fill = false

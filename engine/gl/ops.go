@@ -620,12 +620,19 @@ func shufShape(headDim int) attnConfig {
 // by RY 4). Rows use the driver's subgroup operations (SHUF) where it has
 // them and a row's threads divide its subgroups.
 //
+// A call of nq queries over bh batch entries and heads (0 when not
+// known) that its grid would spread over fewer than b.attnMinGroups work
+// groups halves RY until it does not (or a group would be under 32
+// threads, a subgroup on NVIDIA's GPUs): a grid tuned for CFG's
+// two images leaves half the GPU idle for one image (the shared input's
+// self-attention, unet.Forward, head dim 40: 64 groups of 512 queries).
+//
 // GLIMMER_GL_ATTN, e.g. "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,
 // SH=32768,SHUF=1,PF=1,PSH=1", forces fields for tuning (SH caps the shared memory
 // used; SHUF=0 turns the subgroup operations off, SHUF=2 emulates them
 // through shared memory for the tests), GLIMMER_GL_ATTN_<head dim> for
 // one head dim; a forced variant that cannot run panics.
-func (b *Backend) attnConfig(headDim int) attnConfig {
+func (b *Backend) attnConfig(headDim, nq, bh int) attnConfig {
 	force := map[string]int{}
 	env := os.Getenv(fmt.Sprintf("GLIMMER_GL_ATTN_%d", headDim))
 	if env == "" {
@@ -652,6 +659,11 @@ func (b *Backend) attnConfig(headDim int) attnConfig {
 	for name, f := range map[string]*int{"RX": &c.RX, "RY": &c.RY, "TQ": &c.TQ, "TK": &c.TK} {
 		if v, ok := force[name]; ok {
 			*f = v
+		}
+	}
+	if _, fixRY := force["RY"]; !fixRY && nq > 0 {
+		for c.RY > 1 && c.RX*c.RY/2 >= 32 && ceilDiv(nq, c.bq())*bh < b.attnMinGroups {
+			c.RY /= 2
 		}
 	}
 	shared := b.limits.MaxSharedBytes
@@ -713,7 +725,7 @@ func (b *Backend) attnForced(t attnConfig, force map[string]int) bool {
 
 func (b *Backend) Attention(dst, q, k, v *engine.Tensor, p engine.AttentionParams) {
 	d := engine.CheckAttention(dst, q, k, v, p)
-	c := b.attnConfig(d.HeadDim)
+	c := b.attnConfig(d.HeadDim, d.Nq, d.Heads*d.B)
 	def := defines{"HEAD_DIM": d.HeadDim, "CAUSAL": b2i(d.Causal), "RX": c.RX, "RY": c.RY, "TQ": c.TQ,
 		"TK": c.TK, "DC": c.DC, "VK": c.VK, "QRES": b2i(c.QRes), "KVSEP": b2i(c.KVSep), "NT": c.nt(), "SHUF": c.Shuf, "PF": b2i(c.PF), "PSH": b2i(c.PSh)}
 	groups := ceilDiv(d.Nq, c.bq()) * d.Heads * d.B

@@ -399,7 +399,7 @@ func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x 
 	xt := p.pool.Get(1, lc, h, w)      // [1, 4, h, w] the latents
 	hist := p.pool.Get(1, lc, h, w)    // [1, 4, h, w] the previous step's x̂₀ (dpmpp_2m)
 	noise := p.pool.Get(1, lc, h, w)   // [1, 4, h, w] the step's fresh noise (euler_a)
-	xb := p.pool.Get(batch, lc, h, w)  // [B, 4, h, w] the U-Net's input
+	xb := p.pool.Get(1, lc, h, w)      // [1, 4, h, w] the U-Net's input, shared by the B prompts (UNet.Forward)
 	eps := p.pool.Get(batch, lc, h, w) // [B, 4, h, w] its output
 	defer p.pool.Put(xt, hist, noise, xb, eps)
 	p.B.Write(xt, x)
@@ -506,14 +506,10 @@ func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x 
 }
 
 // writeInput uploads the U-Net input of step i, x scaled by the sampler's
-// scale_model_input, into every row of xb [B, 4, h, w].
+// scale_model_input, into xb [1, 4, h, w].
 func (p *Pipeline) writeInput(xb *engine.Tensor, s sample.Sampler, x []float32, i int) {
-	n := len(x)
-	in := make([]float32, xb.Dim(0)*n)
-	sample.ScaleInput(s, in[:n], x, i)
-	for j := n; j < len(in); j += n {
-		copy(in[j:], in[:n])
-	}
+	in := make([]float32, len(x))
+	sample.ScaleInput(s, in, x, i)
 	p.B.Write(xb, in)
 }
 

@@ -67,8 +67,12 @@ func (r *resnetBlock) forward(b engine.Backend, p *nn.Pool, x *engine.Tensor, te
 	if te.act == nil {
 		r.Norm2.ForwardShift(b, n2, hs, r.kept, te.row, true) // [B, Out, H, W], norm2(hs + kept[row:row+B])
 	} else {
-		t := p.Get(bsz, out)                // [B, Out]
-		r.TimeEmbProj.Forward(b, t, te.act) // [B, Out]
+		act := te.act
+		if act.Dim(0) > bsz { // a shared input (UNet.Forward): one timestep, the first row
+			act = act.View(bsz, act.Dim(1)) // [B, TimeEmbedDim]
+		}
+		t := p.Get(bsz, out)             // [B, Out]
+		r.TimeEmbProj.Forward(b, t, act) // [B, Out]
 		if r.foldTemb {
 			r.Norm2.ForwardShift(b, n2, hs, t, 0, true) // [B, Out, H, W], norm2(hs + t)
 		} else {

@@ -118,7 +118,10 @@ func newAttention(l *nn.Loader, ch, kv, heads int) *attention {
 }
 
 // forward returns proj_out(blocks(proj_in(norm(x)))) + x for x [B, C, H,
-// W] and the text embedding context [B, L, Ckv], in a tensor from p.
+// W] and the text embedding context [B, L, Ckv], in a tensor from p. x
+// may be one row [1, C, H, W] shared by the B contexts (UNet.Forward):
+// the first block widens the tokens where the text comes in, and x is
+// widened for the residual; the result has B rows.
 func (t *transformer2D) forward(b engine.Backend, p *nn.Pool, x, context *engine.Tensor) *engine.Tensor {
 	bsz, ch, h, w := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
 	n := h * w
@@ -140,7 +143,12 @@ func (t *transformer2D) forward(b engine.Backend, p *nn.Pool, x, context *engine
 	p.Put(norm)
 
 	for _, blk := range t.Blocks {
-		blk.forward(b, p, tokens, context) // [B, HW, C], in place
+		tokens = blk.forward(b, p, tokens, context) // [B, HW, C]
+	}
+	if wide := tokens.Dim(0); bsz < wide {
+		x = widen(b, p, x, wide) // [B, C, H, W]
+		defer p.Put(x)
+		bsz = wide
 	}
 
 	out := p.Get(bsz, ch, h, w) // [B, C, H, W]
@@ -161,13 +169,21 @@ func (t *transformer2D) forward(b engine.Backend, p *nn.Pool, x, context *engine
 }
 
 // forward updates the token sequence h [B, N, C] in place: each sublayer's
-// last linear layer adds its output to h.
-func (blk *basicTransformerBlock) forward(b engine.Backend, p *nn.Pool, h, context *engine.Tensor) {
+// last linear layer adds its output to h. With h one row shared by the B
+// contexts, the self-attention runs on that row, which is then widened
+// to B rows (a tensor from p replacing h, which goes back to p) for the
+// cross-attention; forward returns the sequence.
+func (blk *basicTransformerBlock) forward(b engine.Backend, p *nn.Pool, h, context *engine.Tensor) *engine.Tensor {
 	norm := p.Get(h.Shape()...) // [B, N, C]
 
 	blk.Norm1.Forward(b, norm, h)          // [B, N, C]
 	blk.Attn1.forward(b, p, h, norm, norm) // [B, N, C], h += attn1
 
+	if wide := context.Dim(0); h.Dim(0) < wide {
+		hw := widen(b, p, h, wide) // [B, N, C]
+		p.Put(h, norm)
+		h, norm = hw, p.Get(hw.Shape()...) // [B, N, C]
+	}
 	blk.Norm2.Forward(b, norm, h)             // [B, N, C]
 	blk.Attn2.forward(b, p, h, norm, context) // [B, N, C], h += attn2
 
@@ -175,6 +191,7 @@ func (blk *basicTransformerBlock) forward(b engine.Backend, p *nn.Pool, h, conte
 	blk.FF.forward(b, p, h, norm) // [B, N, C], h += ff
 
 	p.Put(norm)
+	return h
 }
 
 // forward adds attention of x [B, N, C] over ctx [B, L, Ckv] (ctx = x for

@@ -20,6 +20,7 @@ package unet
 
 import (
 	"fmt"
+	"slices"
 
 	"glimmer/engine"
 	"glimmer/engine/model"
@@ -200,6 +201,14 @@ func checkConfig(c model.UNetConfig) error {
 // (L = 77 per prompt chunk). Batch entries are independent: CFG runs the
 // conditional and unconditional halves as one batch of two.
 //
+// x may also be [1, In, h, w] with a batch of B contexts and one shared
+// timestep: the same latents under B prompts, as CFG's two halves are.
+// Everything before the first cross-attention is then the same for every
+// entry and runs once, on one row (conv_in, SD 1.5's first ResNet, and
+// its first transformer up to the self-attention), and the rows are
+// copied out where the text comes in (widen); the result is what x
+// repeated B times would give.
+//
 // dst is the caller's and must not alias x. Any h, w ≥ 1 work; when they
 // are not multiples of 2^(Levels-1), the up path resizes to the skip
 // connections' sizes as diffusers does (forward_upsample_size). Forward
@@ -211,15 +220,21 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 	if x.Rank() != 4 || x.Dim(1) != c.InChannels {
 		return fmt.Errorf("unet: input %v, want [B, %d, H, W]", x.Shape(), c.InChannels)
 	}
-	bsz, h, w := x.Dim(0), x.Dim(2), x.Dim(3)
+	if context.Rank() != 3 || context.Dim(2) != c.CrossAttentionDim {
+		return fmt.Errorf("unet: context %v, want [B, L, %d]", context.Shape(), c.CrossAttentionDim)
+	}
+	bsz, h, w := context.Dim(0), x.Dim(2), x.Dim(3)
+	if x.Dim(0) != bsz && x.Dim(0) != 1 {
+		return fmt.Errorf("unet: input %v for %d contexts (want a batch of %d or 1)", x.Shape(), bsz, bsz)
+	}
 	if want := (engine.Shape{bsz, c.OutChannels, h, w}); !dst.Shape().Equal(want) {
 		return fmt.Errorf("unet: output %v, want %v", dst.Shape(), want)
 	}
-	if context.Rank() != 3 || context.Dim(0) != bsz || context.Dim(2) != c.CrossAttentionDim {
-		return fmt.Errorf("unet: context %v, want [%d, L, %d]", context.Shape(), bsz, c.CrossAttentionDim)
-	}
 	if len(timesteps) != bsz && len(timesteps) != 1 {
 		return fmt.Errorf("unet: %d timesteps for a batch of %d (want %d or 1)", len(timesteps), bsz, bsz)
+	}
+	if x.Dim(0) < bsz && slices.ContainsFunc(timesteps, func(t float32) bool { return t != timesteps[0] }) {
+		return fmt.Errorf("unet: one input for %d contexts needs one timestep, got %v", bsz, timesteps)
 	}
 	if x.DType() != engine.F32 || dst.DType() != engine.F32 || context.DType() != engine.F32 {
 		return fmt.Errorf("unet: x %v, dst %v and context %v must be F32", x.DType(), dst.DType(), context.DType())
@@ -240,9 +255,11 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 		te.act = temb
 	}
 
-	// Down path: every block output is kept as a skip connection.
-	hs := p.Get(bsz, c.BlockOutChannels[0], h, w) // [B, C0, H, W]
-	u.ConvIn.Forward(b, hs, x)                    // [B, C0, H, W]
+	// Down path: every block output is kept as a skip connection. With a
+	// shared input the rows stay one (x's batch, b1) until a transformer
+	// widens them to B; skips kept before that are widened when popped.
+	hs := p.Get(x.Dim(0), c.BlockOutChannels[0], h, w) // [b1, C0, H, W]
+	u.ConvIn.Forward(b, hs, x)                         // [b1, C0, H, W]
 	skips := []*engine.Tensor{hs}
 	for _, d := range u.DownBlocks {
 		for j, r := range d.Resnets {
@@ -278,8 +295,13 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 		for j, r := range up.Resnets {
 			skip := skips[len(skips)-1]
 			skips = skips[:len(skips)-1]
-			cat := p.Get(bsz, cur.Dim(1)+skip.Dim(1), cur.Dim(2), cur.Dim(3)) // [B, C+Cskip, H, W]
-			b.Concat(cat, cur, skip)                                          // [B, C+Cskip, H, W]
+			if skip.Dim(0) < cur.Dim(0) {
+				wide := widen(b, p, skip, cur.Dim(0)) // [B, Cskip, H, W]
+				p.Put(skip)
+				skip = wide
+			}
+			cat := p.Get(cur.Dim(0), cur.Dim(1)+skip.Dim(1), cur.Dim(2), cur.Dim(3)) // [B, C+Cskip, H, W]
+			b.Concat(cat, cur, skip)                                                 // [B, C+Cskip, H, W]
 			p.Put(cur, skip)
 			cur = r.forward(b, p, cat, te) // [B, C, H, W]
 			p.Put(cat)
@@ -300,6 +322,11 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 	}
 
 	// Output head.
+	if cur.Dim(0) < bsz { // a U-Net without cross-attention
+		wide := widen(b, p, cur, bsz) // [B, C0, H, W]
+		p.Put(cur)
+		cur = wide
+	}
 	gn := p.Get(cur.Shape()...)             // [B, C0, H, W]
 	u.ConvNormOut.Forward(b, gn, cur, true) // [B, C0, H, W]
 	u.ConvOut.Forward(b, dst, gn)           // [B, Out, H, W]
@@ -308,6 +335,26 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 		p.Put(temb)
 	}
 	return nil
+}
+
+// widen returns, in a tensor from p, x [1, ...] repeated as n rows [n,
+// ...]: Concat's exact copies, doubling the rows each pass. x stays the
+// caller's.
+func widen(b engine.Backend, p *nn.Pool, x *engine.Tensor, n int) *engine.Tensor {
+	shape := x.Shape().Clone()
+	r := x.Numel() // elements a row
+	cur := x
+	for have := 1; have < n; {
+		k := min(have, n-have)
+		shape[0] = have + k
+		next := p.Get(shape...)                                                          // [have+k, ...]
+		b.Concat(next.Reshape(1, have+k, r), cur.Reshape(1, have, r), cur.View(1, k, r)) // [1, have+k, row]
+		if cur != x {
+			p.Put(cur)
+		}
+		cur, have = next, have+k
+	}
+	return cur
 }
 
 // forward returns the embedding MLP's output for timesteps t (one per

@@ -262,6 +262,66 @@ func TestBatch(t *testing.T) {
 	}
 }
 
+// TestSharedInput: one latent under two prompts (x [1, ...], context
+// [2, ...], CFG's case) gives what that latent repeated in a batch of two
+// gives, though everything before the first cross-attention runs on one
+// row (UNet.Forward): the same bits on the CPU backend, whose sums do not
+// depend on the rows; on GL the GEMM planner may split K otherwise for
+// half the rows, so within the fixtures' tolerance (llvmpipe: 3e-6, last
+// bits, which the network amplifies). Its first entry matches the
+// diffusers reference; a shared input with two different timesteps is an
+// error.
+func TestSharedInput(t *testing.T) {
+	for _, fx := range fixtureModels[1:] { // SD 1 and SD 2 (linear projections)
+		for _, be := range backends {
+			t.Run(fx.name+"/"+be.Name, func(t *testing.T) {
+				b := be.Open(t)
+				defer b.Close()
+				r := openRefs(t, fx.refs)
+				u := loadUNet(t, b, fx)
+				defer u.Close()
+				x, xs := r.get(t, "unet.x")
+				e0, es := r.embedding(t, 0)
+				e1, _ := r.embedding(t, 1)
+				ctx := upload(b, append(e0, e1...), twice(es)...)
+				defer b.Free(ctx)
+
+				want := runWith(t, b, u, append(x, x...), twice(xs), []float32{500, 500}, ctx)
+				xt := upload(b, x, xs...)
+				defer b.Free(xt)
+				out := b.New(engine.F32, twice(xs)...)
+				defer b.Free(out)
+				for i := range 2 { // the second call reuses the pool's buffers
+					b.Write(out, slices.Repeat([]float32{float32(math.NaN())}, len(want)))
+					if err := u.Forward(out, xt, []float32{500, 500}, ctx); err != nil {
+						t.Fatal(err)
+					}
+					got, err := b.Read(out)
+					if err != nil {
+						t.Fatal(err)
+					}
+					maxErr, scale := compare(t, got, want)
+					t.Logf("call %d: max|err| %.3g against the repeated input", i, maxErr)
+					if maxErr > tolerance*scale {
+						t.Errorf("call %d: max|err| %.3g > %.0e × %.3g against the repeated input", i, maxErr, tolerance, scale)
+					}
+					for j := range got {
+						if be.Name == "cpu" && math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+							t.Fatalf("call %d: element %d of %d is %v, repeated input %v", i, j, len(got), got[j], want[j])
+						}
+					}
+					r.check(t, "unet.eps.t500", got[:len(got)/2])
+				}
+				if err := u.Forward(out, xt, []float32{500, 1}, ctx); err == nil {
+					t.Error("a shared input with two timesteps: no error")
+				} else {
+					t.Log(err)
+				}
+			})
+		}
+	}
+}
+
 // TestKeepContext: with the context kept, the steps after the first reuse
 // its projected keys and values and give the same bits as computing them
 // again; ForgetContext gives their memory back.
@@ -574,7 +634,7 @@ func TestForwardErrors(t *testing.T) {
 	}{
 		{"channels", dst, b.New(engine.F32, 2, 3, 8, 8), ctx, []float32{1}},
 		{"dst shape", b.New(engine.F32, 2, 4, 8, 4), x, ctx, []float32{1}},
-		{"context batch", dst, x, b.New(engine.F32, 1, 77, 128), []float32{1}},
+		{"context batch", dst, x, b.New(engine.F32, 3, 77, 128), []float32{1}},
 		{"context width", dst, x, b.New(engine.F32, 2, 77, 64), []float32{1}},
 		{"timesteps", dst, x, ctx, []float32{1, 2, 3}},
 	} {
