@@ -1,6 +1,7 @@
 package gl
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -76,26 +77,49 @@ func TestAttentionLayoutsSameBits(t *testing.T) {
 
 // TestAttentionGridFill: a call whose head dim's grid would make fewer
 // than attnMinGroups work groups halves its rows until it makes enough (or
-// a group would be under 32 threads); calls that make enough keep the
+// a group would be under 256 threads); calls that make enough keep the
 // head dim's grid. SD 1.5's shapes: the shared input's self-attention
 // (one image, 8 heads of 40 over 4096 tokens), CFG's (two images), the
 // mid block's 64 tokens, CLIP's 77.
 func TestAttentionGridFill(t *testing.T) {
-	b := openGL(t)
-	defer b.Close()
+	for _, h100 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h100=%v", h100), func(t *testing.T) {
+			b := openGL(t)
+			defer b.Close()
+			if h100 {
+				// The grid choice under an H100's limits (its NVIDIA
+				// driver's), whose subgroup grid for head dim 40 has 512
+				// threads and 64 groups for one image's self-attention.
+				b.limits.SubgroupSize, b.limits.MaxSharedBytes, b.limits.MaxGroupInvoc = 32, 48<<10, 1024
+			}
+			attentionGridFill(t, b)
+		})
+	}
+}
+
+func attentionGridFill(t *testing.T, b *Backend) {
+	halved := false
+	defer func() {
+		if b.limits.SubgroupSize == 32 && !halved {
+			t.Error("no call halved its grid's rows")
+		}
+	}()
 	for _, c := range []struct{ dim, nq, bh int }{
 		{40, 4096, 8}, {40, 4096, 16}, {80, 1024, 16}, {160, 256, 16}, {160, 64, 16}, {64, 77, 24}, {512, 4096, 1},
 	} {
 		base, got := b.attnConfig(c.dim, 0, 0), b.attnConfig(c.dim, c.nq, c.bh)
 		groups := func(a attnConfig) int { return ceilDiv(c.nq, a.bq()) * c.bh }
 		t.Logf("head dim %d, %d queries x %d: RY %d -> %d, %d -> %d groups", c.dim, c.nq, c.bh, base.RY, got.RY, groups(base), groups(got))
+		halved = halved || got.RY < base.RY
 		if got.RX != base.RX || got.TQ != base.TQ || got.Shuf != base.Shuf {
 			t.Errorf("head dim %d, %d queries x %d: %+v, the head dim's grid %+v beyond its rows", c.dim, c.nq, c.bh, got, base)
 		}
 		switch {
 		case groups(base) >= b.attnMinGroups && got.RY != base.RY:
 			t.Errorf("head dim %d, %d queries x %d: %d groups, yet RY %d -> %d", c.dim, c.nq, c.bh, groups(base), base.RY, got.RY)
-		case groups(base) < b.attnMinGroups && (got.RY >= base.RY || groups(got) < b.attnMinGroups && got.RX*got.RY >= 64):
+		case groups(base) < b.attnMinGroups && base.RX*base.RY >= 512 && got.RY >= base.RY,
+			groups(got) < b.attnMinGroups && got.RX*got.RY >= 512,
+			got.RX*got.RY < 256 && got.RY != base.RY:
 			t.Errorf("head dim %d, %d queries x %d: RY %d -> %d, %d groups", c.dim, c.nq, c.bh, base.RY, got.RY, groups(got))
 		}
 	}

@@ -622,10 +622,13 @@ func shufShape(headDim int) attnConfig {
 //
 // A call of nq queries over bh batch entries and heads (0 when not
 // known) that its grid would spread over fewer than b.attnMinGroups work
-// groups halves RY until it does not (or a group would be under 32
-// threads, a subgroup on NVIDIA's GPUs): a grid tuned for CFG's
-// two images leaves half the GPU idle for one image (the shared input's
-// self-attention, unet.Forward, head dim 40: 64 groups of 512 queries).
+// groups halves RY until it does not, keeping at least 256 threads a
+// group: a grid tuned for CFG's two images leaves half the GPU idle for
+// one image (the shared input's self-attention, unet.Forward, head dim
+// 40: 64 groups of 512 queries, 1.69 ms a call; 128 of 256, 0.85 ms;
+// H100). Smaller groups lost where calls are short: the mid block's 64
+// queries at head dim 160 in groups of 64 threads (0.028 -> 0.041 ms) and
+// CLIP's 77 at 64 in groups of 32 (0.038 -> 0.060).
 //
 // GLIMMER_GL_ATTN, e.g. "RX=8,RY=16,TQ=4,TK=4,SEP=0,QRES=1,DC=20,VK=8,
 // SH=32768,SHUF=1,PF=1,PSH=1", forces fields for tuning (SH caps the shared memory
@@ -662,7 +665,7 @@ func (b *Backend) attnConfig(headDim, nq, bh int) attnConfig {
 		}
 	}
 	if _, fixRY := force["RY"]; !fixRY && nq > 0 {
-		for c.RY > 1 && c.RX*c.RY/2 >= 32 && ceilDiv(nq, c.bq())*bh < b.attnMinGroups {
+		for c.RX*c.RY/2 >= 256 && ceilDiv(nq, c.bq())*bh < b.attnMinGroups {
 			c.RY /= 2
 		}
 	}

@@ -5,13 +5,15 @@ import "glimmer/engine"
 // winoUMax and winoVMax cap Winograd's scratch arrays in bytes: the
 // transformed filters U, and the transformed input V and the products M
 // (each); larger convolutions run in chunks of output channels and of
-// tiles. SD 1.5's U-Net needs U 52 MB (its 1280-channel filters in two
-// chunks), V and M 42 MB; the VAE decoder at 512x512 fills V and M in
-// chunks of 5,960 tiles. Caps of 128 MB saved chunks at 640 channels and
-// up (the U-Net's 3x3 convolutions 22.2 -> 20.2 ms a step, H100), but the
-// memory counts against --offload's 2 GiB (docs/perf-notes.md).
+// tiles. U's 100 MiB hold the 16x16 latents' 1280x1280 filters, F(2x2,
+// 3x3), in one chunk (64 MiB took two: SD 1.5 at 512x512, --offload,
+// H100, 1155 -> 1127 ms an image with 128 MiB, p22); the VAE decoder at
+// 512x512 fills V and M in chunks of 5,960 tiles. Caps of 128 MB for all
+// three save more chunks (the U-Net's 3x3 convolutions 22.2 -> 20.2 ms a
+// step, the decode 47 -> 42 ms, H100), but the memory counts against
+// --offload's 2 GiB (docs/perf-notes.md).
 const (
-	winoUMax = 64 << 20
+	winoUMax = 100 << 20
 	winoVMax = 48 << 20
 )
 
@@ -92,7 +94,7 @@ func (b *Backend) winoLimits() (u, v int) {
 	if b.winoMax > 0 {
 		return b.winoMax, b.winoMax
 	}
-	return winoUMax, winoVMax
+	return b.winoUCap, b.winoVCap
 }
 
 // even splits n into as few chunks of at most most as it can, of equal
