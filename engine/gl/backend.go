@@ -66,6 +66,7 @@ type Backend struct {
 	wave                        int            // grids that fill 90% of their last wave of this many groups stay unsplit (GLIMMER_GEMM_WAVE; 0: off)
 	fill                        bool           // K splits stop at a grid within 10% of one wave (GLIMMER_GEMM_FILL=0: they go on)
 	attnMinGroups               int            // attention grids of fewer groups halve their rows (attnConfig; GLIMMER_GL_ATTN_MINGROUPS)
+	splitWave                   int            // > 0: K splits by the wave model (waveSplit), a group's fixed cost in K (GLIMMER_GEMM_SPLITWAVE; 0: the doubling rule)
 	pf2Rows                     int            // MatMul's 128x128 tiles of products of at least this many rows load two K slices ahead (GLIMMER_GEMM_PF2=0: never)
 	gnChunks                    int            // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int            // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
@@ -100,6 +101,7 @@ func (b *Backend) planDefaults() {
 	b.gemmBK, b.fullGrid, b.splitTarget, b.splitMinK, b.splitFew = 8, 256, 512, 256, 128
 	b.halfMin, b.halfMax, b.wave, b.fill = 64, 200, 264, true
 	b.attnMinGroups = 100
+	b.splitWave = 64
 	b.convFoldMode, b.winoMinPixels = 1, 128
 	b.winoUCap, b.winoVCap = winoUMax, winoVMax
 }
@@ -255,6 +257,9 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_WAVE")); err == nil {
 		b.wave = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_SPLITWAVE")); err == nil {
+		b.splitWave = v
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_ATTN_MINGROUPS")); err == nil {
 		b.attnMinGroups = v // 0: the head dim's grid whatever the call's size

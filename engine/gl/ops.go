@@ -86,8 +86,12 @@ const fewTiles, oneWave = 32, 240
 // 128x128 unsplit against 0.3045 (hence halfMax 200, p21).
 const halfMaxK = 640
 
-// gemmSplitMax caps the scratch buffer of split-K partial sums.
-const gemmSplitMax = 64 << 20
+// gemmSplitMax caps the scratch buffer of split-K partial sums: 48 MiB,
+// what Winograd's products take at most (winoVMax), so that the 16x16
+// latents' GEGLU product (512x10240, K 1280) splits in 2 rather than 3
+// and --offload's peak stays at 1.985 GiB (at 64 MiB: 2,147,466,280
+// bytes, 17 KB under 2 GiB).
+const gemmSplitMax = 48 << 20
 
 // gemmPlan picks the tile and K split for C[m, n] = A[m, k]·B[k, n] over
 // batch entries, by the fit to SD 1.5's shapes on the H200
@@ -148,6 +152,10 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 		if b.wave > 0 && 10*(grid%b.wave) >= 9*b.wave {
 			maxSplit = 0 // a grid that nearly fills its last wave: splitting only adds work
 		}
+		if b.splitWave > 0 && b.wave > 0 && maxSplit > 0 && p.BM == 128 && p.BN == 128 && p.Threads == 0 {
+			p.Split = b.waveSplit(grid, k, p.BK, 2*maxSplit)
+			maxSplit = 0
+		}
 		for grid*p.Split < b.splitTarget && 2*p.Split <= maxSplit {
 			minK := b.splitMinK
 			if grid*p.Split < b.splitFew {
@@ -177,6 +185,38 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 		p.KChunk = k
 	}
 	return p
+}
+
+// waveSplit is the K split, 1 to most, of a grid of 256-thread groups
+// over k that a model of waves takes least time for: whole waves of
+// b.wave groups (two on each of 132 SMs), each as long as a chunk of K
+// plus b.splitWave of K for a group's fixed costs, plus as much again for
+// the finishing pass when K is split; chunks of at least 64. It fits
+// BenchmarkSDGEMM's sweep of 128x128 tiles split in 2, 3, 4 and 6 (H100,
+// ms a call, the split it picks marked): Winograd's products of 1280
+// channels at 16x16, 0.3434 in 4, *0.3113 in 3*; of 2560, 0.8162 in 4,
+// *0.6165 in 3*; the linear layers 256x1280x1280 0.0945 in 4, *0.0783 in
+// 6*, 256x1280x5120 0.3272 in 4, *0.2368 in 6*, 1024x640x2560 0.3038 in
+// 4, *0.2305 in 3*. SD 1.5's U-Net step 53.72 -> 51.18 ms with a fixed
+// cost of 64 (51.26 with 128). 128x64 tiles of 128 threads keep the
+// doubling rule (split in 3 they lost: 1024x640x640 0.0914 -> 0.1228), as
+// do 64x64 tiles, which the model was not fitted to.
+func (b *Backend) waveSplit(grid, k, bk, most int) int {
+	best, bestCost := 1, 0
+	for s := 1; s <= most; s++ {
+		chunk := ceilDiv(ceilDiv(k, s), bk) * bk
+		if s > 1 && chunk < 64 || ceilDiv(k, chunk) != s {
+			continue
+		}
+		cost := ceilDiv(grid*s, b.wave) * (chunk + b.splitWave)
+		if s > 1 {
+			cost += b.splitWave
+		}
+		if s == 1 || cost < bestCost {
+			best, bestCost = s, cost
+		}
+	}
+	return best
 }
 
 // withEpilogue binds a GEMM's bias and residual (nil: none) after bufs,
