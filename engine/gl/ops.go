@@ -108,7 +108,9 @@ const gemmSplitMax = 48 << 20
 // 55.55 ms, H100, p21), and splitting stops at a grid within 10% of one
 // whole wave (b.fill: 55.38 → 55.24 ms; the q, k and v at 16x16, 120
 // tiles, 0.2205 ms in 4 chunks, 0.1884 in 2); products of fewer
-// than fewTiles 128x128 tiles split toward oneWave groups instead. So
+// than fewTiles 128x128 tiles split toward oneWave groups instead. Where
+// that doubling would split 128x128 tiles, waveSplit's model of whole
+// waves picks the split, 1 to 8, instead (b.splitWave; p22). So
 // 64x64 latents at 320 channels run 128x128 tiles in 4 chunks (192 -> 768
 // groups, 0.96 -> 0.67 ms per 3x3 convolution against p3's 64x64), 8x8
 // at 1280 with CFG's two images folded into one GEMM (Conv2D) 128x128 in
