@@ -6,8 +6,10 @@ import "glimmer/engine"
 // transformed filters U, and the transformed input V and the products M
 // (each); larger convolutions run in chunks of output channels and of
 // tiles. U's 100 MiB hold the 16x16 latents' 1280x1280 filters, F(2x2,
-// 3x3), in one chunk (64 MiB took two: SD 1.5 at 512x512, --offload,
-// H100, 1155 -> 1127 ms an image with 128 MiB, p22); the VAE decoder at
+// 3x3), in one chunk (64 MiB took two: SD 1.5 at 512x512, H100, 1133 ->
+// 1119 ms an image, --offload 1171 -> 1139-1155 ms at 1.985 GiB, p22;
+// 113 MiB, which also holds the 32x32 latents' 1280->640 filters, left
+// --offload 2.6 MB under 2 GiB); the VAE decoder at
 // 512x512 fills V and M in chunks of 5,960 tiles. Caps of 128 MB for all
 // three save more chunks (the U-Net's 3x3 convolutions 22.2 -> 20.2 ms a
 // step, the decode 47 -> 42 ms, H100), but the memory counts against
