@@ -74,8 +74,7 @@ type Backend struct {
 	winoMinPixels               int            // folded convolutions of maps under this many pixels skip Winograd (GLIMMER_GL_WINO_MINPX)
 	winograd                    bool           // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
 	winoF4                      int            // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
-	winoMax                     int            // bytes each Winograd scratch array may take (GLIMMER_GL_WINO_MB); 0: winoUCap and winoVCap
-	winoUCap, winoVCap          int            // else U's, and V's and M's (winoUMax, winoVMax; GLIMMER_GL_WINO_UMB, _VMB)
+	winoUCap, winoVCap          int            // bytes Winograd's U, and its V and M each, may take (winoUMax, winoVMax; GLIMMER_GL_WINO_UMB, _VMB; GLIMMER_GL_WINO_MB all three)
 	winoOutVec                  bool           // the output transform stores whole vec2/vec4 rows where they fit (GLIMMER_GL_WINO_OUTV=0: never)
 	park                        bool           // Park offers host copies the GPU copies itself (GLIMMER_GL_PARK=0: never)
 	extraDefs                   defines        // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
@@ -211,7 +210,7 @@ func (b *Backend) init(ctx platformContext) error {
 		b.winoVCap = v << 20
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MB")); err == nil && v > 0 {
-		b.winoMax = v << 20
+		b.winoUCap, b.winoVCap = v<<20, v<<20
 	}
 	b.barrierAll = os.Getenv("GLIMMER_GL_BARRIERS") == "all"
 	// Flushing after the 4th, 8th, 16th ... dispatch since the host last

@@ -181,13 +181,17 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 		return p
 	}
 	// Chunks of whole slices; the split shrinks so that none is empty.
-	p.KChunk = ceilDiv(ceilDiv(k, p.Split), p.BK) * p.BK
+	p.KChunk = splitChunk(k, p.Split, p.BK)
 	p.Split = ceilDiv(k, p.KChunk)
 	if p.Split == 1 {
 		p.KChunk = k
 	}
 	return p
 }
+
+// splitChunk is the K chunk of a split of k in s: k/s rounded up to whole
+// slices of bk (so the last chunk may be shorter, or the split smaller).
+func splitChunk(k, s, bk int) int { return ceilDiv(ceilDiv(k, s), bk) * bk }
 
 // waveSplit is the K split, 1 to most, of a grid of 256-thread groups
 // over k that a model of waves takes least time for: whole waves of
@@ -206,8 +210,8 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 func (b *Backend) waveSplit(grid, k, bk, most int) int {
 	best, bestCost := 1, 0
 	for s := 1; s <= most; s++ {
-		chunk := ceilDiv(ceilDiv(k, s), bk) * bk
-		if s > 1 && chunk < 64 || ceilDiv(k, chunk) != s {
+		chunk := splitChunk(k, s, bk)
+		if s > 1 && chunk < 64 || ceilDiv(k, chunk) != s { // too short, or not s chunks (as gemmPlanWithin splits)
 			continue
 		}
 		cost := ceilDiv(grid*s, b.wave) * (chunk + b.splitWave)

@@ -9,11 +9,12 @@ import "glimmer/engine"
 // 3x3), in one chunk (64 MiB took two: SD 1.5 at 512x512, H100, 1133 ->
 // 1119 ms an image, --offload 1171 -> 1139-1155 ms at 1.985 GiB, p22;
 // 113 MiB, which also holds the 32x32 latents' 1280->640 filters, left
-// --offload 2.6 MB under 2 GiB); the VAE decoder at
-// 512x512 fills V and M in chunks of 5,960 tiles. Caps of 128 MB for all
-// three save more chunks (the U-Net's 3x3 convolutions 22.2 -> 20.2 ms a
-// step, the decode 47 -> 42 ms, H100), but the memory counts against
-// --offload's 2 GiB (docs/perf-notes.md).
+// --offload 2.6 MB under 2 GiB); the VAE decoder at 512x512 fills V and
+// M in chunks of 5,960 tiles. Caps of 128 MB for all three save more
+// chunks (the U-Net's 3x3 convolutions 22.2 -> 20.2 ms a step, the
+// decode 47 -> 42 ms, H100), but the memory counts against --offload's 2
+// GiB (docs/perf-notes.md). The backend's winoUCap and winoVCap start at
+// these.
 const (
 	winoUMax = 100 << 20
 	winoVMax = 48 << 20
@@ -77,10 +78,10 @@ func winoTiles(d engine.Conv2DDims, m int) int {
 // winoChunks picks, for output tiles of side m, the output channels (occ)
 // and tiles (tc, a multiple of 4 unless it is all of them) each pass
 // handles, in chunks as even as the caps allow, so that U [ξ, occ, CP]
-// stays within winoUMax bytes and V [ξ, CP, tc] and M [ξ, occ, tc] within
-// winoVMax (b.winoMax, when set, for all three), ξ = (m+2)² positions.
+// stays within b.winoUCap bytes and V [ξ, CP, tc] and M [ξ, occ, tc]
+// within b.winoVCap, ξ = (m+2)² positions.
 func (b *Backend) winoChunks(d engine.Conv2DDims, m int) (occ, tc int, ok bool) {
-	ulim, vlim := b.winoLimits()
+	ulim, vlim := b.winoUCap, b.winoVCap
 	xi := (m + 2) * (m + 2)
 	cp := ceilDiv(d.C, 4) * 4
 	occ = even(d.OC, ulim/(xi*cp*4), 1)
@@ -89,14 +90,6 @@ func (b *Backend) winoChunks(d engine.Conv2DDims, m int) (occ, tc int, ok bool) 
 	}
 	tc = even(winoTiles(d, m), min(vlim/(xi*cp*4), vlim/(xi*occ*4)), 4)
 	return occ, tc, tc > 0
-}
-
-// winoLimits are the caps on U, and on V and M.
-func (b *Backend) winoLimits() (u, v int) {
-	if b.winoMax > 0 {
-		return b.winoMax, b.winoMax
-	}
-	return b.winoUCap, b.winoVCap
 }
 
 // even splits n into as few chunks of at most most as it can, of equal
@@ -132,7 +125,7 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 	th, tw := ceilDiv(d.OH, m), ceilDiv(d.OW, m)
 	tiles := winoTiles(d, m)
 	cp := ceilDiv(d.C, 4) * 4
-	_, lim := b.winoLimits()
+	lim := b.winoVCap
 	u := b.growScratch(&b.winoU, xi*occMax*cp, "Winograd filter scratch")
 	v := b.growScratch(&b.winoV, xi*cp*ceilDiv(tcMax, 4)*4, "Winograd input scratch")
 	for oc0 := 0; oc0 < d.OC; oc0 += occMax {

@@ -25,7 +25,7 @@ func TestWinogradPlans(t *testing.T) {
 	b := openGL(t)
 	b.winograd = true
 	b.winoMinPixels = 0 // Winograd for the small folded maps below too
-	defer func() { b.gemmForce, b.winoMax, b.winoF4 = nil, 0, 0 }()
+	defer func() { b.gemmForce, b.winoUCap, b.winoVCap, b.winoF4 = nil, winoUMax, winoVMax, 0 }()
 	r := rand.New(rand.NewPCG(8, 9))
 	cases := []*gemmCase{
 		convCase(t, b, r, 2, 5, 9, 11, 70, 3, 3, 1, 1, engine.F16, true),   // odd extents, F16
@@ -73,7 +73,7 @@ func TestWinogradPlans(t *testing.T) {
 		}
 		b.gemmForce = nil
 		for i, k := range chunked {
-			b.winoMax = k.lim
+			b.winoUCap, b.winoVCap = k.lim, k.lim
 			m := 2 + 2*v
 			if got := b.winoTile(k.d); got != m {
 				t.Fatalf("%s chunked case %d: tiles of %d", name, i, got)
@@ -87,7 +87,7 @@ func TestWinogradPlans(t *testing.T) {
 				k.c.name = fmt.Sprintf("%s chunked case %d %+v", name, i, p)
 				k.c.check(t, b, r, 0)
 			}
-			b.winoMax = 0
+			b.winoUCap, b.winoVCap = winoUMax, winoVMax
 		}
 	}
 	// The cases above store rows as whole vec2s and vec4s where the width
@@ -183,11 +183,11 @@ func TestWinogradChoice(t *testing.T) {
 		}
 	}
 	b.winoF4 = 0
-	b.winoMax = 16*320*4 - 1 // one output channel's U takes 20,480 bytes
+	b.winoUCap = 16*320*4 - 1 // one output channel's U takes 20,480 bytes
 	if b.useWinograd(d) {
 		t.Error("a cap below one output channel's filters took the Winograd path")
 	}
-	b.winoMax, b.winograd = 0, false
+	b.winoUCap, b.winograd = winoUMax, false
 	if b.useWinograd(d) {
 		t.Error("Winograd off took the Winograd path")
 	}
