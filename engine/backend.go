@@ -55,6 +55,19 @@ type HostStore interface {
 	Drop(p Parked)
 }
 
+// Suballocator is offered by backends whose tensors can alias part of
+// another tensor's storage, so that one buffer (nn.Pool's arena) holds a
+// pass's activations at offsets planned ahead instead of a buffer each.
+type Suballocator interface {
+	// Sub returns an F32 tensor of the shape over t's storage from
+	// element off (a multiple of SubAlign; t an F32 tensor from New, not
+	// itself a Sub, holding off + the shape's elements). The sub lives as
+	// long as t: Free does nothing to it, and freeing t ends it.
+	Sub(t *Tensor, off int, shape ...int) *Tensor
+	// SubAlign is the element alignment Sub's offsets need.
+	SubAlign() int
+}
+
 // Fencer is offered by backends whose ops run behind the host (the GL
 // backend queues them for the GPU): Fence marks the work queued so far and
 // returns a function that waits until that work is done. A loop that

@@ -27,7 +27,10 @@ type Backend struct {
 	minWork int // work below which an op stays on one goroutine
 }
 
-var _ engine.Backend = (*Backend)(nil)
+var (
+	_ engine.Backend      = (*Backend)(nil)
+	_ engine.Suballocator = (*Backend)(nil)
+)
 
 // New returns a CPU backend that uses runtime.GOMAXPROCS goroutines.
 func New() *Backend {
@@ -49,6 +52,7 @@ func (be *Backend) Close() error { return nil }
 // whatever the tensor's dtype.
 type storage struct {
 	data []float32 // nil once freed
+	sub  bool      // part of another's data (Sub): Free leaves it
 }
 
 // Bytes is the host memory the storage holds.
@@ -124,9 +128,24 @@ func (be *Backend) Read(t *engine.Tensor) ([]float32, error) {
 	return append([]float32(nil), s.data[:t.Numel()]...), nil
 }
 
+// Sub returns a tensor of the shape over t's elements from off
+// (engine.Suballocator).
+func (be *Backend) Sub(t *engine.Tensor, off int, shape ...int) *engine.Tensor {
+	s, ok := t.Storage().(*storage)
+	n := engine.Shape(shape).Numel()
+	if !ok || s.sub || t.DType() != engine.F32 || off < 0 || off+n > len(s.data) {
+		panic(fmt.Sprintf("cpu: Sub %v at %d of %v", shape, off, t))
+	}
+	return engine.NewTensor(shape, engine.F32, &storage{data: s.data[off : off+n : off+n], sub: true})
+}
+
+// SubAlign is 1: any element may start a sub.
+func (be *Backend) SubAlign() int { return 1 }
+
 // Free drops t's storage; t and its views must not be used afterwards.
+// A Sub's storage belongs to the tensor it was cut from: Free leaves it.
 func (be *Backend) Free(t *engine.Tensor) {
-	if s, ok := t.Storage().(*storage); ok && s.data != nil {
+	if s, ok := t.Storage().(*storage); ok && s.data != nil && !s.sub {
 		be.Release(int64(4 * len(s.data)))
 		s.data = nil
 	}

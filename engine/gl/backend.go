@@ -75,6 +75,7 @@ type Backend struct {
 	winograd                    bool           // 3x3, stride 1, padding 1 convolutions by Winograd F(2x2, 3x3) (winograd.go)
 	winoF4                      int            // Winograd F(4x4, 3x3): 0 never, 1 for Fast convolutions where it pays, 2 whenever it fits (winoTile)
 	winoUCap, winoVCap          int            // bytes Winograd's U, and its V and M each, may take (winoUMax, winoVMax; GLIMMER_GL_WINO_UMB, _VMB; GLIMMER_GL_WINO_MB all three)
+	splitCap                    int            // bytes split-K partial sums may take (gemmSplitMax; GLIMMER_GEMM_SPLITMB)
 	winoOutVec                  bool           // the output transform stores whole vec2/vec4 rows where they fit (GLIMMER_GL_WINO_OUTV=0: never)
 	park                        bool           // Park offers host copies the GPU copies itself (GLIMMER_GL_PARK=0: never)
 	extraDefs                   defines        // added to every shader's defines (GLIMMER_GL_DEFS="NAME=1,..."; tuning only)
@@ -102,7 +103,7 @@ func (b *Backend) planDefaults() {
 	b.attnMinGroups = 100
 	b.splitWave = 64
 	b.convFoldMode, b.winoMinPixels = 1, 128
-	b.winoUCap, b.winoVCap = winoUMax, winoVMax
+	b.winoUCap, b.winoVCap, b.splitCap = winoUMax, winoVMax, gemmSplitMax
 }
 
 // New opens a headless OpenGL context on a thread of its own. It fails with
@@ -211,6 +212,9 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MB")); err == nil && v > 0 {
 		b.winoUCap, b.winoVCap = v<<20, v<<20
+	}
+	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GEMM_SPLITMB")); err == nil && v > 0 {
+		b.splitCap = v << 20
 	}
 	b.barrierAll = os.Getenv("GLIMMER_GL_BARRIERS") == "all"
 	// Flushing after the 4th, 8th, 16th ... dispatch since the host last
@@ -349,13 +353,45 @@ func (b *Backend) Close() error {
 	return err
 }
 
-// buffer is a shader storage buffer holding one tensor.
+// buffer is a shader storage buffer holding one tensor, or (a Sub) the
+// range of bytes from off of its root's buffer.
 type buffer struct {
 	id    uint32 // set on the GL thread before any use of it there
 	bytes int
+	root  *buffer // a Sub's whole buffer, else nil
+	off   int     // a Sub's first byte in root
 }
 
 func (s *buffer) Bytes() int { return s.bytes }
+
+// name is the GL buffer that holds s, and start its first byte there.
+// GL thread only (a root's id is set there).
+func (s *buffer) name() (id uint32, start int) {
+	if s.root != nil {
+		return s.root.id, s.off
+	}
+	return s.id, 0
+}
+
+// subAlignBytes is the byte alignment of a Sub's start: 256, the most
+// GL_SHADER_STORAGE_BUFFER_OFFSET_ALIGNMENT may be (OpenGL 4.3, table
+// 23.64), so every driver accepts it for glBindBufferRange.
+const subAlignBytes = 256
+
+// Sub returns an F32 tensor over t's buffer from element off
+// (engine.Suballocator): dispatches bind its range, and Write and Read
+// touch only it. Free leaves it; freeing t ends it.
+func (b *Backend) Sub(t *engine.Tensor, off int, shape ...int) *engine.Tensor {
+	s := buf(t)
+	n := engine.Shape(shape).Numel()
+	if s.root != nil || t.DType() != engine.F32 || off < 0 || (4*off)%subAlignBytes != 0 || 4*(off+n) > s.bytes {
+		panic(fmt.Sprintf("gl: Sub %v at element %d of %v", shape, off, t))
+	}
+	return engine.NewTensor(shape, engine.F32, &buffer{bytes: storageBytes(engine.F32, n), root: s, off: 4 * off})
+}
+
+// SubAlign is subAlignBytes in elements.
+func (b *Backend) SubAlign() int { return subAlignBytes / 4 }
 
 func buf(t *engine.Tensor) *buffer {
 	s, ok := t.Storage().(*buffer)
@@ -417,8 +453,9 @@ func (b *Backend) WriteRaw(t *engine.Tensor, src []byte) {
 		s := buf(t)
 		b.call(func() {
 			b.hazards.host()
-			gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, s.id)
-			gl.BufferSubData(gl.SHADER_STORAGE_BUFFER, 0, len(src), gl.Ptr(src))
+			id, start := s.name()
+			gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, id)
+			gl.BufferSubData(gl.SHADER_STORAGE_BUFFER, start, len(src), gl.Ptr(src))
 			b.checkGL("upload")
 		})
 		return
@@ -432,8 +469,9 @@ func (b *Backend) upload(t *engine.Tensor, raw []byte) {
 	s := buf(t)
 	b.enqueue(func() {
 		b.hazards.host()
-		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, s.id)
-		gl.BufferSubData(gl.SHADER_STORAGE_BUFFER, 0, len(raw), gl.Ptr(raw))
+		id, start := s.name()
+		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, id)
+		gl.BufferSubData(gl.SHADER_STORAGE_BUFFER, start, len(raw), gl.Ptr(raw))
 		b.checkGL("upload")
 	})
 }
@@ -446,8 +484,9 @@ func (b *Backend) Read(t *engine.Tensor) ([]float32, error) {
 	var err error
 	b.call(func() {
 		b.hazards.host()
-		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, s.id)
-		gl.GetBufferSubData(gl.SHADER_STORAGE_BUFFER, 0, len(raw), gl.Ptr(raw))
+		id, start := s.name()
+		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, id)
+		gl.GetBufferSubData(gl.SHADER_STORAGE_BUFFER, start, len(raw), gl.Ptr(raw))
 		b.sinceHost = 0
 		b.checkGL("read back")
 		err, b.err = b.err, nil
@@ -466,9 +505,13 @@ func (b *Backend) Read(t *engine.Tensor) ([]float32, error) {
 	return out, nil
 }
 
-// Free releases t's buffer.
+// Free releases t's buffer; a Sub's belongs to its root, so Free leaves
+// it.
 func (b *Backend) Free(t *engine.Tensor) {
 	s := buf(t)
+	if s.root != nil {
+		return
+	}
 	b.Release(int64(s.bytes))
 	b.enqueue(func() {
 		gl.DeleteBuffers(1, &s.id)
@@ -476,7 +519,10 @@ func (b *Backend) Free(t *engine.Tensor) {
 	})
 }
 
-var _ engine.Backend = (*Backend)(nil)
+var (
+	_ engine.Backend      = (*Backend)(nil)
+	_ engine.Suballocator = (*Backend)(nil)
+)
 
 // GL_KHR_shader_subgroup's queries (its enums are not in go-gl's 4.3
 // core profile).

@@ -30,11 +30,29 @@ import (
 // buffer accesses and to buffer reads and writes from the host.
 const barrierBits = gl.SHADER_STORAGE_BARRIER_BIT | gl.BUFFER_UPDATE_BARRIER_BIT
 
-// hazards are the buffers read and written since the last barrier. GL
-// thread only.
+// hazards are the buffer ranges read and written since the last
+// barrier. GL thread only.
 type hazards struct {
-	reads, writes []uint32
+	reads, writes []span
 	barriers      int // barriers placed (tests)
+}
+
+// span is the bytes [lo, hi) of GL buffer id: a tensor's whole buffer,
+// or a Sub's range of its root's (nn.Pool's arena holds many tensors, and
+// one of them touches no other).
+type span struct {
+	id     uint32
+	lo, hi int
+}
+
+func spanOf(s *buffer) span {
+	id, start := s.name()
+	return span{id, start, start + s.bytes}
+}
+
+// touches reports whether any of ss overlaps x.
+func touches(ss []span, x span) bool {
+	return slices.ContainsFunc(ss, func(s span) bool { return s.id == x.id && s.lo < x.hi && x.lo < s.hi })
 }
 
 // before places a barrier ahead of a dispatch of p over bufs where it
@@ -47,7 +65,8 @@ func (h *hazards) before(p *program, bufs []*buffer, all bool) {
 	}
 	need := false
 	for i, s := range bufs {
-		if slices.Contains(h.writes, s.id) || !p.reads(i) && slices.Contains(h.reads, s.id) {
+		x := spanOf(s)
+		if touches(h.writes, x) || !p.reads(i) && touches(h.reads, x) {
 			need = true
 			break
 		}
@@ -57,9 +76,9 @@ func (h *hazards) before(p *program, bufs []*buffer, all bool) {
 	}
 	for i, s := range bufs {
 		if p.reads(i) {
-			h.reads = append(h.reads, s.id)
+			h.reads = append(h.reads, spanOf(s))
 		} else {
-			h.writes = append(h.writes, s.id)
+			h.writes = append(h.writes, spanOf(s))
 		}
 	}
 }

@@ -46,25 +46,88 @@ func TestReadOnlyBindings(t *testing.T) {
 // TestBarrierPlacement: products of one input into separate outputs run
 // with no barrier between them; a dispatch reading one of their outputs,
 // or overwriting a buffer one of them still reads, gets one first; and
-// the values are those of the barrier-after-every-dispatch backend.
+// the values are those of the barrier-after-every-dispatch backend. The
+// same holds with every activation a Sub of one arena buffer (nn.Pool's
+// plans): the ranges, not the buffer, decide.
 func TestBarrierPlacement(t *testing.T) {
-	run := func(all bool) (barriers []int, out []float32) {
-		b := openGL(t)
-		b.barrierAll = all
-		r := rand.New(rand.NewPCG(1, 2))
-		x, _ := uploaded(t, b, r, engine.F32, 2, 70, 36) // [B, N, C]
-		var ws []*engine.Tensor
-		for range 3 {
-			w, _ := uploaded(t, b, r, engine.F16, 36, 36) // [C, C]
-			ws = append(ws, w)
+	for _, arena := range []bool{false, true} {
+		got, vals := barrierRun(t, false, arena)
+		if want := []int{0, 0, 0, 0, 1, 1, 2}; !slices.Equal(got, want) {
+			t.Errorf("arena %v: barriers placed after each step %v, want %v", arena, got, want)
 		}
+		_, ref := barrierRun(t, true, false)
+		if !slices.Equal(vals, ref) {
+			t.Errorf("arena %v: results differ from the backend with a barrier after every dispatch", arena)
+		}
+	}
+	// Subs are told apart by their ranges: overlapping ones depend on
+	// each other, disjoint ones do not.
+	b := openGL(t)
+	whole := b.New(engine.F32, 1280)                       // [1280]
+	lo, hi := b.Sub(whole, 0, 512), b.Sub(whole, 256, 512) // [512] each, 256 shared
+	far, free := b.Sub(whole, 768, 256), b.Sub(whole, 1024, 256)
+	b.Write(whole, make([]float32, 1280))
+	var got []int
+	count := func() { b.call(func() { got = append(got, b.hazards.barriers) }) }
+	count()
+	b.Unary(lo, lo, engine.Tanh) // writes [0, 512)
+	count()
+	b.Unary(far, hi.View(256), engine.Tanh) // reads [256, 768): a barrier; writes [768, 1024)
+	count()
+	b.Unary(free, free, engine.Tanh) // [1024, 1280): none
+	count()
+	b.Unary(lo, lo, engine.Tanh) // overwrites [256, 512), still read: a barrier
+	count()
+	for i := range got {
+		got[i] -= got[0]
+	}
+	if want := []int{0, 0, 1, 1, 2}; !slices.Equal(got, want) {
+		t.Errorf("subs of one buffer: barriers after each step %v, want %v", got, want)
+	}
+}
+
+// barrierRun is TestBarrierPlacement's sequence of dispatches, on a
+// backend with a barrier after every dispatch (all) or placed by the
+// hazards, with x and the products in buffers of their own or cut from
+// one arena; it returns the barriers counted after each step and the
+// results.
+func barrierRun(t *testing.T, all, arena bool) (barriers []int, out []float32) {
+	b := openGL(t)
+	b.barrierAll = all
+	r := rand.New(rand.NewPCG(1, 2))
+	const rowElems = 2 * 70 * 36
+	var whole *engine.Tensor
+	next := 0
+	act := func() *engine.Tensor { // [B, N, C]
+		if !arena {
+			return b.New(engine.F32, 2, 70, 36)
+		}
+		t := b.Sub(whole, next, 2, 70, 36)
+		next += (rowElems + b.SubAlign() - 1) / b.SubAlign() * b.SubAlign()
+		return t
+	}
+	if arena {
+		whole = b.New(engine.F32, 4*(rowElems+b.SubAlign())) // [4 activations, aligned]
+	}
+	x := act()
+	xv := make([]float32, rowElems)
+	for i := range xv {
+		xv[i] = float32(r.NormFloat64())
+	}
+	b.Write(x, xv)
+	var ws []*engine.Tensor
+	for range 3 {
+		w, _ := uploaded(t, b, r, engine.F16, 36, 36) // [C, C]
+		ws = append(ws, w)
+	}
+	{
 		count := func() {
 			b.call(func() { barriers = append(barriers, b.hazards.barriers) })
 		}
 		count()
 		var ys []*engine.Tensor
 		for _, w := range ws {
-			y := b.New(engine.F32, 2, 70, 36) // [B, N, C]
+			y := act() // [B, N, C]
 			b.MatMul(y, x, w, nil, engine.MatMulParams{TransB: true})
 			ys = append(ys, y)
 			count()
@@ -85,14 +148,6 @@ func TestBarrierPlacement(t *testing.T) {
 			}
 			out = append(out, v...)
 		}
-		return barriers, out
 	}
-	got, vals := run(false)
-	if want := []int{0, 0, 0, 0, 1, 1, 2}; !slices.Equal(got, want) {
-		t.Errorf("barriers placed after each step %v, want %v", got, want)
-	}
-	_, ref := run(true)
-	if !slices.Equal(vals, ref) {
-		t.Error("results differ from the backend with a barrier after every dispatch")
-	}
+	return barriers, out
 }

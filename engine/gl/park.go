@@ -65,8 +65,9 @@ func (b *Backend) Park(t *engine.Tensor) (engine.Parked, bool) {
 			gl.DeleteBuffers(1, &p.id)
 			return
 		}
-		gl.BindBuffer(gl.COPY_READ_BUFFER, s.id)
-		gl.CopyBufferSubData(gl.COPY_READ_BUFFER, gl.COPY_WRITE_BUFFER, 0, 0, p.bytes)
+		id, start := s.name()
+		gl.BindBuffer(gl.COPY_READ_BUFFER, id)
+		gl.CopyBufferSubData(gl.COPY_READ_BUFFER, gl.COPY_WRITE_BUFFER, start, 0, p.bytes)
 		if gl.GetError() != gl.NO_ERROR { // t stays; the caller copies it itself
 			gl.DeleteBuffers(1, &p.id)
 			return
@@ -87,9 +88,10 @@ func (b *Backend) Unpark(t *engine.Tensor, p engine.Parked) {
 	}
 	b.enqueue(func() {
 		b.hazards.host()
+		id, start := s.name()
 		gl.BindBuffer(gl.COPY_READ_BUFFER, h.id)
-		gl.BindBuffer(gl.COPY_WRITE_BUFFER, s.id)
-		gl.CopyBufferSubData(gl.COPY_READ_BUFFER, gl.COPY_WRITE_BUFFER, 0, 0, h.bytes)
+		gl.BindBuffer(gl.COPY_WRITE_BUFFER, id)
+		gl.CopyBufferSubData(gl.COPY_READ_BUFFER, gl.COPY_WRITE_BUFFER, 0, start, h.bytes)
 		b.checkGL(fmt.Sprintf("unpark %d bytes", h.bytes))
 	})
 }

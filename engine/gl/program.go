@@ -232,7 +232,11 @@ func (b *Backend) dispatch(op string, d defines, groups int, bufs []*buffer, set
 		}
 		gl.UseProgram(p.id)
 		for i, s := range bufs {
-			gl.BindBufferBase(gl.SHADER_STORAGE_BUFFER, uint32(i), s.id)
+			if s.root != nil {
+				gl.BindBufferRange(gl.SHADER_STORAGE_BUFFER, uint32(i), s.root.id, s.off, s.bytes)
+			} else {
+				gl.BindBufferBase(gl.SHADER_STORAGE_BUFFER, uint32(i), s.id)
+			}
 		}
 		u := uniforms{p}
 		u.u("u_groups", uint32(groups))
