@@ -14,6 +14,9 @@ import (
 // idle buffers between stages whose sizes differ (a decoder's resolution
 // levels), Free all of them when a network is done for a while.
 //
+// A pass that repeats can also be planned ahead into one arena (Plan,
+// plan.go), where the backend can cut tensors out of a buffer.
+//
 // Buffers are told apart by their storage, so every buffer a backend makes
 // must have its own (pointer) Storage value, as Glimmer's backends do.
 type Pool struct {
@@ -23,11 +26,16 @@ type Pool struct {
 	// Bytes is the device memory the pool holds now; Peak is the most it
 	// has held since NewPool.
 	Bytes, Peak int64
+
+	plan      *plan                       // the pass laid out in an arena (plan.go), or nil
+	pass      passState                   // between Begin and End
+	fromArena map[engine.Storage]arenaRef // tensors handed out from an arena
+	rec       *recording                  // a rehearsal's, else nil
 }
 
 // NewPool makes an empty pool on b.
 func NewPool(b engine.Backend) *Pool {
-	return &Pool{b: b, busy: map[engine.Storage]*engine.Tensor{}}
+	return &Pool{b: b, busy: map[engine.Storage]*engine.Tensor{}, fromArena: map[engine.Storage]arenaRef{}}
 }
 
 // Get returns an F32 tensor of the shape, with undefined contents: a view
@@ -35,6 +43,9 @@ func NewPool(b engine.Backend) *Pool {
 // back last among equals), or a new buffer of exactly its size.
 func (p *Pool) Get(shape ...int) *engine.Tensor {
 	n := engine.Shape(shape).Numel()
+	if t, ok := p.planned(n, shape); ok {
+		return t
+	}
 	best := -1
 	for i, t := range p.idle {
 		if c := t.Numel(); c >= n && (best < 0 || c <= p.idle[best].Numel()) {
@@ -51,7 +62,11 @@ func (p *Pool) Get(shape ...int) *engine.Tensor {
 		p.Peak = max(p.Peak, p.Bytes)
 	}
 	p.busy[buf.Storage()] = buf
-	return buf.View(shape...)
+	t := buf.View(shape...)
+	if p.rec != nil {
+		p.rec.get(t, n)
+	}
+	return t
 }
 
 // Put returns tensors from Get (or views of them) to the pool; they must
@@ -59,8 +74,11 @@ func (p *Pool) Get(shape ...int) *engine.Tensor {
 // out, or one already put back, is a programmer error and panics.
 func (p *Pool) Put(ts ...*engine.Tensor) {
 	for _, t := range ts {
-		if t == nil {
+		if t == nil || p.putArena(t) {
 			continue
+		}
+		if p.rec != nil {
+			p.rec.put(t)
 		}
 		buf, ok := p.busy[t.Storage()]
 		if !ok {
@@ -88,5 +106,12 @@ func (p *Pool) Free() {
 	for _, t := range p.busy {
 		p.b.Free(t)
 	}
-	p.busy, p.Bytes = map[engine.Storage]*engine.Tensor{}, 0
+	for _, r := range p.fromArena {
+		p.freeArena(r.pl)
+	}
+	if p.plan != nil {
+		p.freeArena(p.plan)
+	}
+	p.busy, p.Bytes, p.plan = map[engine.Storage]*engine.Tensor{}, 0, nil
+	clear(p.fromArena)
 }

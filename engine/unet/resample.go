@@ -35,14 +35,14 @@ func newUpsample(l *nn.Loader, ch int) *upsample2D {
 }
 
 // forward returns conv(nearest(x)) for x [B, C, H, W] resized to oh x ow,
-// in a tensor from u's pool.
-func (s *upsample2D) forward(u *UNet, x *engine.Tensor, oh, ow int) *engine.Tensor {
+// in a tensor from p.
+func (s *upsample2D) forward(u *UNet, b engine.Backend, p *nn.Pool, x *engine.Tensor, oh, ow int) *engine.Tensor {
 	bsz, ch := x.Dim(0), x.Dim(1)
-	up := u.pool.Get(bsz, ch, oh, ow)  // [B, C, oh, ow]
-	u.nearest(up, x)                   // [B, C, oh, ow]
-	out := u.pool.Get(bsz, ch, oh, ow) // [B, C, oh, ow]
-	s.Conv.Forward(u.b, out, up)       // [B, C, oh, ow]
-	u.pool.Put(up)
+	up := p.Get(bsz, ch, oh, ow)  // [B, C, oh, ow]
+	u.nearest(b, p, up, x)        // [B, C, oh, ow]
+	out := p.Get(bsz, ch, oh, ow) // [B, C, oh, ow]
+	s.Conv.Forward(b, out, up)    // [B, C, oh, ow]
+	p.Put(up)
 	return out
 }
 
@@ -55,27 +55,31 @@ func (s *upsample2D) forward(u *UNet, x *engine.Tensor, oh, ow int) *engine.Tens
 //
 //	rows:    x [N·C·H, W] · Sw [W, OW]            → [N·C, H, OW]
 //	columns: transpose → [N·C, OW, H] · Sh [H, OH] → [N·C, OW, OH] → transpose
-func (u *UNet) nearest(dst, x *engine.Tensor) {
+func (u *UNet) nearest(b engine.Backend, p *nn.Pool, dst, x *engine.Tensor) {
 	n, c, h, w := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
 	oh, ow := dst.Dim(2), dst.Dim(3)
 	if oh == 2*h && ow == 2*w {
-		u.b.Upsample2x(dst, x) // [N, C, 2H, 2W]
+		b.Upsample2x(dst, x) // [N, C, 2H, 2W]
 		return
 	}
-	b, p := u.b, u.pool
-	rows := p.Get(n*c*h, ow)                                                            // [N·C·H, OW]
-	b.MatMul(rows, x.Reshape(n*c*h, w), u.selection(w, ow), nil, engine.MatMulParams{}) // [N·C·H, OW]
-	cols := p.Get(n*c, ow, h)                                                           // [N·C, OW, H]
-	b.Transpose(cols, rows.Reshape(n*c, h, ow))                                         // [N·C, OW, H]
-	res := p.Get(n*c, ow, oh)                                                           // [N·C, OW, OH]
-	b.MatMul(res, cols, u.selection(h, oh), nil, engine.MatMulParams{})                 // [N·C, OW, OH]
-	b.Transpose(dst.Reshape(n*c, oh, ow), res)                                          // [N·C, OH, OW]
+	rows := p.Get(n*c*h, ow)                                                               // [N·C·H, OW]
+	b.MatMul(rows, x.Reshape(n*c*h, w), u.selection(b, w, ow), nil, engine.MatMulParams{}) // [N·C·H, OW]
+	cols := p.Get(n*c, ow, h)                                                              // [N·C, OW, H]
+	b.Transpose(cols, rows.Reshape(n*c, h, ow))                                            // [N·C, OW, H]
+	res := p.Get(n*c, ow, oh)                                                              // [N·C, OW, OH]
+	b.MatMul(res, cols, u.selection(b, h, oh), nil, engine.MatMulParams{})                 // [N·C, OW, OH]
+	b.Transpose(dst.Reshape(n*c, oh, ow), res)                                             // [N·C, OH, OW]
 	p.Put(rows, cols, res)
 }
 
 // selection returns the [in, out] matrix S with S[i][j] = 1 where output j
-// reads input i under nearest resizing, made once per size pair.
-func (u *UNet) selection(in, out int) *engine.Tensor {
+// reads input i under nearest resizing, made once per size pair (on
+// another backend than the U-Net's, a rehearsal's, a stand-in of its
+// shape, not kept).
+func (u *UNet) selection(b engine.Backend, in, out int) *engine.Tensor {
+	if b != u.b {
+		return b.New(engine.F32, in, out) // [in, out]
+	}
 	key := [2]int{in, out}
 	if s, ok := u.resize[key]; ok {
 		return s

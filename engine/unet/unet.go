@@ -239,16 +239,35 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 	if x.DType() != engine.F32 || dst.DType() != engine.F32 || context.DType() != engine.F32 {
 		return fmt.Errorf("unet: x %v, dst %v and context %v must be F32", x.DType(), dst.DType(), context.DType())
 	}
-	b, p := u.b, u.pool
-
-	// Time embedding; every ResNet adds time_emb_proj(SiLU(emb)), so the
-	// SiLU is applied once here, unless KeepTimesteps projected it already.
 	ts := make([]float32, bsz)
 	for i := range ts {
 		ts[i] = timesteps[min(i, len(timesteps)-1)]
 	}
+	row := u.keptRow(ts)
+
+	// The pool lays the pass's activations out in one arena (nn.Pool.Plan),
+	// rehearsed once for each kind of call: what the pass takes from the
+	// pool depends on the shapes, on whether the time embedding is kept and
+	// on whether the context's keys and values are.
+	key := fmt.Sprint(x.Shape(), context.Shape(), row >= 0, u.keepsContext(context))
+	u.pool.Plan(key, func(b engine.Backend, p *nn.Pool) { u.forward(b, p, dst, x, ts, row, context) })
+	u.pool.Begin()
+	u.forward(u.b, u.pool, dst, x, ts, row, context)
+	u.pool.End()
+	return nil
+}
+
+// forward is Forward's pass on b with activations from p, for timesteps
+// ts (one per context row) whose kept time embedding starts at row (-1:
+// none kept).
+func (u *UNet) forward(b engine.Backend, p *nn.Pool, dst, x *engine.Tensor, ts []float32, row int, context *engine.Tensor) {
+	c := &u.Config
+	bsz, h, w := context.Dim(0), x.Dim(2), x.Dim(3)
+
+	// Time embedding; every ResNet adds time_emb_proj(SiLU(emb)), so the
+	// SiLU is applied once here, unless KeepTimesteps projected it already.
 	var temb *engine.Tensor
-	te := stepEmbedding{row: u.keptRow(ts)}
+	te := stepEmbedding{row: row}
 	if te.row < 0 {
 		temb = u.TimeEmbedding.forward(b, p, ts) // [B, TimeEmbedDim]
 		b.Unary(temb, temb, engine.SiLU)         // [B, TimeEmbedDim]
@@ -315,7 +334,7 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 			// Upsample to the next skip's size: 2x, or 2x-1 after an odd size
 			// was downsampled.
 			target := skips[len(skips)-1]
-			next := up.Upsampler.forward(u, cur, target.Dim(2), target.Dim(3)) // [B, C, H', W']
+			next := up.Upsampler.forward(u, b, p, cur, target.Dim(2), target.Dim(3)) // [B, C, H', W']
 			p.Put(cur)
 			cur = next
 		}
@@ -334,7 +353,6 @@ func (u *UNet) Forward(dst, x *engine.Tensor, timesteps []float32, context *engi
 	if temb != nil {
 		p.Put(temb)
 	}
-	return nil
 }
 
 // widen returns, in a tensor from p, x [1, ...] repeated as n rows [n,
@@ -484,6 +502,12 @@ func (u *UNet) KeepContext(context *engine.Tensor) {
 	for _, a := range u.crossAttentions() {
 		a.keepFor = context
 	}
+}
+
+// keepsContext reports whether Forward keeps context's keys and values.
+func (u *UNet) keepsContext(context *engine.Tensor) bool {
+	as := u.crossAttentions()
+	return len(as) > 0 && as[0].keepFor == context
 }
 
 // ForgetContext frees what KeepContext kept and keeps nothing from now on.

@@ -130,7 +130,7 @@ func ramp(start, t, n, f, overlap int) []float32 {
 // SD's decoder takes 0.5 GiB at 512x512 (a 64x64 latent), 2 GiB at
 // 1024x1024: the estimate grows with h·w.
 func (v *VAE) DecodeMemory(z engine.Shape) int64 {
-	var so shapeOnly
+	var so nn.ShapeOnly
 	p := nn.NewPool(so)
 	f := v.Config.DownsampleFactor()
 	zt := so.New(engine.F32, z...)                                        // [B, L, h, w]
@@ -150,29 +150,3 @@ func (v *VAE) fitTile(bsz, side int, budget int64) int {
 	}
 	return 8
 }
-
-// shapeOnly is a backend that allocates storage-less tensors and runs no
-// op: DecodeMemory replays the decoder on it to count the pool's
-// allocations. Only the methods the decoder calls are defined; any other
-// would be a nil call, a programmer error the tests catch.
-type shapeOnly struct{ engine.Backend }
-
-// sizeOnly is a pointer, so that every tensor has its own storage (the
-// pool tells its buffers apart by storage).
-type sizeOnly struct{ bytes int }
-
-func (s *sizeOnly) Bytes() int { return s.bytes }
-
-func (shapeOnly) New(dt engine.DType, shape ...int) *engine.Tensor {
-	return engine.NewTensor(shape, dt, &sizeOnly{engine.Shape(shape).Numel() * dt.Size()})
-}
-func (shapeOnly) Write(*engine.Tensor, []float32)                               {}
-func (shapeOnly) Free(*engine.Tensor)                                           {}
-func (shapeOnly) MatMul(_, _, _, _ *engine.Tensor, _ engine.MatMulParams)       {}
-func (shapeOnly) Conv2D(_, _, _, _ *engine.Tensor, _ engine.Conv2DParams)       {}
-func (shapeOnly) GroupNorm(_, _, _, _ *engine.Tensor, _ engine.GroupNormParams) {}
-func (shapeOnly) Attention(_, _, _, _ *engine.Tensor, _ engine.AttentionParams) {}
-func (shapeOnly) Binary(_, _, _ *engine.Tensor, _ engine.BinaryOp)              {}
-func (shapeOnly) Upsample2x(_, _ *engine.Tensor)                                {}
-func (shapeOnly) Concat(_, _, _ *engine.Tensor)                                 {}
-func (shapeOnly) Transpose(_, _ *engine.Tensor)                                 {}

@@ -509,11 +509,6 @@ func (s zeroSource) Raw(name string) (model.Data, error) {
 	return model.Data{DType: engine.F16, Shape: sh}, nil
 }
 
-func (shapeOnly) WriteRaw(*engine.Tensor, []byte) {}
-func (shapeOnly) Read(t *engine.Tensor) ([]float32, error) {
-	return make([]float32, t.Numel()), nil
-}
-
 // TestSD15Memory checks DecodeMemory's documented figure for SD 1.5's VAE
 // at 512x512, built on the shape-only backend (no real weights needed).
 func TestSD15Memory(t *testing.T) {
@@ -527,7 +522,7 @@ func TestSD15Memory(t *testing.T) {
 	for _, s := range cfg.Expected() {
 		src[s.Name] = s.Shape
 	}
-	v, err := Load(nn.NewLoader(shapeOnly{}, src, false), cfg.VAE)
+	v, err := Load(nn.NewLoader(nn.ShapeOnly{}, src, false), cfg.VAE)
 	if err != nil {
 		t.Fatal(err)
 	}
