@@ -15,7 +15,8 @@
 # narrows the tests run on the driver (a -test.run pattern). VARIANTS
 # replaces the settings this build also runs under (';' between runs,
 # ' ' between one run's VAR=value settings; default --offload, then
-# GLIMMER_GL_FLUSH=0, the flushes off); ATTN40=- and PROFILE=0 skip the sweep and the profile;
+# GLIMMER_GL_FLUSH=0, the flushes off); OLD_VARIANTS gives settings the older
+# builds also run under (same syntax, none by default); ATTN40=- and PROFILE=0 skip the sweep and the profile;
 # SDGEMM=name,name times those BenchmarkSDGEMM shapes under the backend's
 # own plan (or SDGEMM_PLANS's, GLIMMER_SDGEMM_PLANS's syntax) with each
 # of SDGEMM_ENV's settings (';' between them);
@@ -35,8 +36,14 @@ sd() { # binary, then VAR=value settings
 		grep "ms/image\|hashes\|peak device\|FAIL\|panic"
 }
 sd pipeline.test
+IFS=';' read -ra oldvariants <<<"${OLD_VARIANTS:-}"
 for b in .carry/pipeline_*.test; do
-	[ -e "$b" ] && sd "$(basename "$b")"
+	[ -e "$b" ] || continue
+	sd "$(basename "$b")"
+	for v in "${oldvariants[@]}"; do
+		read -ra set <<<"$v"
+		sd "$(basename "$b")" "${set[@]}"
+	done
 done
 IFS=';' read -ra variants <<<"${VARIANTS:-GLIMMER_OFFLOAD=1;GLIMMER_GL_FLUSH=0}"
 for v in "${variants[@]}"; do

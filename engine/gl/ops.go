@@ -120,7 +120,7 @@ const gemmSplitMax = 48 << 20
 // b.gemmForce, set by tests and benchmarks, overrides the tile, slice
 // depth and split.
 func (b *Backend) gemmPlan(m, n, k, batch int) gemmPlan {
-	return b.gemmPlanWithin(m, n, k, batch, gemmSplitMax)
+	return b.gemmPlanWithin(m, n, k, batch, b.splitCap)
 }
 
 // gemmPlanWithin is gemmPlan with the split's partial sums held to

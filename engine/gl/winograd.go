@@ -155,7 +155,7 @@ func (b *Backend) convWinograd(dst, x, w, bias, res *engine.Tensor, d engine.Con
 				})
 			}
 			mTotal := xi * occ * tp
-			plan := b.gemmPlanWithin(occ, tp, cp, xi, min(lim, gemmSplitMax))
+			plan := b.gemmPlanWithin(occ, tp, cp, xi, min(lim, b.splitCap))
 			part := b.splitScratch(plan.Split * mTotal)
 			gdef := plan.defines(defines{})
 			b.dispatch("winograd_gemm", gdef, plan.groups(occ, tp, xi), []*buffer{part, u, v}, func(un uniforms) {
