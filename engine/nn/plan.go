@@ -21,7 +21,8 @@ import (
 // plan is a rehearsed pass laid out in an arena.
 type plan struct {
 	key   string
-	arena *engine.Tensor // [elements]: the backend's, cut with Sub
+	size  int            // the arena's elements
+	arena *engine.Tensor // [size]: the backend's, cut with Sub; nil after Free
 	sub   engine.Suballocator
 	gets  []plannedGet // the pass's Gets in order
 	out   []bool       // gets[k]'s tensor is handed out
@@ -122,7 +123,11 @@ func (r *recording) layout(align int) ([]plannedGet, int) {
 // filled at the first real pass, say) asks Rehearsing. On a backend
 // without engine.Suballocator Plan does nothing.
 func (p *Pool) Plan(key string, pass func(b engine.Backend, rec *Pool)) {
-	if p.plan != nil && p.plan.key == key {
+	if pl := p.plan; pl != nil && pl.key == key {
+		if pl.arena == nil && pl.size > 0 { // Free took it: the layout stands
+			p.Trim()
+			p.makeArena(pl)
+		}
 		return
 	}
 	sub, ok := p.b.(engine.Suballocator)
@@ -135,13 +140,17 @@ func (p *Pool) Plan(key string, pass func(b engine.Backend, rec *Pool)) {
 	gets, size := rec.rec.layout(sub.SubAlign())
 	p.dropPlan()
 	p.Trim()
-	pl := &plan{key: key, sub: sub, gets: gets, out: make([]bool, len(gets))}
-	if size > 0 {
-		pl.arena = p.b.New(engine.F32, size) // [size]
-		p.Bytes += int64(4 * size)
+	pl := &plan{key: key, sub: sub, gets: gets, size: size, out: make([]bool, len(gets))}
+	p.makeArena(pl)
+	p.plan = pl
+}
+
+func (p *Pool) makeArena(pl *plan) {
+	if pl.size > 0 {
+		pl.arena = p.b.New(engine.F32, pl.size) // [size]
+		p.Bytes += int64(4 * pl.size)
 		p.Peak = max(p.Peak, p.Bytes)
 	}
-	p.plan = pl
 }
 
 // Rehearsing reports whether the pool records a rehearsal for Plan.
@@ -152,7 +161,7 @@ func (p *Pool) Rehearsing() bool { return p.rec != nil }
 // or memory still held that the plan reuses) ends the plan for the rest
 // of the pass, and that Get and the rest come best fit.
 func (p *Pool) Begin() {
-	p.pass = passState{on: p.plan != nil}
+	p.pass = passState{on: p.plan != nil && (p.plan.arena != nil || p.plan.size == 0)}
 }
 
 // End ends a pass; it reports whether the pass followed the plan to the

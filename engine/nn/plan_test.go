@@ -129,8 +129,12 @@ func TestPoolPlan(t *testing.T) {
 			base := current(t, b)
 			p := nn.NewPool(b)
 			defer p.Free()
+			rehearsals := 0
 			rehearse := func() {
-				p.Plan("pass", func(rb engine.Backend, rp *nn.Pool) { planPass(t, rb, rp, asRehearsed) })
+				p.Plan("pass", func(rb engine.Backend, rp *nn.Pool) {
+					rehearsals++
+					planPass(t, rb, rp, asRehearsed)
+				})
 			}
 			rehearse()
 			// Live at once, at most: c, w and e (the kept tensor has a
@@ -169,6 +173,22 @@ func TestPoolPlan(t *testing.T) {
 				if !p.End() {
 					t.Errorf("after kind %d, a pass as rehearsed left the new plan", kind)
 				}
+			}
+			if rehearsals != 3 {
+				t.Errorf("%d rehearsals, want 3 (the first plan and two after stale ones)", rehearsals)
+			}
+			// Free takes the arena; the next Plan of the key makes it again
+			// from the layout it kept, without a rehearsal.
+			p.Free()
+			if got := current(t, b) - base; got != 0 || p.Bytes != 0 {
+				t.Errorf("after Free: backend holds %d bytes, pool says %d", got, p.Bytes)
+			}
+			rehearse()
+			p.Begin()
+			p.Put(planPass(t, b, p, asRehearsed))
+			if followed := p.End(); !followed || rehearsals != 3 || p.Bytes != arena+4*30*64 {
+				t.Errorf("after Free: pass followed the plan %v, %d rehearsals, pool holds %d bytes (want the arena's %d and the kept tensor's)",
+					followed, rehearsals, p.Bytes, arena)
 			}
 			p.Free()
 			if got := current(t, b) - base; got != 0 || p.Bytes != 0 {

@@ -99,8 +99,9 @@ func (p *Pool) Trim() {
 	p.idle = p.idle[:0]
 }
 
-// Free releases every buffer the pool made; tensors handed out and not
-// put back must not be used afterwards.
+// Free releases every buffer the pool made, the arena too (a plan's
+// layout stays: its next Plan makes the arena again without rehearsing);
+// tensors handed out and not put back must not be used afterwards.
 func (p *Pool) Free() {
 	p.Trim()
 	for _, t := range p.busy {
@@ -109,9 +110,11 @@ func (p *Pool) Free() {
 	for _, r := range p.fromArena {
 		p.freeArena(r.pl)
 	}
-	if p.plan != nil {
+	if p.plan != nil { // the layout stays for the next Plan of its key
 		p.freeArena(p.plan)
+		clear(p.plan.out)
+		p.plan.nOut = 0
 	}
-	p.busy, p.Bytes, p.plan = map[engine.Storage]*engine.Tensor{}, 0, nil
+	p.busy, p.Bytes = map[engine.Storage]*engine.Tensor{}, 0
 	clear(p.fromArena)
 }
