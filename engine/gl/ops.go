@@ -88,9 +88,10 @@ const halfMaxK = 640
 
 // gemmSplitMax caps the scratch buffer of split-K partial sums: 48 MiB,
 // what Winograd's products take at most (winoVMax), so that the 16x16
-// latents' GEGLU product (512x10240, K 1280) splits in 2 rather than 3
-// and --offload's peak stays at 1.985 GiB (at 64 MiB: 2,147,466,280
-// bytes, 17 KB under 2 GiB).
+// latents' GEGLU product (512x10240, K 1280) splits in 2 rather than 3.
+// At 64 MiB, p22's --offload peaked 17 KB under 2 GiB (2,147,466,280
+// bytes); the activations' arena (p23) has since taken 97 MB off that,
+// so 64 would fit, but that build is not timed (GLIMMER_GEMM_SPLITMB).
 const gemmSplitMax = 48 << 20
 
 // gemmPlan picks the tile and K split for C[m, n] = A[m, k]·B[k, n] over

@@ -5,18 +5,20 @@ import "glimmer/engine"
 // winoUMax and winoVMax cap Winograd's scratch arrays in bytes: the
 // transformed filters U, and the transformed input V and the products M
 // (each); larger convolutions run in chunks of output channels and of
-// tiles. U's 100 MiB hold the 16x16 latents' 1280x1280 filters, F(2x2,
-// 3x3), in one chunk (64 MiB took two: SD 1.5 at 512x512, H100, 1133 ->
-// 1119 ms an image, --offload 1171 -> 1139-1155 ms at 1.985 GiB, p22;
-// 113 MiB, which also holds the 32x32 latents' 1280->640 filters, left
-// --offload 2.6 MB under 2 GiB); the VAE decoder at 512x512 fills V and
-// M in chunks of 5,960 tiles. Caps of 128 MB for all three save more
-// chunks (the U-Net's 3x3 convolutions 22.2 -> 20.2 ms a step, the
-// decode 47 -> 42 ms, H100), but the memory counts against --offload's 2
-// GiB (docs/perf-notes.md). The backend's winoUCap and winoVCap start at
-// these.
+// tiles. U's 128 MiB hold the 16x16 latents' 1280x1280 filters, F(2x2,
+// 3x3), and the 32x32 latents' 1280->640, F(4x4, 3x3), in one chunk each
+// (the most SD 1.5 allocates is that one's 112.5 MiB). On an H100 (p22),
+// 64 -> 100 MiB took the image 1133 -> 1119 ms, --offload 1171 ->
+// 1139-1155 ms, and 100 -> 113-128 MiB --offload's to 1127-1133 ms, but
+// 2.6 MB under 2 GiB; since the U-Net's activations are planned into an
+// arena (nn.Pool.Plan, 97 MB less, p23) it fits with room. The VAE
+// decoder at 512x512 fills V and M in chunks of 5,960 tiles. Caps of 128
+// MB for all three save more chunks (the U-Net's 3x3 convolutions 22.2 ->
+// 20.2 ms a step, the decode 47 -> 42 ms, H100), but the memory counts
+// against --offload's 2 GiB (docs/perf-notes.md). The backend's winoUCap
+// and winoVCap start at these.
 const (
-	winoUMax = 100 << 20
+	winoUMax = 128 << 20
 	winoVMax = 48 << 20
 )
 
