@@ -62,24 +62,20 @@ func (u *UNet) nearest(b engine.Backend, p *nn.Pool, dst, x *engine.Tensor) {
 		b.Upsample2x(dst, x) // [N, C, 2H, 2W]
 		return
 	}
-	rows := p.Get(n*c*h, ow)                                                               // [N·C·H, OW]
-	b.MatMul(rows, x.Reshape(n*c*h, w), u.selection(b, w, ow), nil, engine.MatMulParams{}) // [N·C·H, OW]
-	cols := p.Get(n*c, ow, h)                                                              // [N·C, OW, H]
-	b.Transpose(cols, rows.Reshape(n*c, h, ow))                                            // [N·C, OW, H]
-	res := p.Get(n*c, ow, oh)                                                              // [N·C, OW, OH]
-	b.MatMul(res, cols, u.selection(b, h, oh), nil, engine.MatMulParams{})                 // [N·C, OW, OH]
-	b.Transpose(dst.Reshape(n*c, oh, ow), res)                                             // [N·C, OH, OW]
+	rows := p.Get(n*c*h, ow)                                                            // [N·C·H, OW]
+	b.MatMul(rows, x.Reshape(n*c*h, w), u.selection(w, ow), nil, engine.MatMulParams{}) // [N·C·H, OW]
+	cols := p.Get(n*c, ow, h)                                                           // [N·C, OW, H]
+	b.Transpose(cols, rows.Reshape(n*c, h, ow))                                         // [N·C, OW, H]
+	res := p.Get(n*c, ow, oh)                                                           // [N·C, OW, OH]
+	b.MatMul(res, cols, u.selection(h, oh), nil, engine.MatMulParams{})                 // [N·C, OW, OH]
+	b.Transpose(dst.Reshape(n*c, oh, ow), res)                                          // [N·C, OH, OW]
 	p.Put(rows, cols, res)
 }
 
 // selection returns the [in, out] matrix S with S[i][j] = 1 where output j
-// reads input i under nearest resizing, made once per size pair (on
-// another backend than the U-Net's, a rehearsal's, a stand-in of its
-// shape, not kept).
-func (u *UNet) selection(b engine.Backend, in, out int) *engine.Tensor {
-	if b != u.b {
-		return b.New(engine.F32, in, out) // [in, out]
-	}
+// reads input i under nearest resizing, made once per size pair on the
+// U-Net's backend (a rehearsal, nn.Pool.Plan, makes it a pass early).
+func (u *UNet) selection(in, out int) *engine.Tensor {
 	key := [2]int{in, out}
 	if s, ok := u.resize[key]; ok {
 		return s
