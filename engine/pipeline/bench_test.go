@@ -117,7 +117,7 @@ func BenchmarkSD15(b *testing.B) {
 	if mr, ok := be.(engine.MemoryReporter); ok {
 		peak := mr.MemoryStats().Peak
 		b.ReportMetric(float64(peak)/(1<<30), "peak_GiB")
-		b.Logf("peak device memory (the backend's count): %d bytes", peak)
+		b.Logf("peak device memory (the backend's count): %d bytes; the U-Net's activations %d", peak, p.UNet.ActivationPeak())
 	}
 	if !profiling && os.Getenv("GLIMMER_OFFLOAD") != "1" { // offloaded U-Net weights are in only inside Generate
 		b.ReportMetric(unetBackToBack(b, be, p, req.Steps), "unet_b2b_ms")
