@@ -37,6 +37,7 @@ type Limits struct {
 	MaxGroupInvoc  int    // GL_MAX_COMPUTE_WORK_GROUP_INVOCATIONS
 	MaxSharedBytes int    // GL_MAX_COMPUTE_SHARED_MEMORY_SIZE
 	MaxSSBOBytes   int    // GL_MAX_SHADER_STORAGE_BLOCK_SIZE
+	SSBOAlign      int    // GL_SHADER_STORAGE_BUFFER_OFFSET_ALIGNMENT: a bound range's start, in bytes
 	SubgroupSize   int    // compute shaders' subgroup size where they have shuffles and clustered reductions (GL_KHR_shader_subgroup), else 0
 }
 
@@ -179,6 +180,8 @@ func (b *Backend) init(ctx platformContext) error {
 	b.limits.MaxSharedBytes = int(v)
 	gl.GetIntegerv(gl.MAX_SHADER_STORAGE_BLOCK_SIZE, &v)
 	b.limits.MaxSSBOBytes = int(uint32(v))
+	gl.GetIntegerv(gl.SHADER_STORAGE_BUFFER_OFFSET_ALIGNMENT, &v)
+	b.limits.SSBOAlign = int(v)
 	b.limits.SubgroupSize = subgroupSize()
 	if b.limits.MaxGroupInvoc < 256 || b.limits.MaxSharedBytes < 16384 {
 		return fmt.Errorf("gl: %q (OpenGL %s) allows %d invocations and %d bytes of shared memory per work group; 256 and 16384 are needed",
@@ -373,25 +376,34 @@ func (s *buffer) name() (id uint32, start int) {
 	return s.id, 0
 }
 
-// subAlignBytes is the byte alignment of a Sub's start: 256, the most
-// GL_SHADER_STORAGE_BUFFER_OFFSET_ALIGNMENT may be (OpenGL 4.3, table
-// 23.64), so every driver accepts it for glBindBufferRange.
+// subAlignBytes is the least byte alignment of a Sub's start: 256, the
+// most OpenGL lets GL_SHADER_STORAGE_BUFFER_OFFSET_ALIGNMENT be (llvmpipe
+// asks 16), which also starts every sub on a fresh cache line; subAlign
+// takes the driver's where it asks more.
 const subAlignBytes = 256
+
+func (b *Backend) subAlign() int {
+	a := subAlignBytes
+	for a < b.limits.SSBOAlign {
+		a *= 2
+	}
+	return a
+}
 
 // Sub returns an F32 tensor over t's buffer from element off
 // (engine.Suballocator): dispatches bind its range, and Write and Read
 // touch only it. Free leaves it; freeing t ends it.
 func (b *Backend) Sub(t *engine.Tensor, off int, shape ...int) *engine.Tensor {
 	s := buf(t)
-	n := engine.Shape(shape).Numel()
-	if s.root != nil || t.DType() != engine.F32 || off < 0 || (4*off)%subAlignBytes != 0 || 4*(off+n) > s.bytes {
+	bytes := storageBytes(engine.F32, engine.Shape(shape).Numel())
+	if s.root != nil || t.DType() != engine.F32 || off < 0 || (4*off)%b.subAlign() != 0 || 4*off+bytes > s.bytes {
 		panic(fmt.Sprintf("gl: Sub %v at element %d of %v", shape, off, t))
 	}
-	return engine.NewTensor(shape, engine.F32, &buffer{bytes: storageBytes(engine.F32, n), root: s, off: 4 * off})
+	return engine.NewTensor(shape, engine.F32, &buffer{bytes: bytes, root: s, off: 4 * off})
 }
 
-// SubAlign is subAlignBytes in elements.
-func (b *Backend) SubAlign() int { return subAlignBytes / 4 }
+// SubAlign is subAlign in elements.
+func (b *Backend) SubAlign() int { return b.subAlign() / 4 }
 
 func buf(t *engine.Tensor) *buffer {
 	s, ok := t.Storage().(*buffer)

@@ -81,7 +81,8 @@ func (r *recording) layout(align int) ([]plannedGet, int) {
 	// Largest first (then in pass order): the big tensors settle the
 	// arena's size and the small ones fill the gaps they leave.
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(r.n[b], r.n[a]) })
-	span := func(i int) int { return (r.n[i] + align - 1) / align * align }
+	// An empty tensor takes an element, so every range lies in the arena.
+	span := func(i int) int { return (max(r.n[i], 1) + align - 1) / align * align }
 	size := 0
 	var placed []int
 	for _, i := range order {
