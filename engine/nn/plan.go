@@ -166,8 +166,8 @@ func (p *Pool) Begin() {
 }
 
 // End ends a pass; it reports whether the pass followed the plan to the
-// end. A pass that did not drops the plan (the next Plan makes a new
-// one).
+// end. A pass that did not leaves the plan stale: the next Plan lays the
+// pass out again, whatever its key.
 func (p *Pool) End() bool {
 	followed := !p.pass.on || !p.pass.left && p.pass.next == len(p.plan.gets)
 	if p.pass.on && !followed {

@@ -38,9 +38,10 @@ func NewPool(b engine.Backend) *Pool {
 	return &Pool{b: b, busy: map[engine.Storage]*engine.Tensor{}, fromArena: map[engine.Storage]arenaRef{}}
 }
 
-// Get returns an F32 tensor of the shape, with undefined contents: a view
-// of the smallest idle buffer of at least its element count (the one put
-// back last among equals), or a new buffer of exactly its size.
+// Get returns an F32 tensor of the shape, with undefined contents: in a
+// planned pass (Begin), its place in the arena; else a view of the
+// smallest idle buffer of at least its element count (the one put back
+// last among equals), or a new buffer of exactly its size.
 func (p *Pool) Get(shape ...int) *engine.Tensor {
 	n := engine.Shape(shape).Numel()
 	if t, ok := p.planned(n, shape); ok {
