@@ -9,7 +9,7 @@ import "glimmer/engine"
 // 3x3), and the 32x32 latents' 1280->640, F(4x4, 3x3), in one chunk each
 // (the most SD 1.5 allocates is that one's 112.5 MiB). On an H100 (p22),
 // 64 -> 100 MiB took the image 1133 -> 1119 ms, --offload 1171 ->
-// 1139-1155 ms, and 100 -> 113-128 MiB --offload's to 1127-1133 ms, but
+// 1139-1155 ms, and 100 -> 113-128 MiB took --offload to 1127-1133 ms, but
 // 2.6 MB under 2 GiB; since the U-Net's activations are planned into an
 // arena (nn.Pool.Plan, 97 MB less, p23) it fits with room. The VAE
 // decoder at 512x512 fills V and M in chunks of 5,960 tiles. Caps of 128
