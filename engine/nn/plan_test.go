@@ -64,10 +64,11 @@ func planPass(t *testing.T, b engine.Backend, p *nn.Pool, kind int) (kept *engin
 	}
 	c := p.Get(3, 3200) // [3, 3200]: too big for a's memory
 	fill(c, 3)
-	kept = p.Get(30, 64) // [30, 64]
+	rows := 30
 	if kind == otherSize {
-		kept = p.Get(31, 64) // [31, 64]
+		rows = 31
 	}
+	kept = p.Get(rows, 64) // [rows, 64]
 	fill(kept, 4)
 	check(bb, filled(2), 0)
 	p.Put(bb)
