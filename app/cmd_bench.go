@@ -61,6 +61,7 @@ func runBench(env *Env, args []string) error {
 	req := g.p.Request()
 	var all []pipeline.Timings
 	for i := 0; i <= *runs; i++ {
+		p.ForgetText() // each run encodes the prompt, as a new prompt would (--offload keeps the last one)
 		res, err := p.Generate(context.Background(), req, nil)
 		if err != nil {
 			return err

@@ -216,9 +216,7 @@ func (p *Pipeline) Close() error {
 			o.Close()
 		}
 	}
-	if p.lastText != nil {
-		p.Text.Release(p.lastText)
-	}
+	p.ForgetText()
 	if p.Text != nil {
 		p.Text.Close()
 	}
@@ -535,10 +533,7 @@ func (p *Pipeline) text(r Request, guided bool) (*engine.Tensor, error) {
 	if p.lastText != nil && key == p.lastKey {
 		return p.lastText, nil
 	}
-	if p.lastText != nil {
-		p.Text.Release(p.lastText)
-		p.lastText = nil
-	}
+	p.ForgetText()
 	p.offText.In()
 	text, err := p.encodeText(r, guided)
 	if err != nil {
@@ -550,6 +545,16 @@ func (p *Pipeline) text(r Request, guided bool) (*engine.Tensor, error) {
 	}
 	p.lastText, p.lastKey = text, key
 	return text, nil
+}
+
+// ForgetText drops the text context kept for the last prompt (Offload),
+// so that the next Generate encodes its prompt again even when it is the
+// same: benchmarks call it to time what a new prompt costs.
+func (p *Pipeline) ForgetText() {
+	if p.lastText != nil {
+		p.Text.Release(p.lastText)
+		p.lastText, p.lastKey = nil, ""
+	}
 }
 
 // encodeText returns the text context: [1, L, C] for the prompt alone, or
