@@ -155,7 +155,7 @@ func (b *Backend) gemmPlanWithin(m, n, k, batch, partMax int) gemmPlan {
 		if b.wave > 0 && 10*(grid%b.wave) >= 9*b.wave {
 			maxSplit = 0 // a grid that nearly fills its last wave: splitting only adds work
 		}
-		if b.splitWave > 0 && b.wave > 0 && maxSplit > 0 && p.BM == 128 && p.BN == 128 && p.Threads == 0 {
+		if b.splitWave > 0 && b.wave > 0 && maxSplit > 0 && (b.waveAll || p.BM == 128 && p.BN == 128 && p.Threads == 0) {
 			p.Split = b.waveSplit(grid, k, p.BK, 2*maxSplit)
 			maxSplit = 0
 		}
