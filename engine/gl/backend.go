@@ -68,7 +68,7 @@ type Backend struct {
 	fill                        bool           // K splits stop at a grid within 10% of one wave (GLIMMER_GEMM_FILL=0: they go on)
 	attnMinGroups               int            // attention grids of fewer groups halve their rows (attnConfig; GLIMMER_GL_ATTN_MINGROUPS)
 	splitWave                   int            // > 0: K splits by the wave model (waveSplit), a group's fixed cost in K (GLIMMER_GEMM_SPLITWAVE; 0: the doubling rule)
-	waveAll                     bool           // the wave model splits every tile, not only 128x128 (GLIMMER_GEMM_WAVEALL=1; p22 timed it end to end)
+	waveAll                     bool           // the wave model splits every tile, not only 128x128 (GLIMMER_GEMM_WAVEALL=1; 20 ms an image slower, H100, p23)
 	pf2Rows                     int            // MatMul's 128x128 tiles of products of at least this many rows load two K slices ahead (GLIMMER_GEMM_PF2=0: never)
 	gnChunks                    int            // GroupNorm's chunks a row: > 0 forced (tests), < 0 one work group a row, 0 groupNormChunks decides
 	convConst                   int            // Conv2D's gather constants: 0 none, 1 a square kernel's size, 2 also the output width
