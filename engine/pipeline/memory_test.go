@@ -182,9 +182,10 @@ func TestGenerateOffload(t *testing.T) {
 			start := mem.MemoryStats().Current
 			off, offPeaks, p := generate(pipeline.Options{Offload: true})
 			held := mem.MemoryStats().Current - start
-			// ForgetText drops the kept context: the same prompt is encoded
-			// again (as benchmarks time it) to the same bits, and twice is
-			// harmless.
+			// ForgetText drops the kept context (benchmarks call it so that
+			// every run encodes its prompt); the same request afterwards
+			// decodes to the same bits, and a second ForgetText, with
+			// nothing kept, does nothing.
 			p.ForgetText()
 			p.ForgetText()
 			res, err := p.Generate(context.Background(), reqs[2], nil)
