@@ -6,7 +6,8 @@
 # older builds' as pipeline_<name>.test (git worktree add /tmp/wt REV, build
 # there), sd15_tensor_names.tsv and bpe_simple_vocab_16e6.txt.gz (from
 # ../shared/refdata). The full-size checkpoint is written to /tmp first.
-# Prints each build's image, step and decode times, hash and peak memory;
+# Prints each build's image, step and decode times, hash and peak memory,
+# and each step's time in its last image;
 # --offload's; GLIMMER_GL_FLUSH=0's (no flushes); then ms a call of self-attention at
 # 4096 tokens, head dim 40, under each grid in ATTN40 (GLIMMER_GL_ATTN_40
 # fields, "" for the default, which also runs last to show drift); then TestConformance, the attention variants,
@@ -33,7 +34,7 @@ sd() { # binary, then VAR=value settings
 	shift
 	echo "== $bin $*"
 	env "$@" timeout 150 "./.carry/$bin" -test.run '^$' -test.bench SD15 -test.benchtime "${RUNS:-2}x" -test.v 2>&1 |
-		grep "ms/image\|hashes\|peak device\|FAIL\|panic"
+		grep "ms/image\|hashes\|peak device\|step times\|FAIL\|panic"
 }
 sd pipeline.test
 IFS=';' read -ra oldvariants <<<"${OLD_VARIANTS:-}"

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"os"
 	"path/filepath"
@@ -73,12 +74,14 @@ func BenchmarkSD15(b *testing.B) {
 	// With profiling, the shaders' time is reported apart for the
 	// denoising steps and for what follows them (the VAE decode).
 	var unetProf []string
-	var onStep func(pipeline.Step)
-	if profiling {
-		onStep = func(s pipeline.Step) {
-			if s.Index == s.Total {
-				unetProf = append(unetProf, pr.Profile())
-			}
+	var stepDone []time.Duration // the last image's: when each step was seen done, from Generate's start
+	onStep := func(s pipeline.Step) {
+		if s.Index == 1 {
+			stepDone = stepDone[:0]
+		}
+		stepDone = append(stepDone, s.Elapsed)
+		if profiling && s.Index == s.Total {
+			unetProf = append(unetProf, pr.Profile())
 		}
 	}
 	var sum pipeline.Timings
@@ -108,6 +111,17 @@ func BenchmarkSD15(b *testing.B) {
 	// Logged so that runs under other settings that must not change a bit
 	// (GLIMMER_GL_BARRIERS=all) can be compared.
 	b.Logf("decoded image FNV-1a hashes (count): %v", hashes)
+	// Each step's wall time in the last image (the first from Generate's
+	// start, so it holds the text encoding): where a setting's extra cost
+	// falls, at the first step (uploads) or in all of them.
+	steps := ""
+	for i, d := range stepDone {
+		if i > 0 {
+			d -= stepDone[i-1]
+		}
+		steps += fmt.Sprintf(" %.2f", float64(d.Microseconds())/1000)
+	}
+	b.Logf("step times (ms) of the last image:%s", steps)
 	n := float64(b.N)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / n }
 	b.ReportMetric(ms(sum.Total), "ms/image")
