@@ -16,11 +16,26 @@ import (
 // included), and a second unpark of the same copy too. The drivers the
 // backend runs on (Mesa's llvmpipe, NVIDIA's) offer glBufferStorage, so
 // Park must not decline.
+//
+// With asyncPark the copies run on the copier's shared context and the
+// main context waits for them on the GPU: the F32 copy is then also read
+// by a dispatch (Scale by 1) before anything else touches it, so the wait
+// in dispatch is what orders it.
 func TestPark(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		t.Run(fmt.Sprintf("async=%v", async), func(t *testing.T) { testPark(t, async) })
+	}
+}
+
+func testPark(t *testing.T, async bool) {
 	b := openGL(t)
-	b.park = true
+	b.park, b.asyncPark = true, async
 	for _, dt := range []engine.DType{engine.F16, engine.F32} {
-		x := b.New(dt, 3, 1001) // [3, 1001]: an odd number of F16 values
+		n := 1001
+		if async {
+			n = asyncParkMin/4 + 1 // over the copier's least copy in F16 too
+		}
+		x := b.New(dt, 3, n) // [3, n]: an odd number of F16 values
 		v := make([]float32, x.Numel())
 		for i := range v {
 			v[i] = float32(math.Sin(float64(i))) * 70000 // past F16's range: ±Inf
@@ -37,9 +52,23 @@ func TestPark(t *testing.T) {
 		}
 		b.Free(x)
 		for round := range 2 {
-			y := b.New(dt, 3, 1001) // [3, 1001]
+			y := b.New(dt, 3, n) // [3, n]
 			b.Write(y, make([]float32, y.Numel()))
 			b.Unpark(y, p)
+			if async && dt == engine.F32 {
+				z := b.New(engine.F32, 3, n) // [3, n]
+				b.Scale(z, y, 1, 0)
+				got, err := b.Read(z)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range want {
+					if got[i] != want[i] && !(math.IsNaN(float64(got[i])) && math.IsNaN(float64(want[i]))) {
+						t.Fatalf("%v, unpark %d, read by a dispatch: [%d] = %g, parked %g", dt, round, i, got[i], want[i])
+					}
+				}
+				b.Free(z)
+			}
 			got, err := b.Read(y)
 			if err != nil {
 				t.Fatal(err)
@@ -55,6 +84,9 @@ func TestPark(t *testing.T) {
 	}
 	if err := b.Sync(); err != nil {
 		t.Fatal(err)
+	}
+	if async && b.copier == nil {
+		t.Errorf("%s: no shared context for the copier", b.Name())
 	}
 }
 

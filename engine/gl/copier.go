@@ -1,0 +1,108 @@
+package gl
+
+import (
+	"runtime"
+
+	gl "github.com/go-gl/gl/v4.3-core/gl"
+)
+
+// copier runs buffer copies on a second context that shares the main
+// one's objects, on a thread of its own, so that the GPU may copy parked
+// tensors back (Unpark) while the main context's dispatches run, where
+// the driver serves the second context from a copy engine. A copy leaves
+// a fence on its destination (buffer.pending); the main context waits for
+// it on the GPU (glWaitSync) before the first command that touches the
+// buffer (settle), not on the host.
+//
+// It is an experiment, off unless GLIMMER_GL_ASYNCPARK=1: --offload's
+// U-Net weights (575 MB, used only in the second half of a step) could
+// come back behind the first half of the first step instead of before
+// it, about 11 ms at 52 GB/s. On an H100 (docs/perf-notes.md, p24) it was
+// timed only together with another change that cost more, so whether
+// the copies overlap there is not known yet; TestPark checks it bit for
+// bit on llvmpipe and on the NVIDIA driver.
+type copier struct {
+	work chan func()
+	done chan struct{}
+}
+
+// newCopier starts the copier's thread and context, or returns nil where
+// the platform offers no shared context. GL thread only (ctx is current).
+func newCopier(ctx platformContext) *copier {
+	c := &copier{work: make(chan func()), done: make(chan struct{})}
+	ok := make(chan bool)
+	go func() {
+		defer close(c.done)
+		runtime.LockOSThread() // the shared context is current on this thread only
+		defer runtime.UnlockOSThread()
+		sc, err := ctx.share()
+		ok <- err == nil
+		if err != nil {
+			return
+		}
+		for f := range c.work {
+			f()
+		}
+		sc.close()
+	}()
+	if !<-ok {
+		return nil
+	}
+	return c
+}
+
+// do runs f on the copier's context and returns when f has (its GL
+// commands are queued there, not necessarily done).
+func (c *copier) do(f func()) {
+	done := make(chan struct{})
+	c.work <- func() { f(); close(done) }
+	<-done
+}
+
+// close ends the copier's thread and context.
+func (c *copier) close() {
+	close(c.work)
+	<-c.done
+}
+
+// copyAsync copies bytes from the start of buffer src to dst (at its
+// offset) on the copier's context, after what the main context has
+// queued, and marks dst's root pending until the copy is done. GL thread
+// only.
+func (b *Backend) copyAsync(src uint32, dst *buffer, bytes int) {
+	b.settle(dst)
+	root := dst
+	if dst.root != nil {
+		root = dst.root
+	}
+	id, start := dst.name()
+	// The copy must see dst's storage, which the main context made: a
+	// fence after it, waited on by the copier's context.
+	made := gl.FenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0)
+	gl.Flush()
+	var copied uintptr
+	b.copier.do(func() {
+		gl.WaitSync(made, 0, gl.TIMEOUT_IGNORED)
+		gl.BindBuffer(gl.COPY_READ_BUFFER, src)
+		gl.BindBuffer(gl.COPY_WRITE_BUFFER, id)
+		gl.CopyBufferSubData(gl.COPY_READ_BUFFER, gl.COPY_WRITE_BUFFER, 0, start, bytes)
+		copied = gl.FenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0)
+		gl.Flush()
+	})
+	gl.DeleteSync(made) // deleted once no wait needs it
+	root.pending = copied
+}
+
+// settle makes the main context wait, on the GPU, for a copier's copy
+// into s (or its root) before what it queues next. GL thread only.
+func (b *Backend) settle(s *buffer) {
+	if s.root != nil {
+		s = s.root
+	}
+	if s.pending == 0 {
+		return
+	}
+	gl.WaitSync(s.pending, 0, gl.TIMEOUT_IGNORED)
+	gl.DeleteSync(s.pending)
+	s.pending = 0
+}
