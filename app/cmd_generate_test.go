@@ -130,7 +130,7 @@ func TestBenchTable(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"backend          cpu", "text encode", "U-Net step", "it/s", "VAE decode", "total", "peak memory"} {
+	for _, want := range []string{"backend          cpu", "text encode", "first step", "U-Net step", "it/s", "VAE decode", "total", "peak memory"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("bench output lacks %q:\n%s", want, out)
 		}
