@@ -76,7 +76,9 @@ func runBench(env *Env, args []string) error {
 		}
 		if i > 0 { // run 0 warms up: shader compilation, first allocations
 			all = append(all, res.Timings)
-			first = append(first, done[0])
+			if len(done) > 0 { // Generate reports every step; a run of none reports none
+				first = append(first, done[0])
+			}
 			if n := len(done); n > 1 {
 				rest = append(rest, (done[n-1]-done[0])/time.Duration(n-1))
 			}
@@ -108,7 +110,9 @@ func runBench(env *Env, args []string) error {
 	if g.offload {
 		holds = "the prompt, the weights coming back and one U-Net step"
 	}
-	fmt.Fprintf(w, "  first step     %s  (from the start: %s)\n", ms(median(first)), holds)
+	if len(first) > 0 {
+		fmt.Fprintf(w, "  first step     %s  (from the start: %s)\n", ms(median(first)), holds)
+	}
 	if len(rest) > 0 {
 		fmt.Fprintf(w, "  U-Net step     %s  (the steps after the first)\n", ms(median(rest)))
 	}

@@ -1,6 +1,7 @@
 package gl
 
 import (
+	"fmt"
 	"runtime"
 
 	gl "github.com/go-gl/gl/v4.3-core/gl"
@@ -81,6 +82,7 @@ func (b *Backend) copyAsync(src uint32, dst *buffer, bytes int) {
 	made := gl.FenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0)
 	gl.Flush()
 	var copied uintptr
+	var failed uint32 // the copier context's GL error, which checkGL here does not see
 	b.copier.do(func() {
 		gl.WaitSync(made, 0, gl.TIMEOUT_IGNORED)
 		gl.BindBuffer(gl.COPY_READ_BUFFER, src)
@@ -88,9 +90,13 @@ func (b *Backend) copyAsync(src uint32, dst *buffer, bytes int) {
 		gl.CopyBufferSubData(gl.COPY_READ_BUFFER, gl.COPY_WRITE_BUFFER, 0, start, bytes)
 		copied = gl.FenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0)
 		gl.Flush()
+		failed = gl.GetError()
 	})
 	gl.DeleteSync(made) // deleted once no wait needs it
 	root.pending = copied
+	if failed != gl.NO_ERROR {
+		b.setErr(fmt.Errorf("gl: unpark %d bytes on the copier's context: GL error 0x%x", bytes, failed))
+	}
 }
 
 // settle makes the main context wait, on the GPU, for a copier's copy
