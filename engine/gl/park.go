@@ -135,8 +135,8 @@ func (b *Backend) Unpark(t *engine.Tensor, p engine.Parked) {
 // copier's thread, and pays only where the main context has other work
 // to do before the tensor's first use. --offload's U-Net weights that
 // make room for the decode are 29 to 59 MB each, all used in the second
-// half of a step; the text encoder's and VAE's (up to 4.7 MB, but for the
-// token embedding) are used as soon as they are back.
+// half of a step; the text encoder's and VAE's (4.7 MB at most) are used
+// as soon as they are back.
 const asyncParkMin = 8 << 20
 
 // Drop frees p's host memory.
