@@ -101,11 +101,6 @@ type Backend struct {
 	// platform has no shared context).
 	copier    *copier
 	asyncPark bool
-	// Experiments on unparking (park.go): parked copies kept mapped
-	// (GLIMMER_GL_PARK_MAP=1), copies in chunks of this many bytes
-	// (GLIMMER_GL_UNPARK_CHUNK, MiB; 0: whole).
-	parkMap     bool
-	unparkChunk int
 
 	mu     sync.Mutex
 	closed bool
@@ -263,10 +258,6 @@ func (b *Backend) init(ctx platformContext) error {
 	b.winoOutVec = os.Getenv("GLIMMER_GL_WINO_OUTV") != "0"
 	b.park = os.Getenv("GLIMMER_GL_PARK") != "0"
 	b.asyncPark = os.Getenv("GLIMMER_GL_ASYNCPARK") == "1"
-	b.parkMap = os.Getenv("GLIMMER_GL_PARK_MAP") == "1"
-	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_UNPARK_CHUNK")); err == nil && v > 0 {
-		b.unparkChunk = v << 20
-	}
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MINPX")); err == nil {
 		b.winoMinPixels = v
 	}

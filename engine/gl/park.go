@@ -73,10 +73,6 @@ func (b *Backend) Park(t *engine.Tensor) (engine.Parked, bool) {
 			gl.DeleteBuffers(1, &p.id)
 			return
 		}
-		if b.parkMap {
-			gl.MapBufferRange(gl.COPY_WRITE_BUFFER, 0, p.bytes, glMapReadBit|glMapPersistentBit)
-			b.checkGL("map a parked copy")
-		}
 		ok = true
 	})
 	if !ok {
@@ -111,24 +107,10 @@ func (b *Backend) Unpark(t *engine.Tensor, p engine.Parked) {
 		id, start := s.name()
 		gl.BindBuffer(gl.COPY_READ_BUFFER, h.id)
 		gl.BindBuffer(gl.COPY_WRITE_BUFFER, id)
-		step := h.bytes
-		if b.unparkChunk > 0 {
-			step = b.unparkChunk
-		}
-		for o := 0; o < h.bytes; o += step {
-			gl.CopyBufferSubData(gl.COPY_READ_BUFFER, gl.COPY_WRITE_BUFFER, o, start+o, min(step, h.bytes-o))
-		}
+		gl.CopyBufferSubData(gl.COPY_READ_BUFFER, gl.COPY_WRITE_BUFFER, 0, start, h.bytes)
 		b.checkGL(fmt.Sprintf("unpark %d bytes", h.bytes))
 	})
 }
-
-// Two experiments on why --offload's large unparks ran at about 17 GB/s
-// inside Generate (the first step, p24 in docs/perf-notes.md) where
-// BenchmarkPark copies at 52: GLIMMER_GL_PARK_MAP=1 keeps each parked
-// copy persistently mapped (b.parkMap), in case the driver pins its pages
-// at every copy otherwise; GLIMMER_GL_UNPARK_CHUNK=N copies in chunks of
-// N MiB (b.unparkChunk). Both are off and not yet timed; TestPark checks
-// them bit for bit.
 
 // asyncParkMin is the least copy Unpark hands the copier (with
 // b.asyncPark): each costs two fences, a flush and a round trip to the
