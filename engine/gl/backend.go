@@ -387,6 +387,14 @@ type buffer struct {
 
 func (s *buffer) Bytes() int { return s.bytes }
 
+// whole is the buffer object s lies in: its root for a Sub, else s.
+func (s *buffer) whole() *buffer {
+	if s.root != nil {
+		return s.root
+	}
+	return s
+}
+
 // name is the GL buffer that holds s, and start its first byte there.
 // GL thread only (a root's id is set there).
 func (s *buffer) name() (id uint32, start int) {

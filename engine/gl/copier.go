@@ -74,10 +74,7 @@ func (c *copier) close() {
 // only.
 func (b *Backend) copyAsync(src uint32, dst *buffer, bytes int) {
 	b.settle(dst)
-	root := dst
-	if dst.root != nil {
-		root = dst.root
-	}
+	root := dst.whole()
 	id, start := dst.name()
 	// The copy must see dst's storage, which the main context made: a
 	// fence after it, waited on by the copier's context.
@@ -104,9 +101,7 @@ func (b *Backend) copyAsync(src uint32, dst *buffer, bytes int) {
 // settle makes the main context wait, on the GPU, for a copier's copy
 // into s (or its root) before what it queues next. GL thread only.
 func (b *Backend) settle(s *buffer) {
-	if s.root != nil {
-		s = s.root
-	}
+	s = s.whole()
 	if s.pending == 0 {
 		return
 	}
