@@ -56,17 +56,26 @@ type HostStore interface {
 }
 
 // Suballocator is offered by backends whose tensors can alias part of
-// another tensor's storage, so that one buffer (nn.Pool's arena) holds a
-// pass's activations at offsets planned ahead instead of a buffer each.
+// another tensor's storage, so that one buffer holds many tensors at
+// offsets planned ahead instead of a buffer each: nn.Pool's arena a
+// pass's activations, and --offload's region (nn.Offload.Home) weights
+// and activations in turn.
 type Suballocator interface {
-	// Sub returns an F32 tensor of the shape over t's storage from
-	// element off (a multiple of SubAlign; t an F32 tensor from New, not
-	// itself a Sub, holding off + the shape's elements). The sub lives as
-	// long as t: Free does nothing to it, and freeing t ends it.
-	Sub(t *Tensor, off int, shape ...int) *Tensor
+	// Sub returns a tensor of the dtype and shape over t's storage from
+	// element off of t (a multiple of SubAlign; t an F32 tensor from New,
+	// not itself a Sub, holding off + SubSpan(dtype, the shape's elements)
+	// elements). The sub lives as long as t: Free does nothing to it,
+	// and freeing t ends it.
+	Sub(t *Tensor, off int, dtype DType, shape ...int) *Tensor
 	// SubAlign is the element alignment Sub's offsets need.
 	SubAlign() int
+	// SubSpan is how many of the root's F32 elements a sub of n elements
+	// of dtype covers.
+	SubSpan(dtype DType, n int) int
 }
+
+// AlignUp rounds n up to a multiple of align (a Sub's offset).
+func AlignUp(n, align int) int { return (n + align - 1) / align * align }
 
 // Fencer is offered by backends whose ops run behind the host (the GL
 // backend queues them for the GPU): Fence marks the work queued so far and

@@ -128,19 +128,23 @@ func (be *Backend) Read(t *engine.Tensor) ([]float32, error) {
 	return append([]float32(nil), s.data[:t.Numel()]...), nil
 }
 
-// Sub returns a tensor of the shape over t's elements from off
-// (engine.Suballocator).
-func (be *Backend) Sub(t *engine.Tensor, off int, shape ...int) *engine.Tensor {
+// Sub returns a tensor of the dtype and shape over t's elements from off
+// (engine.Suballocator). The backend holds every dtype as float32s, one
+// an element, so a sub of any dtype spans its element count.
+func (be *Backend) Sub(t *engine.Tensor, off int, dtype engine.DType, shape ...int) *engine.Tensor {
 	s, ok := t.Storage().(*storage)
 	n := engine.Shape(shape).Numel()
 	if !ok || s.sub || t.DType() != engine.F32 || off < 0 || off+n > len(s.data) {
-		panic(fmt.Sprintf("cpu: Sub %v at %d of %v", shape, off, t))
+		panic(fmt.Sprintf("cpu: Sub %v %v at %d of %v", dtype, shape, off, t))
 	}
-	return engine.NewTensor(shape, engine.F32, &storage{data: s.data[off : off+n : off+n], sub: true})
+	return engine.NewTensor(shape, dtype, &storage{data: s.data[off : off+n : off+n], sub: true})
 }
 
 // SubAlign is 1: any element may start a sub.
 func (be *Backend) SubAlign() int { return 1 }
+
+// SubSpan is n: one float32 an element, whatever the dtype.
+func (be *Backend) SubSpan(dtype engine.DType, n int) int { return n }
 
 // Free drops t's storage; t and its views must not be used afterwards.
 // A Sub's storage belongs to the tensor it was cut from: Free leaves it.

@@ -418,20 +418,23 @@ func (b *Backend) subAlign() int {
 	return a
 }
 
-// Sub returns an F32 tensor over t's buffer from element off
+// Sub returns a tensor of the dtype over t's buffer from element off
 // (engine.Suballocator): dispatches bind its range, and Write and Read
 // touch only it. Free leaves it; freeing t ends it.
-func (b *Backend) Sub(t *engine.Tensor, off int, shape ...int) *engine.Tensor {
+func (b *Backend) Sub(t *engine.Tensor, off int, dtype engine.DType, shape ...int) *engine.Tensor {
 	s := buf(t)
-	bytes := storageBytes(engine.F32, engine.Shape(shape).Numel())
+	bytes := storageBytes(dtype, engine.Shape(shape).Numel())
 	if s.root != nil || t.DType() != engine.F32 || off < 0 || (4*off)%b.subAlign() != 0 || 4*off+bytes > s.bytes {
-		panic(fmt.Sprintf("gl: Sub %v at element %d of %v", shape, off, t))
+		panic(fmt.Sprintf("gl: Sub %v %v at element %d of %v", dtype, shape, off, t))
 	}
-	return engine.NewTensor(shape, engine.F32, &buffer{bytes: bytes, root: s, off: 4 * off})
+	return engine.NewTensor(shape, dtype, &buffer{bytes: bytes, root: s, off: 4 * off})
 }
 
 // SubAlign is subAlign in elements.
 func (b *Backend) SubAlign() int { return b.subAlign() / 4 }
+
+// SubSpan is the 32-bit words n elements of dtype take (storageBytes).
+func (b *Backend) SubSpan(dtype engine.DType, n int) int { return storageBytes(dtype, n) / 4 }
 
 func buf(t *engine.Tensor) *buffer {
 	s, ok := t.Storage().(*buffer)

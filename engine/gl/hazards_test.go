@@ -63,9 +63,9 @@ func TestBarrierPlacement(t *testing.T) {
 	// Subs are told apart by their ranges: overlapping ones depend on
 	// each other, disjoint ones do not.
 	b := openGL(t)
-	whole := b.New(engine.F32, 1280)                       // [1280]
-	lo, hi := b.Sub(whole, 0, 512), b.Sub(whole, 256, 512) // [512] each, 256 shared
-	far, free := b.Sub(whole, 768, 256), b.Sub(whole, 1024, 256)
+	whole := b.New(engine.F32, 1280)                                               // [1280]
+	lo, hi := b.Sub(whole, 0, engine.F32, 512), b.Sub(whole, 256, engine.F32, 512) // [512] each, 256 shared
+	far, free := b.Sub(whole, 768, engine.F32, 256), b.Sub(whole, 1024, engine.F32, 256)
 	b.Write(whole, make([]float32, 1280))
 	var got []int
 	count := func() { b.call(func() { got = append(got, b.hazards.barriers) }) }
@@ -102,7 +102,7 @@ func barrierRun(t *testing.T, all, arena bool) (barriers []int, out []float32) {
 		if !arena {
 			return b.New(engine.F32, 2, 70, 36)
 		}
-		t := b.Sub(whole, next, 2, 70, 36)
+		t := b.Sub(whole, next, engine.F32, 2, 70, 36)
 		next += (rowElems + b.SubAlign() - 1) / b.SubAlign() * b.SubAlign()
 		return t
 	}

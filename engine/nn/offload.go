@@ -18,6 +18,12 @@ import (
 // be used after it. Where the backend is an engine.HostStore, the host
 // copy is one the device copies to and from itself (parked); else a Go
 // byte slice, read back and uploaded.
+//
+// Fresh storage is a device allocation each time, and on the H100 those
+// cost --offload more than the copies did (docs/perf-notes.md, p25).
+// Home gives each tensor a place in a region, a buffer made once and
+// shared with other networks' weights and activations in turn, that In
+// copies it back into instead.
 type Offload struct {
 	b      engine.Backend
 	hs     engine.HostStore // b's, or nil
@@ -25,17 +31,60 @@ type Offload struct {
 	host   [][]byte        // a tensor's bytes in its dtype once it has been out
 	parked []engine.Parked // or its parked copy
 	out    []bool
+
+	sub    engine.Suballocator // b's, with a region
+	region *engine.Tensor      // Home's, or nil
+	home   []int               // each tensor's first element in region
+	homed  []bool              // the tensor's storage is a Sub of a region (In put it there)
 }
 
 // NewOffload makes an Offload of ts (F32 or F16) on b, all on the device
 // now. Out takes them in the order given.
 func NewOffload(b engine.Backend, ts []*engine.Tensor) *Offload {
 	hs, _ := b.(engine.HostStore)
-	return &Offload{b: b, hs: hs, ts: ts, host: make([][]byte, len(ts)), parked: make([]engine.Parked, len(ts)), out: make([]bool, len(ts))}
+	return &Offload{b: b, hs: hs, ts: ts, host: make([][]byte, len(ts)), parked: make([]engine.Parked, len(ts)),
+		out: make([]bool, len(ts)), homed: make([]bool, len(ts))}
+}
+
+// HomeSpan is the elements of a region that Home places ts in from
+// element off takes: each at the first multiple of sub's alignment after
+// the one before. It returns the element after the last.
+func HomeSpan(sub engine.Suballocator, ts []*engine.Tensor, off int) int {
+	for _, t := range ts {
+		off = engine.AlignUp(off, sub.SubAlign()) + sub.SubSpan(t.DType(), t.Numel())
+	}
+	return off
+}
+
+// Home places the tensors in region, an F32 tensor from New on a backend
+// that is an engine.Suballocator, from element off, as HomeSpan lays them
+// out: from now on In copies a tensor that is out into its place there
+// instead of into fresh storage, and Out frees nothing (the region is the
+// caller's, who keeps it until the tensors are out and Home has moved
+// them, and who uses the region for other things only while they are
+// out). A nil region ends it: In allocates again. Tensors that are in
+// stay where they are until they go out.
+func (o *Offload) Home(region *engine.Tensor, off int) {
+	if region == nil {
+		o.region, o.home = nil, nil
+		return
+	}
+	sub, ok := o.b.(engine.Suballocator)
+	if !ok {
+		panic(fmt.Sprintf("nn: Offload.Home on %s, which cannot cut tensors out of others", o.b.Name()))
+	}
+	o.sub, o.region, o.home = sub, region, make([]int, len(o.ts))
+	for i, t := range o.ts {
+		off = engine.AlignUp(off, sub.SubAlign())
+		o.home[i] = off
+		off += sub.SubSpan(t.DType(), t.Numel())
+	}
 }
 
 // Out frees tensors, in order, until at least min bytes of them are off
-// the device (all of them if they hold less), counting those already out.
+// the device (all of them if they hold less), counting those already out;
+// a tensor In put in a region (Home) is only marked out, its place there
+// the region owner's to use until In.
 func (o *Offload) Out(min int64) error {
 	var freed int64
 	for i, t := range o.ts {
@@ -58,7 +107,7 @@ func (o *Offload) Out(min int64) error {
 				return fmt.Errorf("nn: offloading %v: %w", t, err)
 			}
 		}
-		o.b.Free(t)
+		o.b.Free(t) // nothing, for a Sub of a region
 		o.out[i] = true
 	}
 	return nil
@@ -76,12 +125,22 @@ func (o *Offload) OutBytes() int64 {
 }
 
 // In uploads every tensor that is out.
-func (o *Offload) In() {
+func (o *Offload) In() { o.in(false) }
+
+// in brings back the tensors that are out, but for those out of a region
+// with keepHomed.
+func (o *Offload) in(keepHomed bool) {
 	for i, t := range o.ts {
-		if !o.out[i] {
+		if !o.out[i] || keepHomed && o.homed[i] {
 			continue
 		}
-		fresh := o.b.New(t.DType(), t.Shape()...) // [t's shape]
+		var fresh *engine.Tensor
+		if o.region != nil {
+			fresh = o.sub.Sub(o.region, o.home[i], t.DType(), t.Shape()...) // [t's shape]
+		} else {
+			fresh = o.b.New(t.DType(), t.Shape()...) // [t's shape]
+		}
+		o.homed[i] = o.region != nil
 		if p := o.parked[i]; p != nil {
 			o.hs.Unpark(fresh, p)
 		} else {
@@ -92,9 +151,11 @@ func (o *Offload) In() {
 	}
 }
 
-// Close brings every tensor back (In) and frees the host copies.
+// Close brings every tensor back (In) and frees the host copies, except
+// that tensors out of a region stay out: their storage ends with the
+// region, and freeing them does nothing.
 func (o *Offload) Close() {
-	o.In()
+	o.in(true)
 	for i, p := range o.parked {
 		if p != nil {
 			o.hs.Drop(p)

@@ -50,17 +50,7 @@ func TestOffload(t *testing.T) {
 			b.Write(mid, vals(40, 1e-3))
 			b.Write(small, vals(6, 1e5)) // beyond F16's range: ±Inf
 			ts := []*engine.Tensor{big, mid, small}
-			read := func() [][]float32 {
-				var out [][]float32
-				for _, x := range ts {
-					v, err := b.Read(x)
-					if err != nil {
-						t.Fatal(err)
-					}
-					out = append(out, v)
-				}
-				return out
-			}
+			read := func() [][]float32 { return readAll(t, b, ts) }
 			want := read()
 			base := current(t, b)
 			o := nn.NewOffload(b, ts)
@@ -98,6 +88,104 @@ func TestOffload(t *testing.T) {
 			}
 			for _, x := range ts {
 				b.Free(x)
+			}
+		})
+	}
+}
+
+// readAll reads every tensor of ts back.
+func readAll(t *testing.T, b engine.Backend, ts []*engine.Tensor) [][]float32 {
+	t.Helper()
+	var out [][]float32
+	for _, x := range ts {
+		v, err := b.Read(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// TestOffloadHome checks Offload.Home on every backend: tensors homed in
+// a region come back into it, bit for bit, after the region held other
+// values meanwhile (as --offload's region holds other networks' weights
+// and activations in turn), and Out and In then allocate and free nothing;
+// the places follow HomeSpan, one tensor's never overlapping the next;
+// Close leaves homed tensors out, with nothing to free; Home(nil) makes
+// In allocate again.
+func TestOffloadHome(t *testing.T) {
+	for _, be := range enginetest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			b := be.Open(t)
+			defer b.Close()
+			sub := b.(engine.Suballocator)
+			vals := func(n int, s float32) []float32 {
+				v := make([]float32, n)
+				for i := range v {
+					v[i] = s * float32(math.Cos(float64(i)+0.7))
+				}
+				return v
+			}
+			// An odd F16 count, so the next tensor's place must skip a
+			// half-filled word and align.
+			a := b.New(engine.F16, 3, 7) // [3, 7]
+			c := b.New(engine.F32, 5)    // [5]
+			d := b.New(engine.F16, 1)    // [1]
+			b.Write(a, vals(21, 2))
+			b.Write(c, vals(5, 1e-3))
+			b.Write(d, []float32{1e5}) // +Inf in F16
+			ts := []*engine.Tensor{a, c, d}
+			read := func() [][]float32 { return readAll(t, b, ts) }
+			want := read()
+			o := nn.NewOffload(b, ts)
+			if err := o.Out(math.MaxInt64); err != nil {
+				t.Fatal(err)
+			}
+			span := nn.HomeSpan(sub, ts, 0)
+			if min := nn.HomeSpan(sub, ts[:2], 0) + sub.SubSpan(engine.F16, 1); span < min {
+				t.Fatalf("HomeSpan %d elements, less than the tensors take (%d)", span, min)
+			}
+			region := b.New(engine.F32, span) // [span]
+			o.Home(region, 0)
+			base := current(t, b)
+			for round := range 3 {
+				b.Write(region, vals(span, 9)) // another network's turn
+				o.In()
+				if current(t, b) != base {
+					t.Errorf("round %d: In allocated: %d bytes held, %d before", round, current(t, b), base)
+				}
+				if got := read(); !slices.Equal(got[0], want[0]) || !slices.Equal(got[1], want[1]) || !slices.Equal(got[2], want[2]) {
+					t.Errorf("round %d: after In %v, want %v", round, got, want)
+				}
+				if err := o.Out(math.MaxInt64); err != nil || current(t, b) != base {
+					t.Errorf("round %d: Out freed or allocated: %d bytes held, %d before (%v)", round, current(t, b), base, err)
+				}
+			}
+			o.Home(nil, 0)
+			b.Write(region, vals(span, -9))
+			o.In() // into storage of their own again
+			if got := read(); current(t, b) <= base || !slices.Equal(got[0], want[0]) || !slices.Equal(got[2], want[2]) {
+				t.Errorf("In after Home(nil): %v, %d bytes held (want %v, more than %d)", got, current(t, b), want, base)
+			}
+			if err := o.Out(math.MaxInt64); err != nil || current(t, b) != base {
+				t.Errorf("Out of unhomed tensors: %d bytes held, want %d (%v)", current(t, b), base, err)
+			}
+			o.Home(region, 0)
+			o.In()
+			if err := o.Out(math.MaxInt64); err != nil {
+				t.Fatal(err)
+			}
+			o.Close() // all out, all homed: nothing to bring back
+			if current(t, b) != base {
+				t.Errorf("Close of homed tensors changed the memory held: %d, %d before", current(t, b), base)
+			}
+			for _, x := range ts {
+				b.Free(x) // dead subs of the region: nothing
+			}
+			b.Free(region)
+			if got := current(t, b); got != base-4*int64(span) {
+				t.Errorf("after freeing the region %d bytes held, want %d", got, base-4*int64(span))
 			}
 		})
 	}

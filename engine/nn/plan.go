@@ -23,6 +23,9 @@ type plan struct {
 	key   string
 	size  int            // the arena's elements
 	arena *engine.Tensor // [size]: the backend's, cut with Sub; nil after Free
+	homed bool           // arena is a Sub of the pool's home (Home), not a buffer of its own
+	root  *engine.Tensor // what the Gets are cut from: arena, or the home
+	at    int            // arena's first element in root
 	sub   engine.Suballocator
 	gets  []plannedGet // the pass's Gets in order
 	out   []bool       // gets[k]'s tensor is handed out
@@ -82,7 +85,7 @@ func (r *recording) layout(align int) ([]plannedGet, int) {
 	// arena's size and the small ones fill the gaps they leave.
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(r.n[b], r.n[a]) })
 	// An empty tensor takes an element, so every range lies in the arena.
-	span := func(i int) int { return (max(r.n[i], 1) + align - 1) / align * align }
+	span := func(i int) int { return engine.AlignUp(max(r.n[i], 1), align) }
 	size := 0
 	var placed []int
 	for _, i := range order {
@@ -135,10 +138,7 @@ func (p *Pool) Plan(key string, pass func(b engine.Backend, rec *Pool)) {
 	if !ok {
 		return
 	}
-	rec := NewPool(ShapeOnly{})
-	rec.rec = &recording{index: map[engine.Storage]int{}}
-	pass(ShapeOnly{}, rec)
-	gets, size := rec.rec.layout(sub.SubAlign())
+	gets, size := rehearse(sub.SubAlign(), pass)
 	p.dropPlan()
 	p.Trim()
 	pl := &plan{key: key, sub: sub, gets: gets, size: size, out: make([]bool, len(gets))}
@@ -146,9 +146,44 @@ func (p *Pool) Plan(key string, pass func(b engine.Backend, rec *Pool)) {
 	p.plan = pl
 }
 
+// rehearse runs pass on ShapeOnly with a recording pool of its own and
+// lays out the Gets it gave back, at offsets of align elements.
+func rehearse(align int, pass func(b engine.Backend, rec *Pool)) ([]plannedGet, int) {
+	rec := NewPool(ShapeOnly{})
+	rec.rec = &recording{index: map[engine.Storage]int{}}
+	pass(ShapeOnly{}, rec)
+	return rec.rec.layout(align)
+}
+
+// ArenaSize is the arena, in elements, that Plan on a backend with
+// alignment align lays pass out in.
+func ArenaSize(align int, pass func(b engine.Backend, rec *Pool)) int {
+	_, size := rehearse(align, pass)
+	return size
+}
+
+// Home makes the pool cut the arenas of its plans out of region (an F32
+// tensor of the backend's, which the caller owns) from element off where
+// they take at most n elements, rather than allocate buffers of their
+// own; a larger arena still gets its own. The plan in use gives up its
+// arena now if no tensor of it is out (else when its last comes back) and
+// takes its new one at its next Plan. A nil region ends it.
+func (p *Pool) Home(region *engine.Tensor, off, n int) {
+	p.home, p.homeOff, p.homeN = region, off, n
+	if pl := p.plan; pl != nil && pl.nOut == 0 {
+		p.freeArena(pl)
+	}
+}
+
 func (p *Pool) makeArena(pl *plan) {
-	if pl.size > 0 {
+	switch {
+	case pl.size == 0:
+	case p.home != nil && pl.size <= p.homeN:
+		pl.arena = pl.sub.Sub(p.home, p.homeOff, engine.F32, pl.size) // [size]
+		pl.homed, pl.root, pl.at = true, p.home, p.homeOff
+	default:
 		pl.arena = p.b.New(engine.F32, pl.size) // [size]
+		pl.homed, pl.root, pl.at = false, pl.arena, 0
 		p.Bytes += int64(4 * pl.size)
 		p.Peak = max(p.Peak, p.Bytes)
 	}
@@ -208,7 +243,7 @@ func (p *Pool) planned(n int, shape []int) (t *engine.Tensor, ok bool) {
 			return nil, false
 		}
 	}
-	t = pl.sub.Sub(pl.arena, g.off, shape...)
+	t = pl.sub.Sub(pl.root, pl.at+g.off, engine.F32, shape...)
 	pl.out[k] = true
 	pl.nOut++
 	p.fromArena[t.Storage()] = arenaRef{pl, k}
@@ -242,9 +277,9 @@ func (p *Pool) dropPlan() {
 }
 
 func (p *Pool) freeArena(pl *plan) {
-	if pl.arena != nil {
+	if pl.arena != nil && !pl.homed {
 		p.b.Free(pl.arena)
 		p.Bytes -= int64(4 * pl.arena.Numel())
-		pl.arena = nil
 	}
+	pl.arena = nil
 }

@@ -198,3 +198,78 @@ func TestPoolPlan(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolHome checks Pool.Home on every backend: a plan's arena placed
+// in a region the caller owns is the size ArenaSize reports, takes
+// nothing from the backend, keeps its tensors apart (planPass checks
+// their values) and touches nothing of the region outside its place;
+// a home too small for the arena, or none, gives the arena a buffer of
+// its own again.
+func TestPoolHome(t *testing.T) {
+	for _, be := range enginetest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			b := be.Open(t)
+			defer b.Close()
+			align := b.(engine.Suballocator).SubAlign()
+			pass := func(rb engine.Backend, rp *nn.Pool) { planPass(t, rb, rp, asRehearsed) }
+			size := nn.ArenaSize(align, pass)
+			keptBytes := int64(4 * 30 * 64)
+			// A pass first on a pool of its own, so that what the backend
+			// keeps for itself (the GL backend's split-K scratch) is made
+			// before the counts below.
+			warm := nn.NewPool(b)
+			warm.Put(planPass(t, b, warm, asRehearsed))
+			warm.Free()
+
+			off := 3 * align
+			region := b.New(engine.F32, off+size+2*align) // [before, arena, after]
+			defer b.Free(region)
+			poison := make([]float32, region.Numel())
+			for i := range poison {
+				poison[i] = -7.25
+			}
+			b.Write(region, poison)
+			base := current(t, b)
+			p := nn.NewPool(b)
+			defer p.Free()
+			p.Home(region, off, size)
+			p.Plan("pass", pass)
+			p.Begin()
+			kept := planPass(t, b, p, asRehearsed)
+			if !p.End() {
+				t.Fatalf("the pass left its plan")
+			}
+			p.Put(kept)
+			if got := current(t, b) - base; got != keptBytes || p.Bytes != keptBytes {
+				t.Errorf("homed arena: backend holds %d more bytes, pool says %d; want the kept tensor's %d alone", got, p.Bytes, keptBytes)
+			}
+			got, err := b.Read(region)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range got {
+				if (i < off || i >= off+size) && v != -7.25 {
+					t.Fatalf("region element %d (arena at %d..%d) is %g: the pass wrote outside its place", i, off, off+size, v)
+				}
+			}
+			p.Free()
+
+			for _, c := range []struct {
+				name   string
+				region *engine.Tensor
+				n      int
+			}{{"too small", region, size - 1}, {"none", nil, 0}} {
+				p.Home(c.region, off, c.n)
+				p.Plan("pass", pass)
+				p.Begin()
+				p.Put(planPass(t, b, p, asRehearsed))
+				p.End()
+				if want := 4*int64(size) + keptBytes; p.Bytes != want || current(t, b)-base != want {
+					t.Errorf("home %s: pool holds %d bytes, backend %d more, want the arena's own buffer and the kept tensor's: %d",
+						c.name, p.Bytes, current(t, b)-base, want)
+				}
+				p.Free()
+			}
+		})
+	}
+}

@@ -31,6 +31,9 @@ type Pool struct {
 	pass      passState                   // between Begin and End
 	fromArena map[engine.Storage]arenaRef // tensors handed out from an arena
 	rec       *recording                  // a rehearsal's, else nil
+
+	home           *engine.Tensor // where arenas go (Home), or nil
+	homeOff, homeN int            // from element homeOff, at most homeN elements
 }
 
 // NewPool makes an empty pool on b.

@@ -17,10 +17,11 @@ type shapeArena struct {
 	align int
 }
 
-func (s shapeArena) Sub(t *engine.Tensor, off int, shape ...int) *engine.Tensor {
-	return s.New(engine.F32, shape...)
+func (s shapeArena) Sub(t *engine.Tensor, off int, dtype engine.DType, shape ...int) *engine.Tensor {
+	return s.New(dtype, shape...)
 }
-func (s shapeArena) SubAlign() int { return s.align }
+func (s shapeArena) SubAlign() int                         { return s.align }
+func (s shapeArena) SubSpan(dtype engine.DType, n int) int { return n }
 
 // TestPlanFollowed checks that real passes take their activations from
 // the arena their rehearsal laid out, on every backend: the same calls
@@ -126,6 +127,15 @@ func TestPlanSD15UNet(t *testing.T) {
 		for _, step := range ts {
 			if err := u.Forward(dst, x, []float32{step}, ctx); err != nil {
 				t.Fatal(err)
+			}
+		}
+		if _, ok := b.(engine.Suballocator); ok {
+			// What --offload reserves for the arena before the pass
+			// (UNet.ActivationArena) must hold it.
+			bound := 4 * int64(u.ActivationArena(x.Shape(), ctx.Shape(), 64))
+			t.Logf("ActivationArena's bound: %d bytes", bound)
+			if bound < u.ActivationPeak() {
+				t.Errorf("ActivationArena %d bytes, under the pass's arena of %d", bound, u.ActivationPeak())
 			}
 		}
 		return u.ActivationPeak()
