@@ -34,18 +34,25 @@ func memCounter(t *testing.T, b engine.Backend) counter {
 // activations (over the weights) on the CPU backend before the U-Net's and
 // the VAE's pools were freed after use, the VAE's trimmed between
 // resolutions and the pools taught to reuse bigger buffers: both networks'
-// pools were held at once, every buffer they ever made. Now it peaks at
-// 3,725,312 bytes.
+// pools were held at once, every buffer they ever made. With both
+// networks' arenas in one region it peaks at 4,167,168 bytes (2,940,928
+// when each arena was allocated for its pass and freed after it: the
+// steps' kept keys, values and time embeddings now come on top of the
+// region, which the decode's arena sizes).
 const activationsBefore = 6394120
 
 // TestGenerateMemory checks, on sd1-tiny's euler_8 run and with the
 // backend's own memory counter, that Generate
 //   - loads no VAE encoder (2.9 of 22.9 MB of weights on the CPU);
 //   - allocates nothing after the first denoising step;
-//   - never holds the U-Net's activations and the VAE decoder's at once,
-//     and frees both when done: its peak over the weights is at most what
-//     the pipeline keeps (text, latents) plus the larger of the U-Net's
-//     pool and the VAE's DecodeMemory estimate;
+//   - never holds the U-Net's activations and the VAE decoder's at once:
+//     both lie in one region the pipeline keeps between images
+//     (region.go), so the U-Net's pool holds nothing of its own during
+//     the steps nor either pool after Generate, what the pipeline keeps
+//     (text, latents, the region) holds the decode's activations, and the
+//     peak over the weights stays under that plus the VAE's
+//     DecodeMemory estimate (were the decode's activations outside the
+//     region, the peak would reach it);
 //   - still matches the reference, and a second call (whose pools start
 //     empty again but whose pipeline buffers are reused) is bit-identical.
 func TestGenerateMemory(t *testing.T) {
@@ -110,14 +117,17 @@ func TestGenerateMemory(t *testing.T) {
 					t.Errorf("run %d: after Generate the U-Net's pool holds %d bytes, the VAE's %d; want both freed",
 						run, p.UNet.ActivationBytes(), p.VAE.ActivationBytes())
 				}
-				kept := end.Current - weights // text encoder and pipeline buffers
+				kept := end.Current - weights // text encoder's, pipeline's buffers and region
 				decode := p.VAE.DecodeMemory(engine.Shape{1, 4, r.h / 8, r.w / 8})
 				peak := end.Peak - weights
 				t.Logf("run %d: peak %d bytes over the weights: U-Net pool %d, VAE decode %d, kept %d (before this change: %d on the CPU)",
 					run, peak, unetPool, decode, kept, activationsBefore)
-				if bound := kept + max(unetPool, decode); unetPool == 0 || peak > bound {
-					t.Errorf("run %d: peak %d bytes over the weights, want at most %d (kept %d + max(U-Net %d, VAE %d))",
-						run, peak, bound, kept, unetPool, decode)
+				if unetPool != 0 {
+					t.Errorf("run %d: the U-Net's pool held %d bytes of its own during the steps, want 0 (its arena in the region)", run, unetPool)
+				}
+				if kept < decode || peak >= kept+decode {
+					t.Errorf("run %d: kept %d bytes, peak %d over the weights; want at least the decode's %d kept, and a peak under kept + decode (%d)",
+						run, kept, peak, decode, kept+decode)
 				}
 				if be.Name == "cpu" && peak >= activationsBefore {
 					t.Errorf("run %d: peak %d bytes over the weights, no lower than before (%d)", run, peak, activationsBefore)
@@ -136,8 +146,10 @@ func TestGenerateMemory(t *testing.T) {
 // TestGenerateOffload checks Options.Offload on sd1-tiny with the
 // backend's memory counter: its images are bit-identical to those of a
 // pipeline that keeps every weight on the device, for a first prompt, the
-// same prompt again (its encoding reused) and another prompt without
-// guidance (the text encoder uploaded again), also after ForgetText;
+// same prompt again (its encoding reused), another prompt without
+// guidance (the text encoder uploaded again) and an image of another
+// size (a new region), also after ForgetText and back at the first size;
+// the U-Net's activation arena lies in the region;
 // Close frees everything; and on the
 // repeated prompt the peak (over the memory held before Load) is lower
 // than the plain pipeline's by at least the text encoder's and the VAE's
@@ -146,7 +158,9 @@ func TestGenerateMemory(t *testing.T) {
 // denoising steps' peak).
 func TestGenerateOffload(t *testing.T) {
 	path := fixtures.Path(t, "fixtures", "sd1-tiny", "diffusers")
-	reqs := []pipeline.Request{sd1Runs[1].request(), sd1Runs[1].request(), sd1Runs[4].request()}
+	// The last request is another size: Offload's region is made anew
+	// for it, and again for the 64x64 request after ForgetText below.
+	reqs := []pipeline.Request{sd1Runs[1].request(), sd1Runs[1].request(), sd1Runs[4].request(), sd1Runs[2].request()}
 	for _, be := range enginetest.Backends() {
 		t.Run(be.Name, func(t *testing.T) {
 			b := be.Open(t)
@@ -154,6 +168,9 @@ func TestGenerateOffload(t *testing.T) {
 			mem := memCounter(t, b)
 			// generate runs reqs, returning each image and its peak over
 			// the memory held before Load.
+			// unetOwn is the most the U-Net's pool held in buffers of its
+			// own during the steps.
+			var unetOwn int64
 			generate := func(o pipeline.Options) ([][]float32, []int64, *pipeline.Pipeline) {
 				base := mem.MemoryStats().Current
 				p, err := pipeline.Load(path, b, o, nil)
@@ -162,9 +179,11 @@ func TestGenerateOffload(t *testing.T) {
 				}
 				var images [][]float32
 				var peaks []int64
+				unetOwn = 0
+				onStep := func(pipeline.Step) { unetOwn = max(unetOwn, p.UNet.ActivationBytes()) }
 				for _, req := range reqs {
 					mem.ResetPeak()
-					res, err := p.Generate(context.Background(), req, nil)
+					res, err := p.Generate(context.Background(), req, onStep)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -173,6 +192,7 @@ func TestGenerateOffload(t *testing.T) {
 				return images, peaks, p
 			}
 			plain, plainPeaks, p := generate(pipeline.Options{})
+			plainUNetOwn := unetOwn
 			var textBytes int64
 			for _, w := range p.Text.Weights() {
 				textBytes += int64(w.Bytes())
@@ -182,6 +202,14 @@ func TestGenerateOffload(t *testing.T) {
 			start := mem.MemoryStats().Current
 			off, offPeaks, p := generate(pipeline.Options{Offload: true})
 			held := mem.MemoryStats().Current - start
+			// Offload's region holds the U-Net's arena, the bulk of its
+			// activations: what the pool keeps of its own is the time
+			// embedding's scratch.
+			t.Logf("the U-Net's pool held %d bytes of its own during the steps, %d with Offload", plainUNetOwn, unetOwn)
+			if unetOwn*4 > plainUNetOwn {
+				t.Errorf("with Offload the U-Net's pool held %d bytes of its own during the steps, want under a quarter of the %d without: its arena belongs in the region",
+					unetOwn, plainUNetOwn)
+			}
 			// ForgetText drops the kept context (benchmarks call it so that
 			// every run encodes its prompt); the same request afterwards
 			// decodes to the same bits, and a second ForgetText, with

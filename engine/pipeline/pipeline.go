@@ -5,14 +5,12 @@
 package pipeline
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"image"
 	"math"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"glimmer/engine"
@@ -55,12 +53,14 @@ type Options struct {
 	// encoding is kept, so repeating it does not encode again), the VAE's
 	// while the U-Net runs and, during the VAE decode, as many of the
 	// U-Net's largest weights as the VAE's weights and the decode's
-	// activations take beyond the U-Net's own. Each image then copies
-	// the VAE's weights and those U-Net weights back (and the text
-	// encoder's for a new prompt), by the GPU itself from pinned host
-	// memory where the backend parks them (nn.Offload); outputs are
-	// identical. Outside Generate those weights are then off the device:
-	// run the networks through Generate only.
+	// activations take. Those three take turns in one region of device
+	// memory, made for the image size and kept: each image copies the
+	// U-Net's weights there back (and the text encoder's for a new
+	// prompt, and the VAE's), by the GPU itself from pinned host memory
+	// where the backend parks them (nn.Offload), and allocates nothing
+	// for them. Outputs are identical. Outside Generate those weights are
+	// off the device: run the networks through Generate only. Needs a
+	// backend that is an engine.Suballocator (both of Glimmer's are).
 	Offload bool
 }
 
@@ -84,9 +84,16 @@ type Pipeline struct {
 	pool        *nn.Pool
 	weightBytes int64
 
+	// The region the activations (and with Options.Offload, weights)
+	// take turns in (region.go), the latent shape it was made for, and
+	// the backend's Suballocator (nil: no region).
+	sub       engine.Suballocator
+	region    *engine.Tensor // [elements]
+	regionFor engine.Shape
+
 	// With Options.Offload: the text encoder's, U-Net's and VAE's
-	// weights, and the last prompt's encoding and what it was encoded
-	// from.
+	// weights that go off the device (the U-Net's: those in the region),
+	// and the last prompt's encoding and what it was encoded from.
 	offText, offUNet, offVAE *nn.Offload
 	lastText                 *engine.Tensor
 	lastKey                  string
@@ -166,19 +173,17 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 		return fail(fmt.Errorf("%s: uploading weights: %w", path, err))
 	}
 	p.weightBytes = tl.Bytes() + ul.Bytes() + vl.Bytes()
+	p.sub, _ = b.(engine.Suballocator)
 	if o.Offload {
-		p.offText = nn.NewOffload(b, p.Text.Weights())
-		if err := p.offText.Out(math.MaxInt64); err != nil {
-			return fail(fmt.Errorf("%s: %w", path, err))
+		if p.sub == nil {
+			return fail(fmt.Errorf("%s: offloading weights needs a backend that can place tensors within others; %s cannot", path, b.Name()))
 		}
-		largest := slices.Clone(p.UNet.Weights())
-		slices.SortStableFunc(largest, func(a, b *engine.Tensor) int {
-			return cmp.Compare(b.Bytes(), a.Bytes())
-		})
-		p.offUNet = nn.NewOffload(b, largest)
+		p.offText = nn.NewOffload(b, p.Text.Weights())
 		p.offVAE = nn.NewOffload(b, p.VAE.Weights())
-		if err := p.offVAE.Out(math.MaxInt64); err != nil {
-			return fail(fmt.Errorf("%s: %w", path, err))
+		for _, o := range []*nn.Offload{p.offText, p.offVAE} {
+			if err := o.Out(math.MaxInt64); err != nil {
+				return fail(fmt.Errorf("%s: %w", path, err))
+			}
 		}
 	}
 	return p, nil
@@ -209,8 +214,9 @@ func Tokenizer(m *model.Model, override string) (*tokenizer.Tokenizer, error) {
 
 // Close frees the networks' device memory and closes the model files.
 func (p *Pipeline) Close() error {
-	// Offloaded weights come back first, so that each network frees all
-	// of its own.
+	// Offloaded weights not in the region come back first, so that each
+	// network frees all of its own; those in it end with it.
+	p.vacate()
 	for _, o := range []*nn.Offload{p.offText, p.offUNet, p.offVAE} {
 		if o != nil {
 			o.Close()
@@ -230,6 +236,9 @@ func (p *Pipeline) Close() error {
 		p.TAESD.Close()
 	}
 	p.pool.Free()
+	if p.region != nil {
+		p.B.Free(p.region)
+	}
 	return p.Model.Close()
 }
 
@@ -305,6 +314,11 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 	start := time.Now()
 	res := &Result{}
 	guided := sample.UseGuidance(r.CFG)
+	lc := p.Config.UNet.InChannels
+	h, w := r.Height/p.Config.VAE.DownsampleFactor(), r.Width/p.Config.VAE.DownsampleFactor()
+	if err := p.placeRegion(engine.Shape{1, lc, h, w}); err != nil {
+		return nil, err
+	}
 
 	// Text: the prompt and, with guidance, the negative prompt padded to
 	// the same number of 77-token chunks, encoded as one batch: uncond
@@ -324,8 +338,6 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	lc := p.Config.UNet.InChannels
-	h, w := r.Height/p.Config.VAE.DownsampleFactor(), r.Width/p.Config.VAE.DownsampleFactor()
 	x := sample.InitLatents(s, gen, lc*h*w) // [1, 4, h, w]
 	denoise := time.Now()
 	if p.offUNet != nil {
@@ -339,15 +351,9 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 
 	dec := time.Now()
 	if p.offUNet != nil {
-		// The VAE's weights and the decode's activations beyond what the
-		// U-Net's took come out of the U-Net's weights, so the decode
-		// peaks no higher than the denoising steps did.
-		need := p.VAE.DecodeMemory(engine.Shape{1, lc, h, w})
-		if b := p.VAE.MaxActivationBytes; b > 0 {
-			need = min(need, b) // a larger decode runs in tiles within b
-		}
-		extra := p.VAE.WeightBytes() + need - p.UNet.ActivationPeak()
-		if err := p.offUNet.Out(extra); err != nil {
+		// The VAE's weights and the decode's activations take the
+		// region's U-Net weights' place.
+		if err := p.offUNet.Out(math.MaxInt64); err != nil {
 			return nil, err
 		}
 		p.offVAE.In()
@@ -376,9 +382,9 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 // AfterStep). On a backend that runs behind the host (engine.Fencer), the
 // host queues step i and then waits for step i−1, so the device always
 // has a step queued and the host is never more than a step ahead.
-// The U-Net reuses its activation buffers from step to step, allocating
-// only in the first; they (and the TAESD previews' buffers) are freed at
-// the end, so they are not held while the VAE decodes.
+// The U-Net's activations lie in the region (region.go), which the VAE
+// decode's take over after the steps; the rest of its pool (and the
+// TAESD previews' buffers) is freed at the end.
 func (p *Pipeline) denoise(ctx context.Context, r *Request, s sample.Sampler, x []float32, text *engine.Tensor,
 	guided bool, start time.Time, onStep func(Step)) error {
 	defer p.UNet.FreeActivations()
@@ -572,7 +578,8 @@ func (p *Pipeline) encodeText(r Request, guided bool) (*engine.Tensor, error) {
 
 // decode runs the VAE decoder on the final latents (divided by the scaling
 // factor first) and returns the image [3, H, W] in [-1, 1]. The decoder's
-// activation buffers are freed when it is done.
+// activations lie in the region; what else its pool holds is freed when
+// it is done.
 func (p *Pipeline) decode(x []float32, c, h, w int) ([]float32, error) {
 	defer p.VAE.FreeActivations()
 	inv := float32(1 / p.Config.VAE.ScalingFactor)

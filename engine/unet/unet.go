@@ -517,6 +517,26 @@ func (u *UNet) ForgetContext() {
 	}
 }
 
+// ActivationArena bounds the arena, in elements of a backend with
+// alignment align (engine.Suballocator), that Forward lays its pass out
+// in for input x [1 or B, C, h, w] and context [B, L, C'] as Generate
+// calls it: it rehearses the pass with neither the time embedding nor
+// the context's keys and values kept, which takes what the kept pass
+// takes and their computation besides (TestPlanSD15UNet).
+func (u *UNet) ActivationArena(x, context engine.Shape, align int) int {
+	var so nn.ShapeOnly
+	xt := so.New(engine.F32, x...)                                          // [1 or B, C, h, w]
+	ct := so.New(engine.F32, context...)                                    // [B, L, C']
+	dst := so.New(engine.F32, context[0], u.Config.OutChannels, x[2], x[3]) // [B, C, h, w]
+	ts := make([]float32, context[0])
+	return nn.ArenaSize(align, func(b engine.Backend, p *nn.Pool) { u.forward(b, p, dst, xt, ts, -1, ct) })
+}
+
+// HomeActivations makes Forward's arena a Sub of region (an F32 tensor
+// of the backend's, an engine.Suballocator) from element off where it
+// takes at most n elements (nn.Pool.Home); a nil region ends it.
+func (u *UNet) HomeActivations(region *engine.Tensor, off, n int) { u.pool.Home(region, off, n) }
+
 // ActivationPeak is the most device memory the activation pool has held.
 func (u *UNet) ActivationPeak() int64 { return u.pool.Peak }
 

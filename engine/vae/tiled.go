@@ -60,7 +60,7 @@ func (v *VAE) DecodeTiled(dst, z *engine.Tensor, tile, overlap int) error {
 				}
 			}
 			b.Write(zt, ztile)
-			v.decode(run{b, p}, it, zt)
+			v.decodePlanned(it, zt)
 			img, err := b.Read(it) // [B, Out, f·th, f·tw]
 			if err != nil {
 				return fmt.Errorf("vae: DecodeTiled: tile at (%d, %d): %w", y0, x0, err)

@@ -579,8 +579,18 @@ func (v *VAE) Decode(dst, z *engine.Tensor) error {
 		v.pool.Free()
 		return v.DecodeTiled(dst, z, tile, tile/4)
 	}
-	v.decode(run{v.b, v.pool}, dst, z)
+	v.decodePlanned(dst, z)
 	return nil
+}
+
+// decodePlanned runs decode with its activations laid out in one arena
+// (nn.Pool.Plan), rehearsed once for each latent shape: a buffer of its
+// own, or the place HomeActivations gave.
+func (v *VAE) decodePlanned(dst, z *engine.Tensor) {
+	v.pool.Plan(fmt.Sprint("decode ", z.Shape()), func(b engine.Backend, p *nn.Pool) { v.decode(run{b, p}, dst, z) })
+	v.pool.Begin()
+	v.decode(run{v.b, v.pool}, dst, z)
+	v.pool.End()
 }
 
 func (v *VAE) checkDecode(dst, z *engine.Tensor) error {
@@ -596,8 +606,29 @@ func (v *VAE) checkDecode(dst, z *engine.Tensor) error {
 	return nil
 }
 
-// ActivationBytes is the device memory the activation pool holds now.
+// ActivationBytes is the device memory the activation pool holds now
+// (beyond what it holds in HomeActivations' region).
 func (v *VAE) ActivationBytes() int64 { return v.pool.Bytes }
+
+// DecodeArena is the arena, in elements of a backend with alignment
+// align (engine.Suballocator), that Decode lays a latent of shape z out
+// in: the whole decode's, or where it decodes in tiles, a tile's.
+func (v *VAE) DecodeArena(z engine.Shape, align int) int {
+	if budget := v.MaxActivationBytes; budget > 0 && v.DecodeMemory(z) > budget {
+		tile := v.fitTile(z[0], max(z[2], z[3]), budget)
+		z = engine.Shape{z[0], z[1], min(tile, z[2]), min(tile, z[3])}
+	}
+	var so nn.ShapeOnly
+	f := v.Config.DownsampleFactor()
+	zt := so.New(engine.F32, z...)                                        // [B, L, h, w]
+	dst := so.New(engine.F32, z[0], v.Config.OutChannels, f*z[2], f*z[3]) // [B, Out, H, W]
+	return nn.ArenaSize(align, func(b engine.Backend, p *nn.Pool) { v.decode(run{b, p}, dst, zt) })
+}
+
+// HomeActivations makes Decode's arena a Sub of region (an F32 tensor
+// of the backend's, an engine.Suballocator) from element off where it
+// takes at most n elements (nn.Pool.Home); a nil region ends it.
+func (v *VAE) HomeActivations(region *engine.Tensor, off, n int) { v.pool.Home(region, off, n) }
 
 // FreeActivations frees the activation buffers Encode and Decode keep for
 // their next call (the next call allocates them again): a pipeline calls

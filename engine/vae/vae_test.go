@@ -527,10 +527,19 @@ func TestSD15Memory(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, side := range []int{64, 128} {
-		n := v.DecodeMemory(engine.Shape{1, 4, side, side})
-		t.Logf("SD 1.5 decode of a %dx%d image: %.2f GiB of activations", 8*side, 8*side, float64(n)/(1<<30))
+		z := engine.Shape{1, 4, side, side}
+		n := v.DecodeMemory(z)
+		arena := 4 * int64(v.DecodeArena(z, 64))
+		t.Logf("SD 1.5 decode of a %dx%d image: %.2f GiB of activations best fit (%d bytes), %d bytes in its arena",
+			8*side, 8*side, float64(n)/(1<<30), n, arena)
 		if want := float64(side*side) / (64 * 64) * 0.5 * (1 << 30); math.Abs(float64(n)-want) > 0.05*want {
 			t.Errorf("%dx%d: %d bytes, documented as %.3g", 8*side, 8*side, n, want)
+		}
+		// Decode lays its activations out in one arena (--offload puts
+		// it in the memory the U-Net's weights leave): no larger than
+		// what best fit takes at its peak.
+		if arena > n {
+			t.Errorf("%dx%d: the decode's arena takes %d bytes, more than best fit's %d", 8*side, 8*side, arena, n)
 		}
 	}
 	if tile := v.fitTile(1, 128, 1<<30+1<<29); tile != 104 { // 1.32 GiB; 112 would take 1.53
