@@ -16,14 +16,16 @@ import (
 // buffer (settle), not on the host.
 //
 // It is an experiment, off unless GLIMMER_GL_ASYNCPARK=1: --offload's
-// U-Net weights (575 MB, used only in the second half of a step) could
-// come back behind the first half of the first step instead of before
-// it, about 11 ms at 52 GB/s. On an H100 it gained nothing (p25 in
+// U-Net weights (the largest, used only in the second half of a step)
+// could come back behind the first half of the first step instead of
+// before it, about 11 ms at 52 GB/s. On an H100 it gained nothing (p25 in
 // docs/perf-notes.md: 1133 against 1126 ms an image, one call), and
 // there the copies were not --offload's cost: fresh allocations were
 // (unparking into the tensors' own storage took 1080 ms, the plain
-// path 1060). TestPark checks it bit for bit on llvmpipe and on the
-// NVIDIA driver.
+// path 1060). --offload now copies into one region made once (p26), so
+// the copies are what is left to hide: not yet timed. TestPark and
+// TestParkRegion check it bit for bit on llvmpipe and on the NVIDIA
+// driver.
 type copier struct {
 	work chan func()
 	done chan struct{}

@@ -82,9 +82,10 @@ func (b *Backend) Park(t *engine.Tensor) (engine.Parked, bool) {
 }
 
 // Unpark copies p's bytes into t (of p's size), in queue order; with
-// b.asyncPark, a copy of at least asyncParkMin runs on the copier's
-// context instead, and what is queued after it waits on the GPU only
-// where it touches t (settle).
+// b.asyncPark, a copy of at least asyncParkMin, or one into a buffer
+// the copier is copying into, runs on the copier's context instead, and
+// what is queued after it waits on the GPU only where it touches t's
+// buffer (settle).
 func (b *Backend) Unpark(t *engine.Tensor, p engine.Parked) {
 	s, h := buf(t), p.(*parked)
 	if s.bytes != h.bytes {
@@ -92,7 +93,11 @@ func (b *Backend) Unpark(t *engine.Tensor, p engine.Parked) {
 	}
 	b.enqueue(func() {
 		b.hazards.host()
-		async := b.asyncPark && h.bytes >= asyncParkMin
+		// A copy into a buffer the copier is still copying into (another
+		// part of --offload's region) goes there too, whatever its size:
+		// here it would wait for that copy (settle) and hold up what
+		// follows.
+		async := b.asyncPark && (h.bytes >= asyncParkMin || s.whole().pending != 0)
 		if async && b.copier == nil {
 			if b.copier = newCopier(b.ctx); b.copier == nil {
 				b.asyncPark, async = false, false

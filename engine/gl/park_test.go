@@ -91,6 +91,70 @@ func testPark(t *testing.T, mode string) {
 	}
 }
 
+// TestParkRegion: with asyncPark, tensors unparked into parts of one
+// buffer (--offload's region, nn.Offload.Home) all go to the copier once
+// one has, the small ones too (else each would wait for the copies before
+// it), and come back bit for bit, read by a dispatch and by the host.
+func TestParkRegion(t *testing.T) {
+	b := openGL(t)
+	b.park, b.asyncPark = true, true
+	nBig, nSmall := asyncParkMin/2+1, 1001                    // F16 over the copier's least copy; F32 well under it
+	region := b.New(engine.F32, nBig/2+1+b.SubAlign()+nSmall) // [both, aligned]
+	offSmall := (b.SubSpan(engine.F16, nBig) + b.SubAlign() - 1) / b.SubAlign() * b.SubAlign()
+	var ps []engine.Parked
+	var want [][]float32
+	for i, dt := range []engine.DType{engine.F16, engine.F32} {
+		n := []int{nBig, nSmall}[i]
+		x := b.New(dt, n) // [n]
+		v := make([]float32, n)
+		for j := range v {
+			v[j] = float32(math.Cos(float64(j)+float64(i))) * 3
+		}
+		b.Write(x, v)
+		w, err := b.Read(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := b.Park(x)
+		if !ok {
+			t.Fatalf("Park declined on %s", b.Name())
+		}
+		b.Free(x)
+		ps, want = append(ps, p), append(want, w)
+	}
+	b.Write(region, make([]float32, region.Numel()))
+	big := b.Sub(region, 0, engine.F16, nBig)            // [nBig]
+	small := b.Sub(region, offSmall, engine.F32, nSmall) // [nSmall]
+	b.Unpark(big, ps[0])
+	b.Unpark(small, ps[1])
+	var pending uintptr
+	b.call(func() { pending = buf(region).pending })
+	if pending == 0 {
+		t.Errorf("the small copy into the region did not go to the copier (or the main context waited for the big one)")
+	}
+	z := b.New(engine.F32, nSmall) // [nSmall]
+	b.Scale(z, small, 1, 0)
+	for i, x := range []*engine.Tensor{big, z} {
+		got, err := b.Read(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range want[i] {
+			if math.Float32bits(got[j]) != math.Float32bits(want[i][j]) {
+				t.Fatalf("tensor %d: [%d] = %g, parked %g", i, j, got[j], want[i][j])
+			}
+		}
+	}
+	for _, p := range ps {
+		b.Drop(p)
+	}
+	b.Free(z)
+	b.Free(region)
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // BenchmarkPark times parking and unparking 256 MiB (what --offload moves
 // per image is about 0.36 GiB of U-Net and 0.09 GiB of VAE weights), and
 // reports how much of the driver's free video memory the parked copy
