@@ -35,10 +35,9 @@ func memCounter(t *testing.T, b engine.Backend) counter {
 // the VAE's pools were freed after use, the VAE's trimmed between
 // resolutions and the pools taught to reuse bigger buffers: both networks'
 // pools were held at once, every buffer they ever made. With both
-// networks' arenas in one region it peaks at 4,167,168 bytes (2,940,928
-// when each arena was allocated for its pass and freed after it: the
-// steps' kept keys, values and time embeddings now come on top of the
-// region, which the decode's arena sizes).
+// networks' arenas and the steps' kept tensors in one region it peaks at
+// 3,072,000 bytes (2,940,928 when each arena was allocated for its pass
+// and freed after it).
 const activationsBefore = 6394120
 
 // TestGenerateMemory checks, on sd1-tiny's euler_8 run and with the

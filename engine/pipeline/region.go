@@ -17,7 +17,9 @@ import (
 // as large as the larger of the two, which is what the decode took at
 // its peak before, so the peak stays where it was. On the H100 fresh
 // allocations of --offload's weights had cost 20–50 ms an image
-// (docs/perf-notes.md, p25).
+// (docs/perf-notes.md, p25). What the steps keep from the first to the
+// last (time embeddings, the text's keys and values) lies in what the
+// U-Net's arena leaves of the region, where it fits (UNet.HomeKept).
 //
 // With Options.Offload the text encoder's weights, the U-Net's largest
 // and the VAE's weights take their turns there too:
@@ -60,8 +62,10 @@ func (p *Pipeline) placeRegion(z engine.Shape) error {
 		vae = engine.AlignUp(nn.HomeSpan(p.sub, p.VAE.Weights(), 0), align)
 	}
 	size := engine.AlignUp(max(text, vae+decode, steps), align)
+	weights := 0 // the U-Net's weights' part of the region
 	if p.offText != nil {
-		if err := p.chooseUNetWeights(size - steps); err != nil {
+		var err error
+		if weights, err = p.chooseUNetWeights(size - steps); err != nil {
 			return err
 		}
 	}
@@ -73,14 +77,22 @@ func (p *Pipeline) placeRegion(z engine.Shape) error {
 	}
 	p.VAE.HomeActivations(p.region, vae, decode)
 	p.UNet.HomeActivations(p.region, size-steps, steps)
+	// What the steps keep (time embeddings, the text's keys and values)
+	// in what the U-Net's weights and arena leave of the region.
+	p.UNet.HomeKept(p.region, weights, size-steps-weights)
 	return nil
 }
 
 // chooseUNetWeights makes p.offUNet of the U-Net's largest weights that
 // fill room elements of the region, largest first, and sends them off the
 // device: before the region is made, so that the two are never there at
-// once.
-func (p *Pipeline) chooseUNetWeights(room int) error {
+// once. It returns the elements they take.
+func (p *Pipeline) chooseUNetWeights(room int) (int, error) {
+	if p.offUNet != nil { // left by a placeRegion that failed: its weights come back first
+		p.offUNet.In()
+		p.offUNet.Close()
+		p.offUNet = nil
+	}
 	largest := slices.Clone(p.UNet.Weights())
 	slices.SortStableFunc(largest, func(a, b *engine.Tensor) int { return cmp.Compare(b.Bytes(), a.Bytes()) })
 	var fill []*engine.Tensor
@@ -91,7 +103,7 @@ func (p *Pipeline) chooseUNetWeights(room int) error {
 		}
 	}
 	p.offUNet = nn.NewOffload(p.B, fill)
-	return p.offUNet.Out(math.MaxInt64)
+	return used, p.offUNet.Out(math.MaxInt64)
 }
 
 // vacate sends every weight in the region off the device (those out
@@ -121,6 +133,7 @@ func (p *Pipeline) dropRegion() error {
 	}
 	p.VAE.HomeActivations(nil, 0, 0)
 	p.UNet.HomeActivations(nil, 0, 0)
+	p.UNet.HomeKept(nil, 0, 0)
 	for _, o := range []*nn.Offload{p.offText, p.offUNet, p.offVAE} {
 		if o != nil {
 			o.Home(nil, 0)

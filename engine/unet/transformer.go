@@ -50,8 +50,10 @@ type attention struct {
 	QKV *nn.Linear
 
 	// keepFor is the context whose keys and values are kept (UNet.
-	// KeepContext): keptK and keptV once its first forward made them.
+	// KeepContext): keptK and keptV, from store, once its first forward
+	// made them.
 	keepFor, keptK, keptV *engine.Tensor
+	store                 *keptStore
 }
 
 // feedForward is diffusers' FeedForward with GEGLU: net.0.proj maps C to
@@ -238,7 +240,7 @@ func (a *attention) keysValues(b engine.Backend, p *nn.Pool, ctx *engine.Tensor)
 		return b.New(engine.F32, bsz, l, ch), b.New(engine.F32, bsz, l, ch), true // [B, L, H*D] each
 	}
 	if kept {
-		a.keptK, a.keptV = b.New(engine.F32, bsz, l, ch), b.New(engine.F32, bsz, l, ch) // [B, L, H*D] each
+		a.keptK, a.keptV = a.store.new(bsz, l, ch), a.store.new(bsz, l, ch) // [B, L, H*D] each
 		k, v = a.keptK, a.keptV
 	} else {
 		k, v = p.Get(bsz, l, ch), p.Get(bsz, l, ch) // [B, L, H*D] each
@@ -249,10 +251,10 @@ func (a *attention) keysValues(b engine.Backend, p *nn.Pool, ctx *engine.Tensor)
 }
 
 // forget frees the kept keys and values and keeps none from now on.
-func (a *attention) forget(b engine.Backend) {
+func (a *attention) forget() {
 	if a.keptK != nil {
-		b.Free(a.keptK)
-		b.Free(a.keptV)
+		a.store.free(a.keptK)
+		a.store.free(a.keptV)
 	}
 	a.keepFor, a.keptK, a.keptV = nil, nil, nil
 }

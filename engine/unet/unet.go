@@ -42,6 +42,7 @@ type UNet struct {
 
 	b         engine.Backend
 	pool      *nn.Pool                  // activations, recycled between calls
+	kept      keptStore                 // what KeepTimesteps and KeepContext keep
 	keptTs    map[float32]int           // KeepTimesteps: a kept timestep's first row
 	keptBatch int                       // and the batch they were kept for
 	weights   []*engine.Tensor          // uploaded by Load, freed by Close
@@ -164,6 +165,10 @@ func Load(l *nn.Loader, cfg model.UNetConfig) (*UNet, error) {
 	if err := l.Err(); err != nil {
 		u.Close()
 		return nil, fmt.Errorf("unet: %w", err)
+	}
+	u.kept = keptStore{b: u.b}
+	for _, a := range u.crossAttentions() {
+		a.store = &u.kept
 	}
 	return u, nil
 }
@@ -449,8 +454,8 @@ func (u *UNet) KeepTimesteps(ts []float32, batch int) {
 	temb := u.TimeEmbedding.forward(b, p, rows) // [steps·B, TimeEmbedDim]
 	b.Unary(temb, temb, engine.SiLU)            // [steps·B, TimeEmbedDim]
 	for _, r := range rs {
-		r.kept = b.New(engine.F32, len(rows), r.TimeEmbProj.Out) // [steps·B, Out]
-		r.TimeEmbProj.Forward(b, r.kept, temb)                   // [steps·B, Out]
+		r.kept = u.kept.new(len(rows), r.TimeEmbProj.Out) // [steps·B, Out]
+		r.TimeEmbProj.Forward(b, r.kept, temb)            // [steps·B, Out]
 	}
 	p.Put(temb)
 	u.keptTs = make(map[float32]int, len(ts))
@@ -466,7 +471,7 @@ func (u *UNet) KeepTimesteps(ts []float32, batch int) {
 func (u *UNet) ForgetTimesteps() {
 	for _, r := range u.resnets() {
 		if r.kept != nil {
-			u.b.Free(r.kept)
+			u.kept.free(r.kept)
 			r.kept = nil
 		}
 	}
@@ -513,7 +518,7 @@ func (u *UNet) keepsContext(context *engine.Tensor) bool {
 // ForgetContext frees what KeepContext kept and keeps nothing from now on.
 func (u *UNet) ForgetContext() {
 	for _, a := range u.crossAttentions() {
-		a.forget(u.b)
+		a.forget()
 	}
 }
 
@@ -536,6 +541,12 @@ func (u *UNet) ActivationArena(x, context engine.Shape, align int) int {
 // of the backend's, an engine.Suballocator) from element off where it
 // takes at most n elements (nn.Pool.Home); a nil region ends it.
 func (u *UNet) HomeActivations(region *engine.Tensor, off, n int) { u.pool.Home(region, off, n) }
+
+// HomeKept lets the time embeddings KeepTimesteps keeps and the keys and
+// values KeepContext keeps lie in elements [off, off+n) of region (an F32
+// tensor of the backend's, an engine.Suballocator), one after another,
+// where they fit; a nil region ends it. Nothing may be kept meanwhile.
+func (u *UNet) HomeKept(region *engine.Tensor, off, n int) { u.kept.home(region, off, n) }
 
 // ActivationPeak is the most device memory the activation pool has held.
 func (u *UNet) ActivationPeak() int64 { return u.pool.Peak }

@@ -670,3 +670,104 @@ func TestLoadErrors(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestHomeKept: with HomeKept the time embeddings KeepTimesteps keeps and
+// the keys and values KeepContext keeps lie in the part of a region given
+// (the pipeline's, which the U-Net's arena leaves idle during the steps):
+// the backend holds less for them than without, the outputs keep their
+// bits, nothing of the region outside the part is written, and a part too
+// small for them makes them allocate as before.
+func TestHomeKept(t *testing.T) {
+	fx := fixtureModels[1]
+	for _, be := range backends {
+		t.Run(be.Name, func(t *testing.T) {
+			b := be.Open(t)
+			defer b.Close()
+			mr, ok := b.(engine.MemoryReporter)
+			if !ok {
+				t.Fatalf("%s reports no memory stats", b.Name())
+			}
+			mem := func() int64 { return mr.MemoryStats().Current }
+			r := openRefs(t, fx.refs)
+			u := loadUNet(t, b, fx)
+			defer u.Close()
+			u.FoldTimeEmbedding(true)
+			x0, xs := r.get(t, "unet.x")
+			e0, es := r.embedding(t, 0)
+			e1, _ := r.embedding(t, 1)
+			ctx := upload(b, append(e0, e1...), twice(es)...) // [2, L, Ckv]
+			defer b.Free(ctx)
+			x := append(append([]float32{}, x0...), reversed(x0)...)
+			ts := []float32{999, 500}
+			// run keeps the timesteps and context, runs the step at the
+			// second timestep (the kept rows past the first) and forgets
+			// them, returning the output and how much more the backend
+			// held while they were kept.
+			run := func() ([][]float32, int64) {
+				before := mem()
+				u.KeepContext(ctx)
+				u.KeepTimesteps(ts, 2)
+				outs := [][]float32{runWith(t, b, u, x, twice(xs), ts[1:], ctx)}
+				held := mem() - before
+				u.ForgetContext()
+				u.ForgetTimesteps()
+				return outs, held
+			}
+			run() // the activation arena, made once
+			want, plainHeld := run()
+
+			sub := b.(engine.Suballocator)
+			part := 1 << 20 // elements: far more than fx's kept tensors
+			off := 2 * sub.SubAlign()
+			region := b.New(engine.F32, off+part+off) // [before, part, after]
+			defer b.Free(region)
+			poison := make([]float32, region.Numel())
+			for i := range poison {
+				poison[i] = -3.5
+			}
+			b.Write(region, poison)
+			u.HomeKept(region, off, part)
+			got, homedHeld := run()
+			for i := range want {
+				for j := range want[i] {
+					if math.Float32bits(got[i][j]) != math.Float32bits(want[i][j]) {
+						t.Fatalf("kept in the region, step %d: out[%d] = %g, %g kept apart", i, j, got[i][j], want[i][j])
+					}
+				}
+			}
+			v, err := b.Read(region)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wrote := false
+			for i, f := range v {
+				inside := i >= off && i < off+part
+				if !inside && f != -3.5 {
+					t.Fatalf("region element %d (the part is %d..%d) is %g: written outside the part", i, off, off+part, f)
+				}
+				wrote = wrote || inside && f != -3.5
+			}
+			t.Logf("the backend held %d more bytes while the steps' tensors were kept, %d with them in the region", plainHeld, homedHeld)
+			if !wrote || homedHeld >= plainHeld {
+				t.Errorf("in the region the kept tensors wrote to it: %v, and the backend held %d more bytes, %d without; want written, and less",
+					wrote, homedHeld, plainHeld)
+			}
+
+			u.HomeKept(region, off, sub.SubAlign()) // too small for any
+			got, smallHeld := run()
+			// Allocated again (the pool's scratch aside, what it held
+			// without a part).
+			if 2*smallHeld < plainHeld {
+				t.Errorf("a part too small: the backend held %d more bytes, %d without a part: the kept tensors did not allocate", smallHeld, plainHeld)
+			}
+			for i := range want {
+				for j := range want[i] {
+					if math.Float32bits(got[i][j]) != math.Float32bits(want[i][j]) {
+						t.Fatalf("a part too small, step %d: out[%d] = %g, want %g", i, j, got[i][j], want[i][j])
+					}
+				}
+			}
+			u.HomeKept(nil, 0, 0)
+		})
+	}
+}
