@@ -21,7 +21,8 @@
 # SDGEMM=name,name times those BenchmarkSDGEMM shapes under the backend's
 # own plan (or SDGEMM_PLANS's, GLIMMER_SDGEMM_PLANS's syntax) with each
 # of SDGEMM_ENV's settings (';' between them);
-# GEMM=4096 times BenchmarkGEMM's square products (NN, NT, TN) of that size.
+# GEMM=4096 times BenchmarkGEMM's square products (NN, NT, TN) of that size;
+# DRIVER_TESTS runs other packages' test binaries on the driver (below).
 set -u
 out=${OUT:-/tmp}
 for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null; done
@@ -74,6 +75,13 @@ done
 echo "== conformance on the driver"
 timeout 200 ./.carry/gltest -test.v -test.run "${CONFORMANCE:-TestConformance\$|TestConformanceAttentionVariants|TestGEMMPlans|TestSampleStepDivision}" 2>&1 |
 	grep -v "^=== \|^    --- PASS\|^        --- PASS" | tail -25
+# DRIVER_TESTS: other packages' tests to run on the driver, as
+# binary:pattern pairs separated by spaces (go test -c -tags egl -o
+# .carry/nn.test ./engine/nn, say, and "nn.test:TestOffload|TestPoolHome").
+for dt in ${DRIVER_TESTS:-}; do
+	echo "== ${dt%%:*} ${dt#*:} on the driver"
+	timeout 200 "./.carry/${dt%%:*}" -test.v -test.run "${dt#*:}" 2>&1 | grep -v "^=== \|^    --- PASS" | tail -12
+done
 [ "${PROFILE:-1}" = 0 ] && exit 0
 echo "== profile"
 GLIMMER_GL_PROFILE=ts timeout 150 ./.carry/pipeline.test -test.run '^$' -test.bench SD15 -test.benchtime 1x -test.v >"$out/profile.txt" 2>&1
