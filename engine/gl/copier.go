@@ -74,18 +74,31 @@ func (c *copier) close() {
 // offset) on the copier's context, after what the main context has
 // queued, and marks dst's root pending until the copy is done. GL thread
 // only.
+//
+// The copy must see dst's storage, which the main context made, and come
+// after what the main context queued that touches it: a fence after that
+// work, which the copier's context waits for. Where the copier is still
+// copying into dst's root (another range of --offload's region), the main
+// context has not touched the root since the copy before (that would
+// have settled it), and the copier's context runs this copy after that
+// one, which waited for everything before it: so no new fence, and no
+// wait here either, which would hold the main context's next dispatches
+// (those touching other buffers too) behind every copy but the last.
 func (b *Backend) copyAsync(src uint32, dst *buffer, bytes int) {
-	b.settle(dst)
 	root := dst.whole()
 	id, start := dst.name()
-	// The copy must see dst's storage, which the main context made: a
-	// fence after it, waited on by the copier's context.
-	made := gl.FenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0)
-	gl.Flush()
+	prev := root.pending
+	var made uintptr
+	if prev == 0 {
+		made = gl.FenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0)
+		gl.Flush()
+	}
 	var copied uintptr
 	var failed uint32 // the copier context's GL error, which checkGL here does not see
 	b.copier.do(func() {
-		gl.WaitSync(made, 0, gl.TIMEOUT_IGNORED)
+		if made != 0 {
+			gl.WaitSync(made, 0, gl.TIMEOUT_IGNORED)
+		}
 		gl.BindBuffer(gl.COPY_READ_BUFFER, src)
 		gl.BindBuffer(gl.COPY_WRITE_BUFFER, id)
 		gl.CopyBufferSubData(gl.COPY_READ_BUFFER, gl.COPY_WRITE_BUFFER, 0, start, bytes)
@@ -93,7 +106,12 @@ func (b *Backend) copyAsync(src uint32, dst *buffer, bytes int) {
 		gl.Flush()
 		failed = gl.GetError()
 	})
-	gl.DeleteSync(made) // deleted once no wait needs it
+	if made != 0 {
+		gl.DeleteSync(made) // deleted once no wait needs it
+	}
+	if prev != 0 {
+		gl.DeleteSync(prev) // copied signals after it: waiting on copied covers both
+	}
 	root.pending = copied
 	if failed != gl.NO_ERROR {
 		b.setErr(fmt.Errorf("gl: unpark %d bytes on the copier's context: GL error 0x%x", bytes, failed))
