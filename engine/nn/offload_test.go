@@ -16,23 +16,7 @@ import (
 // values bit for bit into the same *engine.Tensor values (F16 and F32,
 // infinities included), and that repeating Out or In changes nothing.
 func TestOffload(t *testing.T) {
-	var runs []enginetest.Backend
-	for _, be := range enginetest.Backends() {
-		runs = append(runs, be)
-		if be.Name == "gl" {
-			// The GL backend parks the tensors in host memory the GPU
-			// copies itself, or with GLIMMER_GL_PARK=0 keeps Go copies.
-			unparked := be
-			unparked.Name = "gl unparked"
-			open := be.Open
-			unparked.Open = func(t testing.TB) engine.Backend {
-				t.Setenv("GLIMMER_GL_PARK", "0")
-				return open(t)
-			}
-			runs = append(runs, unparked)
-		}
-	}
-	for _, be := range runs {
+	for _, be := range offloadBackends() {
 		t.Run(be.Name, func(t *testing.T) {
 			b := be.Open(t)
 			defer b.Close()
@@ -93,6 +77,27 @@ func TestOffload(t *testing.T) {
 	}
 }
 
+// offloadBackends are the backends, the GL one twice: it parks the
+// tensors in host memory the GPU copies itself, or with GLIMMER_GL_PARK=0
+// keeps Go copies.
+func offloadBackends() []enginetest.Backend {
+	var runs []enginetest.Backend
+	for _, be := range enginetest.Backends() {
+		runs = append(runs, be)
+		if be.Name == "gl" {
+			unparked := be
+			unparked.Name = "gl unparked"
+			open := be.Open
+			unparked.Open = func(t testing.TB) engine.Backend {
+				t.Setenv("GLIMMER_GL_PARK", "0")
+				return open(t)
+			}
+			runs = append(runs, unparked)
+		}
+	}
+	return runs
+}
+
 // readAll reads every tensor of ts back.
 func readAll(t *testing.T, b engine.Backend, ts []*engine.Tensor) [][]float32 {
 	t.Helper()
@@ -113,9 +118,9 @@ func readAll(t *testing.T, b engine.Backend, ts []*engine.Tensor) [][]float32 {
 // and activations in turn), and Out and In then allocate and free nothing;
 // the places follow HomeSpan, one tensor's never overlapping the next;
 // Close leaves homed tensors out, with nothing to free; Home(nil) makes
-// In allocate again.
+// In allocate again. The GL backend runs parked and unparked.
 func TestOffloadHome(t *testing.T) {
-	for _, be := range enginetest.Backends() {
+	for _, be := range offloadBackends() {
 		t.Run(be.Name, func(t *testing.T) {
 			b := be.Open(t)
 			defer b.Close()
