@@ -2,6 +2,7 @@ package nn
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 
 	"glimmer/engine"
@@ -166,11 +167,14 @@ func ArenaSize(align int, pass func(b engine.Backend, rec *Pool)) int {
 // tensor of the backend's, which the caller owns) from element off where
 // they take at most n elements, rather than allocate buffers of their
 // own; a larger arena still gets its own. The plan in use gives up its
-// arena now if no tensor of it is out (else when its last comes back) and
-// takes its new one at its next Plan. A nil region ends it.
+// arena now and takes its new one at its next Plan, so no tensor of it
+// may be out (a programmer error: Home panics). A nil region ends it.
 func (p *Pool) Home(region *engine.Tensor, off, n int) {
+	if len(p.fromArena) > 0 {
+		panic(fmt.Sprintf("nn: Pool.Home with %d tensors of an arena still out", len(p.fromArena)))
+	}
 	p.home, p.homeOff, p.homeN = region, off, n
-	if pl := p.plan; pl != nil && pl.nOut == 0 {
+	if pl := p.plan; pl != nil {
 		p.freeArena(pl)
 	}
 }

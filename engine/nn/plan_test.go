@@ -252,6 +252,20 @@ func TestPoolHome(t *testing.T) {
 					t.Fatalf("region element %d (arena at %d..%d) is %g: the pass wrote outside its place", i, off, off+size, v)
 				}
 			}
+			// Moving the arena while one of its tensors is out is refused.
+			p.Plan("pass", pass)
+			p.Begin()
+			first := p.Get(64, 100) // planPass's first tensor, from the arena
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Errorf("Home with an arena's tensor out did not panic")
+					}
+				}()
+				p.Home(nil, 0, 0)
+			}()
+			p.Put(first)
+			p.End()
 			p.Free()
 
 			for _, c := range []struct {
