@@ -77,6 +77,14 @@ type Suballocator interface {
 // AlignUp rounds n up to a multiple of align (a Sub's offset).
 func AlignUp(n, align int) int { return (n + align - 1) / align * align }
 
+// SubPlace is where a sub of n elements of dtype goes at or after element
+// off of s's tensor: start, the first offset s allows there, and end, the
+// element after the sub.
+func SubPlace(s Suballocator, off int, dtype DType, n int) (start, end int) {
+	start = AlignUp(off, s.SubAlign())
+	return start, start + s.SubSpan(dtype, n)
+}
+
 // Fencer is offered by backends whose ops run behind the host (the GL
 // backend queues them for the GPU): Fence marks the work queued so far and
 // returns a function that waits until that work is done. A loop that

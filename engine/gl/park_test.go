@@ -98,9 +98,10 @@ func testPark(t *testing.T, mode string) {
 func TestParkRegion(t *testing.T) {
 	b := openGL(t)
 	b.park, b.asyncPark = true, true
-	nBig, nSmall := asyncParkMin/2+1, 1001                    // F16 over the copier's least copy; F32 well under it
-	region := b.New(engine.F32, nBig/2+1+b.SubAlign()+nSmall) // [both, aligned]
-	offSmall := (b.SubSpan(engine.F16, nBig) + b.SubAlign() - 1) / b.SubAlign() * b.SubAlign()
+	nBig, nSmall := asyncParkMin/2+1, 1001 // F16 over the copier's least copy; F32 well under it
+	_, bigEnd := engine.SubPlace(b, 0, engine.F16, nBig)
+	offSmall, end := engine.SubPlace(b, bigEnd, engine.F32, nSmall)
+	region := b.New(engine.F32, end) // [both, aligned]
 	var ps []engine.Parked
 	var want [][]float32
 	for i, dt := range []engine.DType{engine.F16, engine.F32} {

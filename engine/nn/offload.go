@@ -51,7 +51,7 @@ func NewOffload(b engine.Backend, ts []*engine.Tensor) *Offload {
 // the one before. It returns the element after the last.
 func HomeSpan(sub engine.Suballocator, ts []*engine.Tensor, off int) int {
 	for _, t := range ts {
-		off = engine.AlignUp(off, sub.SubAlign()) + sub.SubSpan(t.DType(), t.Numel())
+		_, off = engine.SubPlace(sub, off, t.DType(), t.Numel())
 	}
 	return off
 }
@@ -75,9 +75,7 @@ func (o *Offload) Home(region *engine.Tensor, off int) {
 	}
 	o.sub, o.region, o.home = sub, region, make([]int, len(o.ts))
 	for i, t := range o.ts {
-		off = engine.AlignUp(off, sub.SubAlign())
-		o.home[i] = off
-		off += sub.SubSpan(t.DType(), t.Numel())
+		o.home[i], off = engine.SubPlace(sub, off, t.DType(), t.Numel())
 	}
 }
 

@@ -33,8 +33,7 @@ func (k *keptStore) home(region *engine.Tensor, off, n int) {
 // new returns an F32 tensor of the shape, contents undefined.
 func (k *keptStore) new(shape ...int) *engine.Tensor {
 	if k.region != nil {
-		start := engine.AlignUp(k.next, k.sub.SubAlign())
-		if end := start + k.sub.SubSpan(engine.F32, engine.Shape(shape).Numel()); end <= k.end {
+		if start, end := engine.SubPlace(k.sub, k.next, engine.F32, engine.Shape(shape).Numel()); end <= k.end {
 			t := k.sub.Sub(k.region, start, engine.F32, shape...)
 			k.next = end
 			k.live[t.Storage()] = true
