@@ -24,8 +24,7 @@ type plan struct {
 	key   string
 	size  int            // the arena's elements
 	arena *engine.Tensor // [size]: the backend's, cut with Sub; nil after Free
-	homed bool           // arena is a Sub of the pool's home (Home), not a buffer of its own
-	root  *engine.Tensor // what the Gets are cut from: arena, or the home
+	root  *engine.Tensor // what the Gets are cut from: arena, or the pool's home (Home) that arena is a Sub of
 	at    int            // arena's first element in root
 	sub   engine.Suballocator
 	gets  []plannedGet // the pass's Gets in order
@@ -184,10 +183,10 @@ func (p *Pool) makeArena(pl *plan) {
 	case pl.size == 0:
 	case p.home != nil && pl.size <= p.homeN:
 		pl.arena = pl.sub.Sub(p.home, p.homeOff, engine.F32, pl.size) // [size]
-		pl.homed, pl.root, pl.at = true, p.home, p.homeOff
+		pl.root, pl.at = p.home, p.homeOff
 	default:
 		pl.arena = p.b.New(engine.F32, pl.size) // [size]
-		pl.homed, pl.root, pl.at = false, pl.arena, 0
+		pl.root, pl.at = pl.arena, 0
 		p.Bytes += int64(4 * pl.size)
 		p.Peak = max(p.Peak, p.Bytes)
 	}
@@ -281,7 +280,7 @@ func (p *Pool) dropPlan() {
 }
 
 func (p *Pool) freeArena(pl *plan) {
-	if pl.arena != nil && !pl.homed {
+	if pl.arena != nil && pl.root == pl.arena { // a buffer of its own, not a Sub of a home
 		p.b.Free(pl.arena)
 		p.Bytes -= int64(4 * pl.arena.Numel())
 	}
