@@ -132,11 +132,29 @@ func ramp(start, t, n, f, overlap int) []float32 {
 func (v *VAE) DecodeMemory(z engine.Shape) int64 {
 	var so nn.ShapeOnly
 	p := nn.NewPool(so)
+	v.shapeOnlyDecode(z)(so, p)
+	return p.Peak
+}
+
+// shapeOnlyDecode is a decode of a latent of shape z [B, L, h, w] as a
+// pass for a shape-only backend and a pool (a rehearsal): its latent and
+// image are ShapeOnly's.
+func (v *VAE) shapeOnlyDecode(z engine.Shape) func(b engine.Backend, p *nn.Pool) {
+	var so nn.ShapeOnly
 	f := v.Config.DownsampleFactor()
 	zt := so.New(engine.F32, z...)                                        // [B, L, h, w]
 	dst := so.New(engine.F32, z[0], v.Config.OutChannels, f*z[2], f*z[3]) // [B, Out, H, W]
-	v.decode(run{so, p}, dst, zt)
-	return p.Peak
+	return func(b engine.Backend, p *nn.Pool) { v.decode(run{b, p}, dst, zt) }
+}
+
+// tile is the square tile Decode decodes a latent of shape z in, or 0
+// where it decodes it whole: MaxActivationBytes positive and exceeded by
+// DecodeMemory(z).
+func (v *VAE) tile(z engine.Shape) int {
+	if budget := v.MaxActivationBytes; budget > 0 && v.DecodeMemory(z) > budget {
+		return v.fitTile(z[0], max(z[2], z[3]), budget)
+	}
+	return 0
 }
 
 // fitTile is the largest square tile (a multiple of 8 latent pixels below

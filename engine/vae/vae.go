@@ -574,8 +574,7 @@ func (v *VAE) Decode(dst, z *engine.Tensor) error {
 	if err := v.checkDecode(dst, z); err != nil {
 		return err
 	}
-	if budget := v.MaxActivationBytes; budget > 0 && v.DecodeMemory(z.Shape()) > budget {
-		tile := v.fitTile(z.Dim(0), max(z.Dim(2), z.Dim(3)), budget)
+	if tile := v.tile(z.Shape()); tile > 0 {
 		v.pool.Free()
 		return v.DecodeTiled(dst, z, tile, tile/4)
 	}
@@ -614,15 +613,10 @@ func (v *VAE) ActivationBytes() int64 { return v.pool.Bytes }
 // align (engine.Suballocator), that Decode lays a latent of shape z out
 // in: the whole decode's, or where it decodes in tiles, a tile's.
 func (v *VAE) DecodeArena(z engine.Shape, align int) int {
-	if budget := v.MaxActivationBytes; budget > 0 && v.DecodeMemory(z) > budget {
-		tile := v.fitTile(z[0], max(z[2], z[3]), budget)
+	if tile := v.tile(z); tile > 0 { // DecodeTiled's tile shape
 		z = engine.Shape{z[0], z[1], min(tile, z[2]), min(tile, z[3])}
 	}
-	var so nn.ShapeOnly
-	f := v.Config.DownsampleFactor()
-	zt := so.New(engine.F32, z...)                                        // [B, L, h, w]
-	dst := so.New(engine.F32, z[0], v.Config.OutChannels, f*z[2], f*z[3]) // [B, Out, H, W]
-	return nn.ArenaSize(align, func(b engine.Backend, p *nn.Pool) { v.decode(run{b, p}, dst, zt) })
+	return nn.ArenaSize(align, v.shapeOnlyDecode(z))
 }
 
 // HomeActivations makes Decode's arena a Sub of region (an F32 tensor
