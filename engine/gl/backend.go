@@ -29,9 +29,6 @@ type platformContext interface {
 	procAddress(name string) unsafe.Pointer
 	platform() string
 	close()
-	// share makes a context sharing this one's objects current on the
-	// calling thread (copier.go), or fails where the platform has none.
-	share() (platformContext, error)
 }
 
 // Limits are what the driver reports that shapes dispatches and shaders.
@@ -95,13 +92,6 @@ type Backend struct {
 	winoU     *buffer   // Winograd's transformed filters, grown on demand
 	winoV     *buffer   // Winograd's transformed input, grown on demand
 
-	// copier copies parked tensors back on a shared context (copier.go),
-	// started at the first large Unpark when asyncPark is on
-	// (GLIMMER_GL_ASYNCPARK=1; off by default, and turned off where the
-	// platform has no shared context).
-	copier    *copier
-	asyncPark bool
-
 	mu     sync.Mutex
 	closed bool
 }
@@ -159,9 +149,6 @@ func (b *Backend) loop(started chan<- error) {
 	}
 	for _, p := range b.programs {
 		gl.DeleteProgram(p.id)
-	}
-	if b.copier != nil {
-		b.copier.close()
 	}
 	ctx.close()
 }
@@ -257,7 +244,6 @@ func (b *Backend) init(ctx platformContext) error {
 	}
 	b.winoOutVec = os.Getenv("GLIMMER_GL_WINO_OUTV") != "0"
 	b.park = os.Getenv("GLIMMER_GL_PARK") != "0"
-	b.asyncPark = os.Getenv("GLIMMER_GL_ASYNCPARK") == "1"
 	if v, err := strconv.Atoi(os.Getenv("GLIMMER_GL_WINO_MINPX")); err == nil {
 		b.winoMinPixels = v
 	}
@@ -379,21 +365,9 @@ type buffer struct {
 	bytes int
 	root  *buffer // a Sub's whole buffer, else nil
 	off   int     // a Sub's first byte in root
-	// pending is a fence after the copier's copy into this (root) buffer,
-	// which the main context waits for before touching it (settle); 0
-	// when none. GL thread only.
-	pending uintptr
 }
 
 func (s *buffer) Bytes() int { return s.bytes }
-
-// whole is the buffer object s lies in: its root for a Sub, else s.
-func (s *buffer) whole() *buffer {
-	if s.root != nil {
-		return s.root
-	}
-	return s
-}
 
 // name is the GL buffer that holds s, and start its first byte there.
 // GL thread only (a root's id is set there).
@@ -496,7 +470,6 @@ func (b *Backend) WriteRaw(t *engine.Tensor, src []byte) {
 		s := buf(t)
 		b.call(func() {
 			b.hazards.host()
-			b.settle(s)
 			id, start := s.name()
 			gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, id)
 			gl.BufferSubData(gl.SHADER_STORAGE_BUFFER, start, len(src), gl.Ptr(src))
@@ -513,7 +486,6 @@ func (b *Backend) upload(t *engine.Tensor, raw []byte) {
 	s := buf(t)
 	b.enqueue(func() {
 		b.hazards.host()
-		b.settle(s)
 		id, start := s.name()
 		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, id)
 		gl.BufferSubData(gl.SHADER_STORAGE_BUFFER, start, len(raw), gl.Ptr(raw))
@@ -529,7 +501,6 @@ func (b *Backend) Read(t *engine.Tensor) ([]float32, error) {
 	var err error
 	b.call(func() {
 		b.hazards.host()
-		b.settle(s)
 		id, start := s.name()
 		gl.BindBuffer(gl.SHADER_STORAGE_BUFFER, id)
 		gl.GetBufferSubData(gl.SHADER_STORAGE_BUFFER, start, len(raw), gl.Ptr(raw))
@@ -560,7 +531,6 @@ func (b *Backend) Free(t *engine.Tensor) {
 	}
 	b.Release(int64(s.bytes))
 	b.enqueue(func() {
-		b.settle(s)
 		gl.DeleteBuffers(1, &s.id)
 		s.id = 0
 	})

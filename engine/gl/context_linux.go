@@ -12,7 +12,6 @@ package gl
 
 typedef struct {
 	EGLDisplay dpy;
-	EGLConfig cfg;
 	EGLContext ctx;
 	const char *platform;
 	char err[256];
@@ -47,48 +46,9 @@ static int glimmer_try_display(glimmer_egl *e, EGLDisplay dpy, const char *platf
 		return 0;
 	}
 	e->dpy = dpy;
-	e->cfg = cfg;
 	e->ctx = ctx;
 	e->platform = platform;
 	return 1;
-}
-
-// glimmer_egl_share makes a second context of main's display, sharing
-// main's objects, current on the calling thread.
-static int glimmer_egl_share(const glimmer_egl *main, glimmer_egl *e) {
-	memset(e, 0, sizeof(*e));
-	// The client API is a thread's own: this thread's is OpenGL ES until set.
-	if (!eglBindAPI(EGL_OPENGL_API)) {
-		snprintf(e->err, sizeof e->err, "no OpenGL API on the copier's thread (EGL error 0x%x)", eglGetError());
-		return 0;
-	}
-	const EGLint ctxAttr[] = {
-		EGL_CONTEXT_MAJOR_VERSION, 4,
-		EGL_CONTEXT_MINOR_VERSION, 3,
-		EGL_CONTEXT_OPENGL_PROFILE_MASK, EGL_CONTEXT_OPENGL_CORE_PROFILE_BIT,
-		EGL_NONE };
-	EGLContext ctx = eglCreateContext(main->dpy, main->cfg, main->ctx, ctxAttr);
-	if (ctx == EGL_NO_CONTEXT) {
-		snprintf(e->err, sizeof e->err, "no shared OpenGL context (EGL error 0x%x)", eglGetError());
-		return 0;
-	}
-	if (!eglMakeCurrent(main->dpy, EGL_NO_SURFACE, EGL_NO_SURFACE, ctx)) {
-		snprintf(e->err, sizeof e->err, "shared OpenGL context not made current (EGL error 0x%x)", eglGetError());
-		eglDestroyContext(main->dpy, ctx);
-		return 0;
-	}
-	e->dpy = main->dpy;
-	e->cfg = main->cfg;
-	e->ctx = ctx;
-	e->platform = main->platform;
-	return 1;
-}
-
-// glimmer_egl_close_shared releases a context from glimmer_egl_share; the
-// display stays the main context's.
-static void glimmer_egl_close_shared(glimmer_egl *e) {
-	eglMakeCurrent(e->dpy, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT);
-	eglDestroyContext(e->dpy, e->ctx);
 }
 
 // glimmer_egl_open makes a headless OpenGL context current on the calling
@@ -136,10 +96,7 @@ import (
 
 // eglContext is a headless OpenGL context made current on the thread that
 // created it.
-type eglContext struct {
-	e      C.glimmer_egl
-	shared bool // made by share: closing it leaves the display
-}
+type eglContext struct{ e C.glimmer_egl }
 
 func openContext() (platformContext, error) {
 	c := &eglContext{}
@@ -157,18 +114,4 @@ func (c *eglContext) procAddress(name string) unsafe.Pointer {
 
 func (c *eglContext) platform() string { return C.GoString(c.e.platform) }
 
-func (c *eglContext) close() {
-	if c.shared {
-		C.glimmer_egl_close_shared(&c.e)
-		return
-	}
-	C.glimmer_egl_close(&c.e)
-}
-
-func (c *eglContext) share() (platformContext, error) {
-	s := &eglContext{shared: true}
-	if C.glimmer_egl_share(&c.e, &s.e) == 0 {
-		return nil, errors.New(C.GoString(&s.e.err[0]))
-	}
-	return s, nil
-}
+func (c *eglContext) close() { C.glimmer_egl_close(&c.e) }

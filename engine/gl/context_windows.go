@@ -113,9 +113,3 @@ func (c *wglContext) procAddress(name string) unsafe.Pointer {
 func (c *wglContext) platform() string { return "WGL hidden window" }
 
 func (c *wglContext) close() { C.glimmer_wgl_close(&c.w) }
-
-// share is not offered on WGL yet: parked tensors come back in queue
-// order on the main context (copier.go).
-func (c *wglContext) share() (platformContext, error) {
-	return nil, errors.New("no shared context on WGL")
-}

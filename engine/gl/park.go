@@ -65,7 +65,6 @@ func (b *Backend) Park(t *engine.Tensor) (engine.Parked, bool) {
 			gl.DeleteBuffers(1, &p.id)
 			return
 		}
-		b.settle(s)
 		id, start := s.name()
 		gl.BindBuffer(gl.COPY_READ_BUFFER, id)
 		gl.CopyBufferSubData(gl.COPY_READ_BUFFER, gl.COPY_WRITE_BUFFER, start, 0, p.bytes)
@@ -81,11 +80,7 @@ func (b *Backend) Park(t *engine.Tensor) (engine.Parked, bool) {
 	return p, true
 }
 
-// Unpark copies p's bytes into t (of p's size), in queue order; with
-// b.asyncPark, a copy of at least asyncParkMin, or one into a buffer
-// the copier is copying into, runs on the copier's context instead, and
-// what is queued after it waits on the GPU only where it touches t's
-// buffer (settle).
+// Unpark copies p's bytes into t (of p's size), in queue order.
 func (b *Backend) Unpark(t *engine.Tensor, p engine.Parked) {
 	s, h := buf(t), p.(*parked)
 	if s.bytes != h.bytes {
@@ -93,22 +88,6 @@ func (b *Backend) Unpark(t *engine.Tensor, p engine.Parked) {
 	}
 	b.enqueue(func() {
 		b.hazards.host()
-		// A copy into a buffer the copier is still copying into (another
-		// part of --offload's region) goes there too, whatever its size:
-		// here it would wait for that copy (settle) and hold up what
-		// follows.
-		async := b.asyncPark && (h.bytes >= asyncParkMin || s.whole().pending != 0)
-		if async && b.copier == nil {
-			if b.copier = newCopier(b.ctx); b.copier == nil {
-				b.asyncPark, async = false, false
-			}
-		}
-		if async {
-			b.copyAsync(h.id, s, h.bytes)
-			b.checkGL(fmt.Sprintf("unpark %d bytes", h.bytes))
-			return
-		}
-		b.settle(s)
 		id, start := s.name()
 		gl.BindBuffer(gl.COPY_READ_BUFFER, h.id)
 		gl.BindBuffer(gl.COPY_WRITE_BUFFER, id)
@@ -117,24 +96,10 @@ func (b *Backend) Unpark(t *engine.Tensor, p engine.Parked) {
 	})
 }
 
-// asyncParkMin is the least copy Unpark hands the copier (with
-// b.asyncPark): each costs two fences, a flush and a round trip to the
-// copier's thread, and pays only where the main context has other work
-// to do before the tensor's first use. --offload's U-Net weights that
-// make room for the decode are 29 to 59 MB each, all used in the second
-// half of a step; the text encoder's and VAE's (4.7 MB at most) are used
-// as soon as they are back.
-const asyncParkMin = 8 << 20
-
 // Drop frees p's host memory.
 func (b *Backend) Drop(p engine.Parked) {
 	h := p.(*parked)
-	b.enqueue(func() {
-		if b.copier != nil { // a copy from h may still be queued there
-			b.copier.do(gl.Finish)
-		}
-		gl.DeleteBuffers(1, &h.id)
-	})
+	b.enqueue(func() { gl.DeleteBuffers(1, &h.id) })
 }
 
 var _ engine.HostStore = (*Backend)(nil)

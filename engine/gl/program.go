@@ -232,7 +232,6 @@ func (b *Backend) dispatch(op string, d defines, groups int, bufs []*buffer, set
 		}
 		gl.UseProgram(p.id)
 		for i, s := range bufs {
-			b.settle(s)
 			if s.root != nil {
 				gl.BindBufferRange(gl.SHADER_STORAGE_BUFFER, uint32(i), s.root.id, s.off, s.bytes)
 			} else {
