@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 
@@ -147,7 +148,8 @@ func TestGenerateMemory(t *testing.T) {
 // pipeline that keeps every weight on the device, for a first prompt, the
 // same prompt again (its encoding reused), another prompt without
 // guidance (the text encoder uploaded again) and an image of another
-// size (a new region), also after ForgetText and back at the first size;
+// size (a new region), also after ForgetText and back at the first size,
+// and after an image cancelled halfway;
 // the U-Net's activation arena lies in the region;
 // Close frees everything; and on the
 // repeated prompt the peak (over the memory held before Load) is lower
@@ -221,6 +223,29 @@ func TestGenerateOffload(t *testing.T) {
 			}
 			if !slices.Equal(res.Decoded, off[2]) {
 				t.Errorf("after ForgetText the repeated request's image differs from the first")
+			}
+			// Cancelled from its step callback at step 2 (the window's
+			// Cancel), an image leaves the U-Net's weights in the region,
+			// which the next image of that size reuses: with its prompt
+			// encoded anew, the text encoder's weights come back over
+			// theirs, so the U-Net's must be marked out first (vacate), and
+			// the image must match the plain pipeline's bit for bit.
+			ctx, cancel := context.WithCancel(context.Background())
+			_, err = p.Generate(ctx, reqs[0], func(s pipeline.Step) {
+				if s.Index == 2 {
+					cancel()
+				}
+			})
+			cancel()
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelled at step 2: Generate returned %v, want context.Canceled", err)
+			}
+			p.ForgetText()
+			if res, err = p.Generate(context.Background(), reqs[0], nil); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(res.Decoded, plain[0]) {
+				t.Errorf("after a cancelled image, the same request with Offload differs from the plain pipeline's")
 			}
 			if err := p.Close(); err != nil {
 				t.Fatal(err)
