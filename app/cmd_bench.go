@@ -37,7 +37,7 @@ func runBench(env *Env, args []string) error {
 	}
 	g.p.Prompt, g.p.Negative = "a photograph of an astronaut riding a horse", "blurry"
 	g.p.Schedule, g.p.CFG, g.p.Seed, g.p.ClipSkip = "default", g.cfg, 42, 1
-	if err := g.validate(); err != nil {
+	if err := g.validate("bench"); err != nil {
 		return err
 	}
 	if g.model == "" {

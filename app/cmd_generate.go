@@ -91,7 +91,7 @@ func runGenerate(env *Env, args []string) error {
 		}
 		fmt.Fprintln(env.Stderr, "note: no --model given: using the built-in starter model (64x64 coloured shapes)")
 	}
-	if err := g.validate(); err != nil {
+	if err := g.validate("generate"); err != nil {
 		return err
 	}
 	var pred model.Prediction
@@ -164,36 +164,45 @@ func runGenerate(env *Env, args []string) error {
 	return nil
 }
 
-func (g *genFlags) validate() error {
+// validate checks the request's flags; cmd ("generate", "bench") begins
+// each message, as the command line names it, or nothing where cmd is ""
+// (the window's jobs, whose fields are not flags).
+func (g *genFlags) validate(cmd string) error {
 	p := g.p
+	bad := func(format string, args ...any) error {
+		if cmd != "" {
+			format = cmd + ": " + format
+		}
+		return usagef(format, args...)
+	}
 	switch {
 	case strings.TrimSpace(p.Prompt) == "":
-		return usagef("generate: --prompt is required")
+		return bad("--prompt is required")
 	case p.Steps < 1 || p.Steps > 1000:
-		return usagef("generate: --steps %d must be between 1 and 1000", p.Steps)
+		return bad("--steps %d must be between 1 and 1000", p.Steps)
 	case p.CFG < 1 || p.CFG > 100:
-		return usagef("generate: --cfg %g must be between 1 and 100", p.CFG)
+		return bad("--cfg %g must be between 1 and 100", p.CFG)
 	case p.Width < 8 || p.Height < 8 || p.Width%8 != 0 || p.Height%8 != 0:
-		return usagef("generate: size %dx%d must be positive multiples of 8", p.Width, p.Height)
+		return bad("size %dx%d must be positive multiples of 8", p.Width, p.Height)
 	case p.Width*p.Height > 4096*4096:
-		return usagef("generate: size %dx%d is larger than 4096x4096", p.Width, p.Height)
+		return bad("size %dx%d is larger than 4096x4096", p.Width, p.Height)
 	case p.ClipSkip < 1 || p.ClipSkip > 12:
-		return usagef("generate: --clip-skip %d must be between 1 and 12", p.ClipSkip)
+		return bad("--clip-skip %d must be between 1 and 12", p.ClipSkip)
 	case g.seed < -1 || g.seed > 1<<53:
-		return usagef("generate: --seed %d must be -1 or between 0 and 2^53", g.seed)
+		return bad("--seed %d must be -1 or between 0 and 2^53", g.seed)
 	}
 	if !contains(sample.Names(), p.Sampler) {
-		return usagef("generate: unknown --sampler %q (want %s)", p.Sampler, strings.Join(sample.Names(), ", "))
+		return bad("unknown --sampler %q (want %s)", p.Sampler, strings.Join(sample.Names(), ", "))
 	}
 	if !contains(sample.Schedules(), p.Schedule) {
-		return usagef("generate: unknown --schedule %q (want default or karras)", p.Schedule)
+		return bad("unknown --schedule %q (want default or karras)", p.Schedule)
 	}
 	if !contains(device.Names, g.backend) {
-		return usagef("generate: unknown --backend %q (want auto, gl or cpu)", g.backend)
+		return bad("unknown --backend %q (want auto, gl or cpu)", g.backend)
 	}
 	// Combinations the sampler refuses (karras with ddim, ...).
 	if _, err := sample.New(p.Sampler, p.Schedule, p.Steps, sample.ScheduleConfig{}, rng.New(0)); err != nil {
-		return usagef("generate: %v", err)
+		return bad("%v", err)
 	}
 	return nil
 }

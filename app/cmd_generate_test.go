@@ -138,6 +138,10 @@ func TestBenchTable(t *testing.T) {
 	if code, _, _ := run(t, "bench", "--model", model, "--runs", "0"); code != 2 {
 		t.Errorf("--runs 0: exit %d, want 2", code)
 	}
+	// A bad flag's message names the command the user ran.
+	if code, _, stderr := run(t, "bench", "--model", model, "--steps", "0"); code != 2 || !strings.Contains(stderr, "bench: --steps 0 must be") {
+		t.Errorf("bench --steps 0: exit %d, %q; want 2 and a message naming bench's --steps", code, stderr)
+	}
 }
 
 // With no --model, generate uses the built-in starter model at its own

@@ -74,7 +74,12 @@ func runTrain(env *Env, args []string) error {
 			c.NoiseOffset = -1 // asked for none, not the mode's default
 		}
 	})
-	c = c.Defaults()
+	// The window's checks (data folder, base model, output, resume state),
+	// before a GPU is opened for nothing.
+	c, err = CheckTrainConfig(c)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
 	if c.SaveEvery == 0 {
 		c.SaveEvery = max(c.Steps/10, 1)
 	}

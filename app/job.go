@@ -350,9 +350,8 @@ func (j Job) check() error {
 	if strings.TrimSpace(g.p.Prompt) == "" {
 		g.p.Prompt = "-" // an empty prompt is fine here (unconditional image)
 	}
-	if err := g.validate(); err != nil {
-		// The CLI's messages name flags ("generate: --steps ..."); drop the prefix.
-		return errors.New(strings.TrimPrefix(err.Error(), "generate: "))
+	if err := g.validate(""); err != nil {
+		return err
 	}
 	if j.Count < 0 || j.Count > 1000 {
 		return fmt.Errorf("batch count %d must be between 1 and 1000", j.Count)
