@@ -8,7 +8,11 @@
 // as os.system, with an error that says what was asked for. Tensor data
 // stays in the archive until asked for: stored (uncompressed) entries are
 // memory-mapped on unix or read with ReadAt, compressed ones are inflated
-// on demand.
+// on demand (torch.save never compresses; other tools may). The sizes the
+// zip directory claims are checked against what the file's bytes can
+// hold, and a pickle may make only so many values, so a small hostile
+// file can neither make the reader allocate without bound nor keep it
+// inflating for hours.
 //
 // Only contiguous, little-endian tensors are supported. The pre-1.6
 // "legacy" format (a bare pickle followed by raw storages) is refused
@@ -62,7 +66,32 @@ type entry struct {
 	once sync.Once
 	off  int64 // file offset of a stored entry's data, -1 if compressed
 	err  error
+
+	// A compressed entry is inflated by one reader kept open between
+	// reads, so tensors read in the order they lie cost one pass; a read
+	// behind it starts again from the entry's start. inflated counts every
+	// byte inflated, which maxInflate bounds.
+	mu       sync.Mutex
+	rc       io.ReadCloser
+	pos      int64
+	inflated int64
 }
+
+// maxDeflateRatio is the most deflate can expand its input (RFC 1951: a
+// 258-byte match per 2 bits, about 1032:1). A compressed entry that claims
+// more than this times its compressed size, plus a little, lies about its
+// size.
+const maxDeflateRatio = 1032
+
+// maxInflate bounds what a compressed entry may be inflated in all, over
+// every read: this many times its size, plus inflateSlack. Reads in the
+// order the tensors lie inflate it once; a hostile archive whose tensors
+// all sit behind a long run of padding, read out of order, would inflate
+// the padding once per tensor (hours) and is refused instead.
+const maxInflate = 4
+
+// inflateSlack is a variable so that tests can reach the bound cheaply.
+var inflateSlack int64 = 64 << 20
 
 // File is an open checkpoint. Its methods are safe for concurrent use;
 // Close must not race with them.
@@ -241,7 +270,7 @@ func (cf *File) persistentLoad(pid any, storages map[string]*storage) (any, erro
 	}
 	numel, ok := t[4].(int64)
 	if !ok || numel < 0 {
-		return nil, perr("storage %s has a bad element count %v", printable(key), t[4])
+		return nil, perr("storage %s has a bad element count (%s)", printable(key), describeValue(t[4]))
 	}
 	if s, ok := storages[key]; ok {
 		if s.dt != g.dt || s.numel != numel {
@@ -253,6 +282,9 @@ func (cf *File) persistentLoad(pid any, storages map[string]*storage) (any, erro
 	if !ok {
 		return nil, perr("storage %s has no entry data/%s in the archive (file truncated?)", printable(key), printable(key))
 	}
+	if err := cf.plausible(e.zf); err != nil {
+		return nil, perr("storage %s: %v", printable(key), err)
+	}
 	hi, lo := bits.Mul64(uint64(numel), uint64(g.dt.Size()))
 	if hi != 0 || lo > e.zf.UncompressedSize64 {
 		return nil, perr("storage %s claims %d elements of %s, but data/%s holds %d bytes", printable(key), numel, g.dt, printable(key), e.zf.UncompressedSize64)
@@ -260,6 +292,26 @@ func (cf *File) persistentLoad(pid any, storages map[string]*storage) (any, erro
 	s := &storage{dt: g.dt, key: key, numel: numel}
 	storages[key] = s
 	return s, nil
+}
+
+// plausible checks an entry's claimed size against what its bytes in the
+// file can hold: all of them stored, or deflate's most from compressed
+// ones, so that no read trusts a size the archive's directory made up.
+func (cf *File) plausible(zf *zip.File) error {
+	switch zf.Method {
+	case zip.Store:
+		if zf.UncompressedSize64 > uint64(cf.size) {
+			return fmt.Errorf("entry %s claims %d bytes, more than the file's %d (truncated?)", printable(zf.Name), zf.UncompressedSize64, cf.size)
+		}
+	case zip.Deflate:
+		if zf.CompressedSize64 > uint64(cf.size) || zf.UncompressedSize64 > maxDeflateRatio*zf.CompressedSize64+1024 {
+			return fmt.Errorf("entry %s claims %d bytes from %d compressed, more than deflate can make of them (a damaged or forged archive)",
+				printable(zf.Name), zf.UncompressedSize64, zf.CompressedSize64)
+		}
+	default:
+		return fmt.Errorf("entry %s is compressed by method %d; torch.save stores entries uncompressed", printable(zf.Name), zf.Method)
+	}
+	return nil
 }
 
 // collect finds the tensors of the unpickled root. A training checkpoint
@@ -326,23 +378,23 @@ func (cf *File) resolve(name string, t *tensor) (TensorInfo, error) {
 	numel := int64(1)
 	for _, d := range t.size {
 		if d > 1<<40 {
-			return TensorInfo{}, fmt.Errorf("tensor %s: size %v is too large", printable(name), t.size)
+			return TensorInfo{}, fmt.Errorf("tensor %s: size %s is too large", printable(name), dims(t.size))
 		}
 		hi, lo := bits.Mul64(uint64(numel), uint64(d))
 		if hi != 0 || lo > math.MaxInt64 {
-			return TensorInfo{}, fmt.Errorf("tensor %s: size %v is too large", printable(name), t.size)
+			return TensorInfo{}, fmt.Errorf("tensor %s: size %s is too large", printable(name), dims(t.size))
 		}
 		numel = int64(lo)
 	}
 	if numel > t.st.numel || t.offset > t.st.numel-numel {
-		return TensorInfo{}, fmt.Errorf("tensor %s: size %v at offset %d does not fit its storage of %d elements", printable(name), t.size, t.offset, t.st.numel)
+		return TensorInfo{}, fmt.Errorf("tensor %s: size %s at offset %d does not fit its storage of %d elements", printable(name), dims(t.size), t.offset, t.st.numel)
 	}
 	// Contiguous (row-major) strides; extents of 1 may have any stride,
 	// as in torch's is_contiguous.
 	want := int64(1)
 	for i := len(t.size) - 1; i >= 0; i-- {
 		if t.size[i] != 1 && t.stride[i] != want {
-			return TensorInfo{}, fmt.Errorf("tensor %s: size %v with stride %v is not contiguous; only contiguous tensors are supported (save with .contiguous())", printable(name), t.size, t.stride)
+			return TensorInfo{}, fmt.Errorf("tensor %s: size %s with stride %s is not contiguous; only contiguous tensors are supported (save with .contiguous())", printable(name), dims(t.size), dims(t.stride))
 		}
 		want *= t.size[i]
 	}
@@ -425,20 +477,48 @@ func (cf *File) ReadRange(name string, lo, hi int64) ([]byte, error) {
 		}
 		return buf, nil
 	}
-	// Compressed entry: inflate up to the range.
-	rc, err := e.zf.Open()
+	buf, err := e.inflate(start, n)
 	if err != nil {
-		return nil, &Error{Path: cf.path, Msg: fmt.Sprintf("tensor %s: %v", printable(name), err), Err: err}
-	}
-	defer rc.Close()
-	if _, err := io.CopyN(io.Discard, rc, start); err != nil {
-		return nil, &Error{Path: cf.path, Msg: fmt.Sprintf("tensor %s: inflating %s: %v", printable(name), e.zf.Name, err), Err: err}
-	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(rc, buf); err != nil {
 		return nil, &Error{Path: cf.path, Msg: fmt.Sprintf("tensor %s: inflating %s: %v", printable(name), e.zf.Name, err), Err: err}
 	}
 	return buf, nil
+}
+
+// inflate returns bytes [start, start+n) of a compressed entry. The
+// buffer grows as bytes arrive, so an entry that ends early fails having
+// held only what it had.
+func (e *entry) inflate(start, n int64) ([]byte, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rc == nil || start < e.pos {
+		if e.rc != nil {
+			e.rc.Close()
+		}
+		rc, err := e.zf.Open()
+		if err != nil {
+			e.rc = nil
+			return nil, err
+		}
+		e.rc, e.pos = rc, 0
+	}
+	budget := maxInflate*int64(e.zf.UncompressedSize64) + inflateSlack
+	if e.inflated+start+n-e.pos > budget {
+		return nil, fmt.Errorf("its tensors are read out of order so often that it would be inflated more than %d times over; re-save the checkpoint with torch.save, which stores tensors uncompressed", maxInflate)
+	}
+	skipped, err := io.CopyN(io.Discard, e.rc, start-e.pos)
+	e.pos += skipped
+	e.inflated += skipped
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	got, err := io.CopyN(&buf, e.rc, n)
+	e.pos += got
+	e.inflated += got
+	if err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // Float32 returns a float tensor's values as a new []float32.
@@ -460,6 +540,14 @@ func (cf *File) Float32(name string) ([]float32, error) {
 // Close releases the file.
 func (cf *File) Close() error {
 	var err error
+	for _, e := range cf.entries {
+		e.mu.Lock()
+		if e.rc != nil {
+			e.rc.Close()
+			e.rc = nil
+		}
+		e.mu.Unlock()
+	}
 	if cf.mapped != nil {
 		err = mmap.Unmap(cf.mapped)
 		cf.mapped = nil

@@ -3,7 +3,9 @@ package ckpt
 import (
 	"archive/zip"
 	"bytes"
+	"compress/flate"
 	"encoding/binary"
+	"hash/crc32"
 	"io"
 	"math"
 	"os"
@@ -248,6 +250,23 @@ func TestMaliciousAndBroken(t *testing.T) {
 		{"big-endian", tensorPickle("HalfStorage", 6, 0, []byte{2, 3}, []byte{3, 1}),
 			map[string][]byte{"archive/byteorder": []byte("big")}, `stored "big"-endian`, false},
 		{"no pickle", nil, map[string][]byte{"archive/data.pkl": nil, "other": []byte("x")}, "zip archive without data.pkl", false},
+		// Values nested 200,000 deep where a count belongs: the message
+		// says what they are without formatting them (which overflowed
+		// the stack).
+		{"nested element count", p{0x80, 2}.op('}').str("w").op('(').str("storage").global("torch", "HalfStorage").
+			str("0").str("cpu").k(6).op(bytes.Repeat([]byte{0x85}, 200000)...).op('t', 'Q', 's', '.'),
+			nil, "storage 0 has a bad element count (a tuple)", false},
+		{"nested size", p{0x80, 2}.op('}').str("w").global("torch._utils", "_rebuild_tensor_v2").op('(', '(').
+			str("storage").global("torch", "HalfStorage").str("0").str("cpu").k(6).op('t', 'Q').k(0).
+			k(2).op(bytes.Repeat([]byte{0x85}, 200000)...).op(0x85).op('(').k(1).op('t', 0x89).
+			global("collections", "OrderedDict").op(')', 'R', 't', 'R', 's', '.'),
+			nil, "pickle gives a tensor size holding a tuple, not a count", false},
+		// DUP by the million: a few MB of pickle would make gigabytes of
+		// stack.
+		{"values by the million", append(p{0x80, 2, 'N'}, append(bytes.Repeat([]byte{'2'}, maxPushes+1), '.')...),
+			nil, "pickle makes or keeps more than 1048576 values", false},
+		{"memo by the million", append(p{0x80, 2, 'N'}, append(memoFlood(maxPushes+1), '.')...),
+			nil, "pickle makes or keeps more than 1048576 values", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -265,8 +284,8 @@ func TestMaliciousAndBroken(t *testing.T) {
 				f.Close()
 				t.Fatalf("no error, want %q", c.want)
 			}
-			if !strings.HasPrefix(err.Error(), "model.ckpt: ") || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
-				t.Errorf("error %q, want one line naming model.ckpt with %q", err, c.want)
+			if !strings.HasPrefix(err.Error(), "model.ckpt: ") || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") || len(err.Error()) > 300 {
+				t.Errorf("error %.400q, want one short line naming model.ckpt with %q", err, c.want)
 			}
 			if Refused(err) != c.refused {
 				t.Errorf("Refused = %v, want %v", Refused(err), c.refused)
@@ -328,5 +347,133 @@ func TestTruncatedArchive(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), "cut.ckpt: ") {
 			t.Errorf("cut at %d of %d: %v", n, len(full), err)
 		}
+	}
+}
+
+// memoFlood is n LONG_BINPUTs of the stack's top, each to a new index.
+func memoFlood(n int) []byte {
+	b := make([]byte, 0, 5*n)
+	for i := range n {
+		b = append(b, 'r', byte(i), byte(i>>8), byte(i>>16), byte(i>>24))
+	}
+	return b
+}
+
+// sharedPickle is {"a": storage[pad], "b": storage[pad+1]}: two one-element
+// F16 tensors of one storage of pad+2 elements (pad < 2^31), behind pad
+// elements of padding.
+func sharedPickle(pad int) []byte {
+	n := make([]byte, 4)
+	binary.LittleEndian.PutUint32(n, uint32(pad+2))
+	b := p{0x80, 2}.op('}')
+	for i, name := range []string{"a", "b"} {
+		at := make([]byte, 4)
+		binary.LittleEndian.PutUint32(at, uint32(pad+i))
+		b = b.str(name).global("torch._utils", "_rebuild_tensor_v2").op('(', '(').
+			str("storage").global("torch", "HalfStorage").str("0").str("cpu").op('J').op(n...).op('t', 'Q').
+			op('J').op(at...).op('(').k(1).op('t', '(').k(1).op('t', 0x89).
+			global("collections", "OrderedDict").op(')', 'R', 't', 'R', 's')
+	}
+	return b.op('.')
+}
+
+// deflated writes a checkpoint whose data/0 is compressed, with the sizes
+// its zip directory gives for it: the true ones where claim is 0.
+func deflated(t *testing.T, pkl, data []byte, claim uint64) string {
+	t.Helper()
+	var z bytes.Buffer
+	fw, _ := flate.NewWriter(&z, flate.BestCompression)
+	fw.Write(data)
+	fw.Close()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.CreateHeader(&zip.FileHeader{Name: "archive/data.pkl", Method: zip.Store})
+	w.Write(pkl)
+	size := uint64(len(data))
+	if claim != 0 {
+		size = claim
+	}
+	w, err := zw.CreateRaw(&zip.FileHeader{Name: "archive/data/0", Method: zip.Deflate,
+		CRC32: crc32.ChecksumIEEE(data), CompressedSize64: uint64(z.Len()), UncompressedSize64: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(z.Bytes())
+	zw.Close()
+	path := filepath.Join(t.TempDir(), "model.ckpt")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestCompressedEntries: a compressed storage is read right in any order,
+// in one pass when read in the order its tensors lie; a directory that
+// claims more than deflate can make of the bytes is refused at Open
+// (before any read trusts it: a 10 MB file claiming a 1 TB tensor made
+// the reader ask for 1 TB); and tensors read out of order behind long
+// padding, which re-inflate it every time, stop with a message once it
+// has been inflated maxInflate times over (a hostile file hung loading).
+func TestCompressedEntries(t *testing.T) {
+	const pad = 1 << 20 // halves: 2 MiB of zeros before a and b
+	data := make([]byte, 2*pad+4)
+	binary.LittleEndian.PutUint16(data[2*pad:], 0x3c00)   // a = 1
+	binary.LittleEndian.PutUint16(data[2*pad+2:], 0xc000) // b = -2
+	pkl := sharedPickle(pad)
+	want := map[string]float32{"a": 1, "b": -2}
+	read := func(f *File, name string) error {
+		v, err := f.Float32(name)
+		if err == nil && (len(v) != 1 || v[0] != want[name]) {
+			t.Fatalf("%s = %v, want [%v]", name, v, want[name])
+		}
+		return err
+	}
+
+	path := deflated(t, pkl, data, 0)
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if err := read(f, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.entries["data/0"].inflated; got != int64(len(data)) {
+		t.Errorf("a then b inflated %d bytes, want one pass (%d)", got, len(data))
+	}
+	// b then a: a lies behind the reader, which starts again.
+	for _, name := range []string{"b", "a", "a"} {
+		if err := read(f, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+
+	// The bound: with no slack, a 2 MiB entry may be inflated 8 MiB in
+	// all; a after b inflates it whole each time.
+	defer func(s int64) { inflateSlack = s }(inflateSlack)
+	inflateSlack = 0
+	if f, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	reads := 0
+	for ; reads < 20 && err == nil; reads++ {
+		err = read(f, []string{"b", "a"}[reads%2])
+	}
+	if err == nil || !strings.Contains(err.Error(), "model.ckpt: tensor") || !strings.Contains(err.Error(), "read out of order so often") {
+		t.Fatalf("after %d reads: %v; want the out-of-order bound's message", reads, err)
+	}
+	// Reads 1 (b), 2, 4, 6 and 8 (a) inflate it whole, the odd ones after
+	// the first only move on to b: the fifth whole inflation is refused.
+	if reads != 2*maxInflate {
+		t.Errorf("refused at read %d, want %d (the %d-th whole inflation)", reads, 2*maxInflate, maxInflate+1)
+	}
+
+	// 4 MB of deflated zeros claimed as 1 TiB.
+	lie := deflated(t, pkl, data, 1<<40)
+	if _, err := Open(lie); err == nil || !strings.Contains(err.Error(), "claims 1099511627776 bytes from") {
+		t.Errorf("an entry claiming 1 TiB: %v, want it refused at Open", err)
 	}
 }

@@ -107,6 +107,10 @@ func perr(format string, args ...any) error { return &pickleError{msg: fmt.Sprin
 // maxDepth bounds container nesting when results are walked.
 const maxDepth = 100
 
+// maxPushes bounds the values a pickle may make (push) and keep in its
+// memo.
+const maxPushes = 1 << 20
+
 type unpickler struct {
 	data   []byte
 	pos    int
@@ -114,6 +118,7 @@ type unpickler struct {
 	marks  []int
 	memo   map[uint32]any
 	persid func(pid any) (any, error)
+	pushes int
 }
 
 // unpickle runs a pickle stream and returns its result. persid resolves
@@ -170,7 +175,16 @@ func (u *unpickler) line() (string, error) {
 	return s, nil
 }
 
-func (u *unpickler) push(v any) { u.stack = append(u.stack, v) }
+// push puts v on the stack. Every opcode that makes or copies a value
+// pushes it, so maxPushes bounds the values a pickle makes, and the memory
+// they take: a state dict's pickle makes about ten per tensor (SD 1.5's
+// 1,131 tensors: under 20,000; a training checkpoint with optimiser state
+// a few times that), while a few hundred MB of DUP opcodes would
+// otherwise make gigabytes of stack. run stops at the next opcode.
+func (u *unpickler) push(v any) {
+	u.pushes++
+	u.stack = append(u.stack, v)
+}
 
 func (u *unpickler) pop() (any, error) {
 	if len(u.stack) == 0 || (len(u.marks) > 0 && len(u.stack) <= u.marks[len(u.marks)-1]) {
@@ -209,6 +223,9 @@ var opNames = map[byte]string{
 
 func (u *unpickler) run() (any, error) {
 	for {
+		if u.pushes > maxPushes || len(u.memo) > maxPushes {
+			return nil, perr("pickle makes or keeps more than %d values by byte %d; a state dict's makes about ten per tensor", maxPushes, u.pos)
+		}
 		if u.pos >= len(u.data) {
 			return nil, perr("pickle ends at byte %d without STOP", u.pos)
 		}
@@ -675,6 +692,34 @@ func describe(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
+// describeValue is describe, with an int's value: never the whole of a
+// value from the file, which may be nested millions deep.
+func describeValue(v any) string {
+	if n, ok := v.(int64); ok {
+		return strconv.FormatInt(n, 10)
+	}
+	return describe(v)
+}
+
+// dims writes a tensor's size or stride for a message as %v would, its
+// first eight entries at most.
+func dims(d []int64) string {
+	var sb strings.Builder
+	sb.WriteByte('[')
+	for i, n := range d {
+		if i == 8 {
+			fmt.Fprintf(&sb, " … %d in all", len(d))
+			break
+		}
+		if i > 0 {
+			sb.WriteByte(' ')
+		}
+		sb.WriteString(strconv.FormatInt(n, 10))
+	}
+	sb.WriteByte(']')
+	return sb.String()
+}
+
 // reduce applies an allow-listed callable. It never runs anything: each
 // case builds the Go value the Python call would have produced.
 func reduce(fn, argv any) (any, error) {
@@ -716,7 +761,7 @@ func reduce(fn, argv any) (any, error) {
 		}
 		off, ok := args[1].(int64)
 		if !ok || off < 0 {
-			return nil, perr("pickle rebuilds a tensor at storage offset %v", args[1])
+			return nil, perr("pickle rebuilds a tensor at storage offset %s", describeValue(args[1]))
 		}
 		size, err := intTuple(args[2], "size")
 		if err != nil {
@@ -727,7 +772,7 @@ func reduce(fn, argv any) (any, error) {
 			return nil, err
 		}
 		if len(size) != len(stride) {
-			return nil, perr("pickle rebuilds a tensor of size %v with stride %v", size, stride)
+			return nil, perr("pickle rebuilds a tensor of size %s with stride %s", dims(size), dims(stride))
 		}
 		return &tensor{st: st, offset: off, size: size, stride: stride}, nil
 	case gRebuildParameter, gRebuildParameterWithState:
@@ -767,7 +812,7 @@ func intTuple(v any, what string) ([]int64, error) {
 	for i, x := range t {
 		n, ok := x.(int64)
 		if !ok || n < 0 {
-			return nil, perr("pickle gives a tensor %s %v", what, []any(t))
+			return nil, perr("pickle gives a tensor %s holding %s, not a count", what, describeValue(x))
 		}
 		out[i] = n
 	}
