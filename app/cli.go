@@ -100,14 +100,38 @@ func finish(env *Env, err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return ExitOK
 	}
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
-	fmt.Fprintf(env.Stderr, "glimmer: %s\n", msg)
+	fmt.Fprintf(env.Stderr, "glimmer: %s\n", oneLine(err.Error()))
 	var ue *UsageError
 	if errors.As(err, &ue) {
 		return ExitUsage
 	}
 	return ExitError
 }
+
+// oneLine makes text from a file (a tensor's name, a path) safe to print
+// on one terminal line: line breaks and tabs become spaces, and other
+// control characters, which a hostile file could use to move the cursor
+// or recolour the terminal, are written as \xNN.
+func oneLine(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var sb strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			sb.WriteByte(' ')
+		case isControl(r):
+			fmt.Fprintf(&sb, "\\x%02x", r)
+		default:
+			sb.WriteRune(r)
+		}
+	}
+	return sb.String()
+}
+
+// isControl reports C0 and C1 control characters and DEL.
+func isControl(r rune) bool { return r < 0x20 || r >= 0x7f && r < 0xa0 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: glimmer [command] [flags]")

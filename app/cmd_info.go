@@ -121,7 +121,7 @@ func describeModel(env *Env, path string, o infoOptions) error {
 func writeModelInfo(w io.Writer, m *model.Model) {
 	c := &m.Config
 	line := func(k, format string, args ...any) {
-		fmt.Fprintf(w, "%-13s %s\n", k, fmt.Sprintf(format, args...))
+		fmt.Fprintf(w, "%-13s %s\n", k, oneLine(fmt.Sprintf(format, args...)))
 	}
 	line("model", "%s", m.Path)
 	line("family", "%s", c.Family)
@@ -237,7 +237,7 @@ func writeTensors(w io.Writer, m *model.Model) {
 	fmt.Fprintln(w)
 	for _, n := range m.Names() {
 		ti, _ := m.Info(n)
-		fmt.Fprintf(w, "%s\t%v\t%s\t%s\n", n, ti.Shape, ti.Stored, ti.Key)
+		fmt.Fprintf(w, "%s\t%v\t%s\t%s\n", oneLine(n), ti.Shape, ti.Stored, oneLine(ti.Key))
 	}
 }
 

@@ -245,3 +245,28 @@ func TestInfoBadInput(t *testing.T) {
 		t.Errorf("png: exit %d, %q", code, stderr)
 	}
 }
+
+// A tensor name from the file with line breaks and terminal escapes is
+// printed with the escapes as \xNN and the breaks as spaces, by info's
+// report and in the one-line error, so a hostile file cannot recolour the
+// terminal or forge lines of output.
+func TestInfoEscapesNames(t *testing.T) {
+	const evil = "evil\n\x1b[31mRED\rthird"
+	extra := tinyLDM(t, "extra.safetensors", func(ts []safetensors.NamedTensor) []safetensors.NamedTensor {
+		return append(ts, safetensors.F32Tensor(evil, []int{1}, []float32{0}))
+	})
+	only := filepath.Join(t.TempDir(), "only.safetensors")
+	if err := safetensors.Write(only, []safetensors.NamedTensor{safetensors.F32Tensor(evil, []int{1}, []float32{0})}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path string
+		code int
+	}{{extra, ExitOK}, {only, ExitError}} {
+		code, out, stderr := glimmerInfo(t, "--model", c.path, "--tensors")
+		text := out + stderr
+		if code != c.code || !strings.Contains(text, `evil \x1b[31mRED third`) || strings.ContainsAny(text, "\x1b\r") {
+			t.Errorf("%s: exit %d (want %d), output %q: want the name as evil \\x1b[31mRED third, no raw escape", filepath.Base(c.path), code, c.code, text)
+		}
+	}
+}

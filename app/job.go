@@ -236,7 +236,7 @@ func (r *Runner) run(q queued) {
 			r.pipe, r.backend = nil, nil
 			r.pipeKey, r.backendName = pipeKey{}, ""
 			err := fmt.Errorf("internal error: %v", v)
-			send(Event{Kind: EventFailed, Err: err, Message: oneLine(err)})
+			send(Event{Kind: EventFailed, Err: err, Message: oneLine(err.Error())})
 		}
 	}()
 	err := r.work(q.ctx, q.job, send)
@@ -246,7 +246,7 @@ func (r *Runner) run(q queued) {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		send(Event{Kind: EventCancelled, Message: "cancelled", Err: err})
 	default:
-		send(Event{Kind: EventFailed, Err: err, Message: oneLine(err)})
+		send(Event{Kind: EventFailed, Err: err, Message: oneLine(err.Error())})
 	}
 }
 
@@ -437,10 +437,6 @@ func save(j Job, p Params, img image.Image, now time.Time, index int) (string, e
 		}
 	}
 	return "", fmt.Errorf("saving: %w", last)
-}
-
-func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 // File names.
