@@ -291,6 +291,24 @@ type Result struct {
 // ErrBadRequest wraps a request the pipeline cannot run.
 var ErrBadRequest = errors.New("bad request")
 
+// ErrNotFinite wraps an image whose latents or pixels came out NaN or
+// infinite: broken weights or settings (a NaN weight, a negative norm
+// eps, a zero scaling factor), which would otherwise save as a black
+// picture.
+var ErrNotFinite = errors.New("the model produced values that are not numbers")
+
+// finite fails with ErrNotFinite, naming the model file, where v (what,
+// as the message calls it) holds a NaN or an infinity.
+func (p *Pipeline) finite(v []float32, what string) error {
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Errorf("%s: %w: the %s hold %v (value %d of %d); its weights or settings are broken",
+				filepath.Base(p.Model.Path), ErrNotFinite, what, x, i+1, len(v))
+		}
+	}
+	return nil
+}
+
 func (p *Pipeline) check(r *Request) error {
 	f := p.Config.VAE.DownsampleFactor()
 	switch {
@@ -347,6 +365,9 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 		return nil, err
 	}
 	res.Timings.Denoise = time.Since(denoise)
+	if err := p.finite(x, "denoised latents"); err != nil {
+		return nil, err
+	}
 	res.Latent = x
 
 	dec := time.Now()
@@ -365,6 +386,9 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 		}
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := p.finite(res.Decoded, "decoded pixels"); err != nil {
 		return nil, err
 	}
 	res.Image = ToImage(res.Decoded, r.Width, r.Height)
