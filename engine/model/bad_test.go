@@ -208,6 +208,37 @@ func TestBadModels(t *testing.T) {
 				editJSON(t, filepath.Join(d, "scheduler", "scheduler_config.json"), `"epsilon"`, `"sample"`)
 			})
 		}, `sd1/scheduler/scheduler_config.json: prediction_type "sample" is not supported`, ""},
+		// Settings that would make NaN or meaningless images.
+		{"negative norm eps", func(t *testing.T) string {
+			return folder(t, func(d string) {
+				editJSON(t, filepath.Join(d, "unet", "config.json"), `"norm_eps": 1e-05`, `"norm_eps": -1`)
+			})
+		}, "sd1/unet/config.json: norm_eps -1 must be between 0 and 1", ""},
+		{"groups not dividing", func(t *testing.T) string {
+			return folder(t, func(d string) {
+				editJSON(t, filepath.Join(d, "unet", "config.json"), `"norm_num_groups": 32`, `"norm_num_groups": 7`)
+			})
+		}, "sd1/unet/config.json: norm_num_groups 7 does not divide block_out_channels [32 64 64 64]", ""},
+		{"zero scaling factor", func(t *testing.T) string {
+			return folder(t, func(d string) {
+				editJSON(t, filepath.Join(d, "vae", "config.json"), `"scaling_factor": 0.18215`, `"scaling_factor": 0`)
+			})
+		}, "sd1/vae/config.json: scaling_factor 0 must be positive", ""},
+		{"negative layer norm eps", func(t *testing.T) string {
+			return folder(t, func(d string) {
+				editJSON(t, filepath.Join(d, "text_encoder", "config.json"), `"layer_norm_eps": 1e-05`, `"layer_norm_eps": -1`)
+			})
+		}, "sd1/text_encoder/config.json: layer_norm_eps -1 must be between 0 and 1", ""},
+		{"no training steps", func(t *testing.T) string {
+			return folder(t, func(d string) {
+				editJSON(t, filepath.Join(d, "scheduler", "scheduler_config.json"), `"num_train_timesteps": 1000`, `"num_train_timesteps": 0`)
+			})
+		}, "sd1/scheduler/scheduler_config.json: num_train_timesteps 0 is out of range", ""},
+		{"beta above 1", func(t *testing.T) string {
+			return folder(t, func(d string) {
+				editJSON(t, filepath.Join(d, "scheduler", "scheduler_config.json"), `"beta_end": 0.012`, `"beta_end": 2.0`)
+			})
+		}, "sd1/scheduler/scheduler_config.json: beta_start 0.00085 and beta_end 2 must satisfy 0 < start <= end < 1", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,6 +1,10 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+
+	"glimmer/engine/sample"
+)
 
 // Family is a model family Glimmer runs.
 type Family string
@@ -190,7 +194,14 @@ type ScheduleConfig struct {
 	NumTrainTimesteps int     // 1000
 	BetaStart         float64 // 0.00085
 	BetaEnd           float64 // 0.012
-	BetaSchedule      string  // "scaled_linear": betas = linspace(√start, √end, N)²
+	BetaSchedule      string  // "scaled_linear": betas = linspace(√start, √end, N)²; "linear": linspace(start, end, N)
+}
+
+// Train is the schedule as the samplers take it, with SD's steps_offset
+// of 1 (the scheduler configs of SD 1.x and 2.x all have it).
+func (s ScheduleConfig) Train() sample.TrainConfig {
+	return sample.TrainConfig{Steps: s.NumTrainTimesteps, BetaStart: s.BetaStart, BetaEnd: s.BetaEnd,
+		StepsOffset: 1, Linear: s.BetaSchedule == "linear"}
 }
 
 // TokenizerConfig says how prompts become ids.

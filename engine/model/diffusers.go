@@ -520,6 +520,12 @@ func diffusersConfig(dir string, sh shapes, opts Options) (Config, error) {
 		if !isNull(sj.TrainedBetas) {
 			return cfg, fmt.Errorf("%s: trained_betas (an explicit beta list) is not supported", name)
 		}
+		if n := cfg.Schedule.NumTrainTimesteps; n < 2 || n > 100000 {
+			return cfg, fmt.Errorf("%s: num_train_timesteps %d is out of range (2..100000; SD's is 1000)", name, n)
+		}
+		if b0, b1 := cfg.Schedule.BetaStart, cfg.Schedule.BetaEnd; !(b0 > 0 && b0 <= b1 && b1 < 1) {
+			return cfg, fmt.Errorf("%s: beta_start %v and beta_end %v must satisfy 0 < start <= end < 1 (SD's are 0.00085 and 0.012)", name, b0, b1)
+		}
 		switch cfg.Schedule.BetaSchedule {
 		case "scaled_linear", "linear":
 		default:
@@ -672,9 +678,15 @@ func applyUNetJSON(name string, j *unetJSON, u *UNetConfig) error {
 		return fmt.Errorf("%s: no attention_head_dim, and the family rule does not fit these widths", name)
 	}
 	if j.NormNumGroups != nil {
+		if err := groupsDivide(name, *j.NormNumGroups, u.BlockOutChannels); err != nil {
+			return err
+		}
 		u.NormGroups = *j.NormNumGroups
 	}
 	if j.NormEps != nil {
+		if err := smallPositive(name, "norm_eps", *j.NormEps); err != nil {
+			return err
+		}
 		u.NormEps = *j.NormEps
 	}
 	if j.FlipSinToCos != nil {
@@ -727,10 +739,38 @@ func applyVAEJSON(name string, j *vaeJSON, v *VAEConfig) error {
 		return mismatch(name, "use_post_quant_conv", *j.UsePostQuantConv, v.UsePostQuantConv)
 	}
 	if j.NormNumGroups != nil {
+		if err := groupsDivide(name, *j.NormNumGroups, v.BlockOutChannels); err != nil {
+			return err
+		}
 		v.NormGroups = *j.NormNumGroups
 	}
 	if j.ScalingFactor != nil {
+		// SD's 0.18215, SD 2's the same; other VAEs stay near 1.
+		if f := *j.ScalingFactor; !(f > 0 && f <= 100) {
+			return fmt.Errorf("%s: scaling_factor %v must be positive (SD's is 0.18215)", name, f)
+		}
 		v.ScalingFactor = *j.ScalingFactor
+	}
+	return nil
+}
+
+// smallPositive checks a normalisation's eps: added to a variance before
+// its square root, it must be above 0 (a negative one makes NaN images)
+// and small (SD's are 1e-5 and 1e-6).
+func smallPositive(file, field string, v float64) error {
+	if !(v > 0 && v < 1) {
+		return fmt.Errorf("%s: %s %v must be between 0 and 1 (SD's are 1e-5 and 1e-6)", file, field, v)
+	}
+	return nil
+}
+
+// groupsDivide checks a GroupNorm's group count against the channel
+// counts it normalises.
+func groupsDivide(file string, groups int, channels []int) error {
+	for _, c := range channels {
+		if groups <= 0 || c%groups != 0 {
+			return fmt.Errorf("%s: norm_num_groups %d does not divide block_out_channels %v", file, groups, channels)
+		}
 	}
 	return nil
 }
@@ -781,6 +821,9 @@ func applyTextJSON(name string, j *textJSON, t *TextConfig) error {
 		}
 	}
 	if j.LayerNormEps != nil {
+		if err := smallPositive(name, "layer_norm_eps", *j.LayerNormEps); err != nil {
+			return err
+		}
 		t.LayerNormEps = *j.LayerNormEps
 	}
 	return nil

@@ -156,7 +156,7 @@ func openSingle(path string, opts Options) (*Model, error) {
 		if len(keys) == 1 {
 			s = ""
 		}
-		return nil, fmt.Errorf("%s: no Stable Diffusion tensors found (%d tensor%s, e.g. %s)", base(path), len(keys), s, sample(keys))
+		return nil, fmt.Errorf("%s: no Stable Diffusion tensors found (%d tensor%s, e.g. %s)", base(path), len(keys), s, someKeys(keys))
 	}
 	m.Ignored, m.Unexpected = mp.ignored, mp.unexpected
 	for _, part := range []struct{ prefix, what, keys string }{
@@ -215,7 +215,7 @@ func openSingle(path string, opts Options) (*Model, error) {
 	return m, nil
 }
 
-func sample(keys []string) string {
+func someKeys(keys []string) string {
 	if len(keys) == 0 {
 		return "none"
 	}

@@ -352,7 +352,7 @@ func (p *Pipeline) Generate(ctx context.Context, r Request, onStep func(Step)) (
 
 	gen := rng.New(r.Seed)
 	s, err := sample.New(r.Sampler, r.Schedule, r.Steps,
-		sample.ScheduleConfig{Prediction: sample.Prediction(p.Config.Prediction)}, gen)
+		sample.ScheduleConfig{Prediction: sample.Prediction(p.Config.Prediction), Train: p.Config.Schedule.Train()}, gen)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}

@@ -76,13 +76,15 @@ const (
 )
 
 // TrainConfig is the noise schedule the model was trained with: betas
-// "scaled_linear" from BetaStart to BetaEnd over Steps timesteps, and the
-// StepsOffset that "leading" timestep spacing adds.
+// from BetaStart to BetaEnd over Steps timesteps, spaced evenly in √β
+// (diffusers' "scaled_linear", SD's) or, with Linear, in β ("linear"),
+// and the StepsOffset that "leading" timestep spacing adds.
 type TrainConfig struct {
 	Steps       int
 	BetaStart   float64
 	BetaEnd     float64
 	StepsOffset int
+	Linear      bool
 }
 
 // SDTrain is the training schedule of Stable Diffusion 1.x and 2.x.

@@ -236,3 +236,45 @@ func TestInitLatentsAndScaleInput(t *testing.T) {
 		}
 	}
 }
+
+// TestLinearBetas: diffusers' "linear" schedule is torch.linspace(start,
+// end, n) in float32, the same kernel as scaled_linear's before its
+// squares (whose golden table pins it bit for bit): its ends exact, every
+// value within one float32 rounding of the float64 line, and ᾱ apart from
+// scaled_linear's for the same ends.
+func TestLinearBetas(t *testing.T) {
+	const start, end, n = 0.0001, 0.02, 1000
+	b := linearBetas(start, end, n)
+	if b[0] != float32(start) || b[n-1] != float32(end) {
+		t.Errorf("ends %v, %v; want %v, %v", b[0], b[n-1], float32(start), float32(end))
+	}
+	for i, v := range b {
+		want := start + (end-start)*float64(i)/(n-1)
+		// The step and the FMA each round once in float32: 2^-23 of the
+		// larger of the value and the end, twice.
+		if d := math.Abs(float64(v) - want); d > 2*end*0x1p-23 {
+			t.Fatalf("beta %d = %v, want %v (off by %.3g)", i, v, want, d)
+		}
+	}
+	lin, err := AlphasCumprod(TrainConfig{Steps: n, BetaStart: start, BetaEnd: end, StepsOffset: 1, Linear: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scaled, err := AlphasCumprod(TrainConfig{Steps: n, BetaStart: start, BetaEnd: end, StepsOffset: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ᾱ at t = 999 in float64: Π(1 − β_t) over the two lines.
+	wantLin, wantScaled := 1.0, 1.0
+	for i := range n {
+		x := float64(i) / (n - 1)
+		wantLin *= 1 - (start + (end-start)*x)
+		r := math.Sqrt(start) + (math.Sqrt(end)-math.Sqrt(start))*x
+		wantScaled *= 1 - r*r
+	}
+	// A float32 ᾱ near 4e-5 after 1000 float32 betas and float64
+	// products: relative error within 1e-4.
+	if math.Abs(float64(lin[n-1])/wantLin-1) > 1e-4 || math.Abs(float64(scaled[n-1])/wantScaled-1) > 1e-4 {
+		t.Errorf("ᾱ_999: linear %v (want %v), scaled_linear %v (want %v)", lin[n-1], wantLin, scaled[n-1], wantScaled)
+	}
+}

@@ -35,6 +35,9 @@ func newTrain(c TrainConfig) (*train, error) {
 		return nil, fmt.Errorf("sample: steps offset %d is out of range", c.StepsOffset)
 	}
 	betas := scaledLinearBetas(c.BetaStart, c.BetaEnd, c.Steps)
+	if c.Linear {
+		betas = linearBetas(c.BetaStart, c.BetaEnd, c.Steps)
+	}
 	ac := make([]float32, c.Steps)
 	// torch.cumprod on a float32 CPU tensor accumulates in double and rounds
 	// each partial product to float (cumprod_cpu_kernel, at::acc_type<float,
@@ -54,27 +57,37 @@ func newTrain(c TrainConfig) (*train, error) {
 
 // scaledLinearBetas is
 // torch.linspace(start**0.5, end**0.5, n, dtype=torch.float32) ** 2.
+func scaledLinearBetas(start, end float64, n int) []float32 {
+	b := linspace32(float32(math.Sqrt(start)), float32(math.Sqrt(end)), n)
+	for i, v := range b {
+		b[i] = v * v
+	}
+	return b
+}
+
+// linearBetas is torch.linspace(start, end, n, dtype=torch.float32).
+func linearBetas(start, end float64, n int) []float32 {
+	return linspace32(float32(start), float32(end), n)
+}
+
+// linspace32 is torch.linspace(s, e, n) of float32 on the CPU.
 //
 // torch's CPU linspace (aten/src/ATen/native/cpu/RangeFactoriesKernel.cpp)
 // works in the output type: step = (end - start) / (n - 1) in float32, the
 // first half counted up from start (start + step*i) and the second half down
 // from end (end - step*(n-1-i)). That kernel is compiled for AVX2/AVX-512
 // with FMA contraction, so each value is one fused multiply-add; the golden
-// table from PyTorch 2.11 confirms it bit for bit.
-func scaledLinearBetas(start, end float64, n int) []float32 {
-	s := float32(math.Sqrt(start))
-	e := float32(math.Sqrt(end))
+// table from PyTorch 2.11 confirms it bit for bit (scaledLinearBetas).
+func linspace32(s, e float32, n int) []float32 {
 	step := (e - s) / float32(n-1)
 	half := n / 2
 	b := make([]float32, n)
 	for i := range b {
-		var v float32
 		if i < half {
-			v = fma32(step, float32(i), s)
+			b[i] = fma32(step, float32(i), s)
 		} else {
-			v = fma32(-step, float32(n-1-i), e)
+			b[i] = fma32(-step, float32(n-1-i), e)
 		}
-		b[i] = v * v
 	}
 	return b
 }

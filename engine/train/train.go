@@ -306,10 +306,7 @@ func (s *session) noise(stage string, step int) *rng.Generator {
 }
 
 func (s *session) schedule() error {
-	a, err := sample.AlphasCumprod(sample.TrainConfig{
-		Steps: s.mc.Schedule.NumTrainTimesteps, BetaStart: s.mc.Schedule.BetaStart,
-		BetaEnd: s.mc.Schedule.BetaEnd, StepsOffset: 1,
-	})
+	a, err := sample.AlphasCumprod(s.mc.Schedule.Train())
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
