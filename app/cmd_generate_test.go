@@ -166,3 +166,20 @@ func TestGenerateStarterByDefault(t *testing.T) {
 		t.Errorf("starter image %dx%d (%v), want 64x64", cfg.Width, cfg.Height, err)
 	}
 }
+
+// A text encoder with fewer token rows than its tokenizer has ids would
+// fail on the first prompt's end token: generate says so at load, naming
+// the model, and writes nothing.
+func TestGenerateVocabularyMismatch(t *testing.T) {
+	model := tinyLDM(t, "small-vocab.safetensors", func(ts []safetensors.NamedTensor) []safetensors.NamedTensor { return ts })
+	out := filepath.Join(t.TempDir(), "x.png")
+	code, _, stderr := run(t, "generate", "--model", model, "--tokenizer", fixtures.Path(t, "refdata", "bpe_simple_vocab_16e6.txt.gz"),
+		"--prompt", "a cat", "--backend", "cpu", "--steps", "1", "--width", "64", "--height", "64", "--out", out)
+	want := "small-vocab.safetensors: the text encoder's token embedding has 1000 rows, but its tokenizer has 49408 tokens"
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("an image was written")
+	}
+}

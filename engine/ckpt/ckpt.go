@@ -34,6 +34,7 @@ import (
 	"sync"
 
 	"glimmer/engine/internal/mmap"
+	"glimmer/engine/internal/regular"
 	"glimmer/engine/safetensors"
 )
 
@@ -132,6 +133,9 @@ var useMmap = true
 // Open reads a checkpoint's index: the zip directory and the pickle. No
 // tensor data is read.
 func Open(path string) (*File, error) {
+	if err := regular.Check(path); err != nil {
+		return nil, &Error{Path: path, Msg: err.Error(), Err: err}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		msg := err.Error()

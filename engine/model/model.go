@@ -29,6 +29,7 @@ import (
 	"strings"
 
 	"glimmer/engine"
+	"glimmer/engine/internal/regular"
 	"glimmer/engine/safetensors"
 )
 
@@ -105,6 +106,9 @@ func Open(path string, opts Options) (*Model, error) {
 		return nil, fmt.Errorf("%s: %v", path, unwrapPathError(err))
 	}
 	var m *Model
+	if err := regular.Check(path); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
 	if st.IsDir() {
 		m, err = openDiffusers(path, opts)
 	} else {

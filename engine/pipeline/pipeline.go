@@ -124,6 +124,12 @@ func Load(path string, b engine.Backend, o Options, report func(stage string)) (
 	if p.Tok, err = Tokenizer(m, o.Tokenizer); err != nil {
 		return fail(err)
 	}
+	// Every prompt ends in the tokenizer's last id (<|endoftext|>), so a
+	// text encoder with fewer rows than the tokenizer has ids fails on
+	// the first prompt: say so now, naming the model.
+	if n, v := p.Tok.VocabSize(), m.Config.Text.VocabSize; n > v {
+		return fail(fmt.Errorf("%s: the text encoder's token embedding has %d rows, but its tokenizer has %d tokens", filepath.Base(path), v, n))
+	}
 	var textSrc, unetSrc nn.Source = m.Component(model.TextEncoder), m.Component(model.UNet)
 	if len(o.LoRAs) > 0 {
 		say("LoRA")

@@ -29,6 +29,7 @@ import (
 	"strconv"
 
 	"glimmer/engine/internal/mmap"
+	"glimmer/engine/internal/regular"
 )
 
 // MaxHeaderLen bounds the JSON header (the format's own limit, 100 MB).
@@ -94,6 +95,9 @@ var useMmap = true
 // Open opens and validates a safetensors file. It reads only the header;
 // tensor data is read (or paged in from the memory map) when asked for.
 func Open(path string) (*File, error) {
+	if err := regular.Check(path); err != nil {
+		return nil, &Error{Path: path, Msg: err.Error(), Err: err}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &Error{Path: path, Msg: describeOpenError(err), Err: err}
