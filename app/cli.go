@@ -158,14 +158,21 @@ func newFlags(env *Env, name string) *flag.FlagSet {
 
 // parseFlags parses args, turning flag errors into usage errors. Flags may
 // follow positional arguments (`tokenize --model X TEXT --all`).
+// A bad flag gives one usage line, not the flag list the flag package
+// prints with its error: -h prints the list.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(out)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(out)
+				fs.Usage()
 				return nil, err
 			}
-			return nil, usagef("%v", err)
+			return nil, usagef("%s: %v (glimmer %s -h lists its flags)", strings.TrimPrefix(fs.Name(), "glimmer "), err, strings.TrimPrefix(fs.Name(), "glimmer "))
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {

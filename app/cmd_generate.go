@@ -180,11 +180,11 @@ func (g *genFlags) validate(cmd string) error {
 		return bad("--prompt is required")
 	case p.Steps < 1 || p.Steps > 1000:
 		return bad("--steps %d must be between 1 and 1000", p.Steps)
-	case p.CFG < 1 || p.CFG > 100:
+	case !(p.CFG >= 1 && p.CFG <= 100):
 		return bad("--cfg %g must be between 1 and 100", p.CFG)
 	case p.Width < 8 || p.Height < 8 || p.Width%8 != 0 || p.Height%8 != 0:
 		return bad("size %dx%d must be positive multiples of 8", p.Width, p.Height)
-	case p.Width*p.Height > 4096*4096:
+	case p.Width > pipeline.MaxSide || p.Height > pipeline.MaxSide || p.Width*p.Height > 4096*4096:
 		return bad("size %dx%d is larger than 4096x4096", p.Width, p.Height)
 	case p.ClipSkip < 1 || p.ClipSkip > 12:
 		return bad("--clip-skip %d must be between 1 and 12", p.ClipSkip)

@@ -183,3 +183,40 @@ func TestGenerateVocabularyMismatch(t *testing.T) {
 		t.Error("an image was written")
 	}
 }
+
+// Inputs that once passed the checks: a size whose pixel count overflowed
+// (a panic deep in the engine), NaN guidance, a prompt weight or LoRA tag
+// weight that reaches infinity (an all-black picture, exit 0), and a bad
+// flag (the whole flag list printed with the error). Each gives exit 2 or
+// 1 and one line, and writes nothing.
+func TestGenerateRefusesOutOfRange(t *testing.T) {
+	model := fixtures.Path(t, "fixtures", "sd1-tiny", "diffusers")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "x.png")
+	base := []string{"generate", "--model", model, "--backend", "cpu", "--steps", "1", "--out", out}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--prompt", "a", "--width", "2305843009213693952", "--height", "8"}, 2, "is larger than 4096x4096"},
+		{[]string{"--prompt", "a", "--width", "4294967296", "--height", "4294967296"}, 2, "is larger than 4096x4096"},
+		{[]string{"--prompt", "a", "--cfg", "NaN"}, 2, "--cfg NaN must be between 1 and 100"},
+		{[]string{"--prompt", "a", "--bogus"}, 2, "generate: flag provided but not defined: -bogus (glimmer generate -h lists its flags)"},
+		{[]string{"--prompt", "(a:" + "1" + strings.Repeat("0", 45) + ")", "--width", "64", "--height", "64"}, 1, `the prompt gives "a" the weight 1e+45; weights must lie within ±1000`},
+		{[]string{"--prompt", strings.Repeat("(", 5000) + "a", "--width", "64", "--height", "64"}, 1, "weights must lie within ±1000"},
+		{[]string{"--prompt", "a <lora:x:1e300>", "--width", "64", "--height", "64"}, 1, `weight "1e300" is not a number within ±1e+06`},
+	} {
+		code, _, stderr := run(t, append(base, c.args...)...)
+		if code != c.code || !strings.Contains(stderr, c.want) || !strings.HasSuffix(stderr, "\n") || strings.Contains(stderr, "panic") ||
+			!strings.HasPrefix(stderr[strings.LastIndex(stderr[:len(stderr)-1], "\n")+1:], "glimmer: ") {
+			t.Errorf("%q: exit %d, stderr %q; want %d and a last line with %q", c.args, code, stderr, c.code, c.want)
+		}
+		if c.code == 2 && strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%q: a usage error printed %d lines, want 1", c.args, strings.Count(stderr, "\n"))
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatalf("%q: an image was written", c.args)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,17 +64,27 @@ func runTrain(env *Env, args []string) error {
 		return usagef("train: --mode full trains from scratch; --model is only for lora")
 	case *seed < 0:
 		return usagef("train: --seed must be ≥ 0")
-	case c.NoiseOffset < 0 || c.NoiseOffset > 1:
+	case !(c.NoiseOffset >= 0 && c.NoiseOffset <= 1):
 		return usagef("train: --noise-offset must be in 0..1")
 	case c.Steps < 0 || c.BatchSize < 0 || c.Size < 0 || c.Rank < 0 || c.VAESteps < 0 || c.VAEBatchSize < 0 || c.SaveEvery < 0 || c.SampleEvery < 0:
 		return usagef("train: step counts and sizes must not be negative")
 	}
 	c.Seed = uint64(*seed)
+	var zero string // a flag given as 0, which would mean "the mode's default"
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "noise-offset" && c.NoiseOffset == 0 {
 			c.NoiseOffset = -1 // asked for none, not the mode's default
 		}
+		switch f.Name {
+		case "steps", "batch", "lr", "size", "rank", "alpha", "vae-batch":
+			if v, err := strconv.ParseFloat(f.Value.String(), 64); err == nil && v == 0 && zero == "" {
+				zero = f.Name
+			}
+		}
 	})
+	if zero != "" {
+		return usagef("train: --%s 0 is not a value; leave the flag out for the mode's default", zero)
+	}
 	// The window's checks (data folder, base model, output, resume state),
 	// before a GPU is opened for nothing.
 	c, err = CheckTrainConfig(c)

@@ -315,15 +315,45 @@ func (p *Pipeline) finite(v []float32, what string) error {
 	return nil
 }
 
+// MaxSide bounds an image's width and height, so that no size in pixels
+// or elements can overflow: SD 1.x and 2.x make good pictures up to about
+// 1024, and the VAE tiles anything larger.
+const MaxSide = 16384
+
 func (p *Pipeline) check(r *Request) error {
 	f := p.Config.VAE.DownsampleFactor()
 	switch {
 	case r.Width <= 0 || r.Height <= 0 || r.Width%f != 0 || r.Height%f != 0:
 		return fmt.Errorf("%w: size %dx%d must be positive multiples of %d", ErrBadRequest, r.Width, r.Height, f)
+	case r.Width > MaxSide || r.Height > MaxSide:
+		return fmt.Errorf("%w: size %dx%d: a side over %d pixels", ErrBadRequest, r.Width, r.Height, MaxSide)
+	case !(r.CFG >= 0 && r.CFG <= 1000):
+		return fmt.Errorf("%w: guidance scale %v outside 0..1000", ErrBadRequest, r.CFG)
 	case r.Steps < 1 || r.Steps > sample.MaxSteps:
 		return fmt.Errorf("%w: steps %d outside 1..%d", ErrBadRequest, r.Steps, sample.MaxSteps)
 	case r.Preview == PreviewTAESD && p.TAESD == nil:
 		return fmt.Errorf("%w: TAESD previews need a TAESD file", ErrBadRequest)
+	}
+	for _, text := range []string{r.Prompt, r.Negative} {
+		if err := checkWeights(text); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MaxWeight bounds a prompt's attention weights: A1111's users write 0.5
+// to 2, and "(x:1e45)" or a few hundred nested brackets reach infinity,
+// which turns the whole encoding into NaN.
+const MaxWeight = 1000
+
+// checkWeights refuses text whose parsed weights (prompt.Parse) are not
+// finite or beyond MaxWeight either way.
+func checkWeights(text string) error {
+	for _, s := range prompt.Parse(text) {
+		if !(math.Abs(s.Weight) <= MaxWeight) {
+			return fmt.Errorf("%w: the prompt gives %q the weight %g; weights must lie within ±%d", ErrBadRequest, s.Text, s.Weight, MaxWeight)
+		}
 	}
 	return nil
 }

@@ -19,6 +19,10 @@ type Tag struct {
 	Text   string // the tag as written
 }
 
+// MaxTagWeight bounds a tag's LoRA weight as --lora's flag does: merged
+// into the weights, 1e300 of a LoRA's delta overflows them to infinity.
+const MaxTagWeight = 1e6
+
 // ExtractTags removes every extra-network tag from text as A1111 does
 // before it parses the prompt (its pattern "<(\w+):([^>]+)>", each match
 // replaced by nothing, spaces around it kept), and returns the text left
@@ -54,8 +58,8 @@ func ExtractTags(text string) (string, []Tag, error) {
 				return "", nil, fmt.Errorf("prompt tag %s: separate text-encoder and U-Net weights are not supported; give one weight, as in <lora:%s:0.8>", raw, t.Name)
 			case len(items) == 2:
 				w, err := strconv.ParseFloat(strings.TrimSpace(items[1]), 64)
-				if err != nil || math.IsNaN(w) || math.IsInf(w, 0) {
-					return "", nil, fmt.Errorf("prompt tag %s: weight %q is not a number", raw, items[1])
+				if err != nil || !(math.Abs(w) <= MaxTagWeight) {
+					return "", nil, fmt.Errorf("prompt tag %s: weight %q is not a number within ±%g", raw, items[1], float64(MaxTagWeight))
 				}
 				t.Weight = w
 			}

@@ -34,11 +34,13 @@ func (s *session) save() error {
 }
 
 // chartPath is the loss chart's file.
-func (s *session) chartPath() string {
-	if s.cfg.Mode == Full {
-		return filepath.Join(s.cfg.Out, "loss.png")
+func (s *session) chartPath() string { return s.cfg.chartPath() }
+
+func (c Config) chartPath() string {
+	if c.Mode == Full {
+		return filepath.Join(c.Out, "loss.png")
 	}
-	return strings.TrimSuffix(s.cfg.Out, filepath.Ext(s.cfg.Out)) + ".loss.png"
+	return strings.TrimSuffix(c.Out, filepath.Ext(c.Out)) + ".loss.png"
 }
 
 // optimizers lists the optimisers of the run, named for the state file.

@@ -130,24 +130,38 @@ func (c Config) validate() error {
 		return errors.New("train: LoRA training needs a model to adapt")
 	case c.Steps < 1 || c.BatchSize < 1 || c.Size < 8:
 		return fmt.Errorf("train: steps %d, batch %d and size %d must be at least 1, 1 and 8", c.Steps, c.BatchSize, c.Size)
+	case c.Size > MaxSize:
+		return fmt.Errorf("train: size %d above %d pixels", c.Size, MaxSize)
 	case !(c.LR > 0) || c.LR > 1:
 		return fmt.Errorf("train: learning rate %g outside (0, 1]", c.LR)
-	case c.CaptionDropout < 0 || c.CaptionDropout > 1:
+	case !(c.CaptionDropout >= 0 && c.CaptionDropout <= 1):
 		return fmt.Errorf("train: caption dropout %g outside [0, 1]", c.CaptionDropout)
-	case c.NoiseOffset > 1:
+	case !(c.NoiseOffset <= 1): // -1 asks for none
 		return fmt.Errorf("train: noise offset %g above 1", c.NoiseOffset)
-	case c.Mode == LoRA && (c.Rank < 1 || c.Alpha <= 0):
-		return fmt.Errorf("train: LoRA rank %d and alpha %g must be positive", c.Rank, c.Alpha)
+	case c.Mode == LoRA && (c.Rank < 1 || c.Rank > MaxRank || !(c.Alpha > 0)):
+		return fmt.Errorf("train: LoRA rank %d (1..%d) and alpha %g must be positive", c.Rank, MaxRank, c.Alpha)
 	case c.VAESteps < 0 || c.VAEBatchSize < 0 || c.SaveEvery < 0 || c.SampleEvery < 0:
 		return errors.New("train: negative step counts")
 	}
 	if !c.Resume {
-		if _, err := os.Stat(c.Out); err == nil {
-			return fmt.Errorf("%s: already exists (choose another output, or resume that run)", c.Out)
+		// A LoRA's state and chart lie beside it: files a new run would
+		// write over.
+		for _, p := range []string{c.Out, c.statePath(), c.chartPath()} {
+			if _, err := os.Stat(p); err == nil {
+				return fmt.Errorf("%s: already exists (choose another output, or resume that run)", p)
+			}
 		}
 	}
 	return nil
 }
+
+// MaxSize and MaxRank bound the training resolution and a LoRA's rank:
+// SD 1.x and 2.x train at 512 to 1024 with ranks of 4 to 128, and far
+// beyond these the activations or the factors outgrow any card.
+const (
+	MaxSize = 2048
+	MaxRank = 1024
+)
 
 // Event reports progress. Every step sends one; Sample and Saved are set
 // on the steps that made them.
@@ -248,11 +262,13 @@ func (s *session) close() {
 }
 
 // statePath is where the resumable state lives.
-func (s *session) statePath() string {
-	if s.cfg.Mode == Full {
-		return filepath.Join(s.cfg.Out, "train_state.safetensors")
+func (s *session) statePath() string { return s.cfg.statePath() }
+
+func (c Config) statePath() string {
+	if c.Mode == Full {
+		return filepath.Join(c.Out, "train_state.safetensors")
 	}
-	return s.cfg.Out + ".state"
+	return c.Out + ".state"
 }
 
 // smooth folds a loss into the moving average.
