@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"glimmer/internal/tmpfile"
 )
 
 // WriteNew writes data to path atomically and never over an existing
@@ -16,7 +18,7 @@ import (
 // no partial file behind.
 func WriteNew(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	tmp, err := tmpfile.Create(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, unwrapPath(err))
 	}

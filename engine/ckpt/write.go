@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"glimmer/engine/safetensors"
+	"glimmer/internal/tmpfile"
 )
 
 // WriteOptions shape the archive Write produces.
@@ -104,7 +105,7 @@ func Write(path string, tensors []safetensors.NamedTensor, opts WriteOptions) er
 	pk.op('.')
 	data := pk.b.Bytes()
 
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	tmp, err := tmpfile.Create(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return &Error{Path: path, Msg: "creating a temporary file: " + err.Error(), Err: err}
 	}

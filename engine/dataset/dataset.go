@@ -81,6 +81,7 @@ import (
 	"strings"
 
 	"glimmer/engine/internal/splitmix"
+	"glimmer/internal/tmpfile"
 )
 
 // MinSize is the smallest image side Sample renders.
@@ -518,7 +519,7 @@ func writeNew(path string, data []byte) error {
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("dataset: %s: %w", path, fs.ErrExist)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	f, err := tmpfile.Create(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return fmt.Errorf("dataset: %w", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+
+	"glimmer/internal/tmpfile"
 )
 
 // NamedTensor is one tensor to write: its bytes are little-endian elements
@@ -74,7 +76,7 @@ func Write(path string, tensors []NamedTensor, metadata map[string]string, opts 
 		}
 	}
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := tmpfile.Create(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return &Error{Path: path, Msg: "creating a temporary file: " + describeOpenError(err), Err: err}
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"glimmer/internal/tmpfile"
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
@@ -44,7 +45,7 @@ func WriteChart(path string, losses []float64, title string) error {
 	if err := png.Encode(&buf, Chart(losses, ChartWidth, ChartHeight, title)); err != nil {
 		return fmt.Errorf("train: loss chart: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	f, err := tmpfile.Create(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return fmt.Errorf("train: loss chart: %w", err)
 	}
