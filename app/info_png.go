@@ -48,14 +48,15 @@ func describePNG(env *Env, path string, _ infoOptions) error {
 		return err
 	}
 	w := env.Stdout
-	fmt.Fprintf(w, "prompt     %s\n", p.Prompt)
+	// Text from the file, which may hold terminal escapes.
+	fmt.Fprintf(w, "prompt     %s\n", oneLine(p.Prompt))
 	if p.Negative != "" {
-		fmt.Fprintf(w, "negative   %s\n", p.Negative)
+		fmt.Fprintf(w, "negative   %s\n", oneLine(p.Negative))
 	}
 	fmt.Fprintf(w, "steps      %d\nsampler    %s (%s schedule)\ncfg        %g\nseed       %d\nsize       %dx%d\n",
-		p.Steps, p.Sampler, p.Schedule, p.CFG, p.Seed, p.Width, p.Height)
+		p.Steps, oneLine(p.Sampler), oneLine(p.Schedule), p.CFG, p.Seed, p.Width, p.Height)
 	if p.Model != "" {
-		fmt.Fprintf(w, "model      %s\n", p.Model)
+		fmt.Fprintf(w, "model      %s\n", oneLine(p.Model))
 	}
 	if p.ClipSkip > 1 {
 		fmt.Fprintf(w, "clip skip  %d\n", p.ClipSkip)

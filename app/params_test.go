@@ -123,6 +123,20 @@ func TestInfoOnPNG(t *testing.T) {
 		!strings.Contains(out, "size       64x128") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
+	// Terminal escapes in the text (a recolouring, a window title) come
+	// out as \xNN.
+	evil := p
+	evil.Prompt, evil.Model = "a \x1b[31mred\x1b]0;pwned\a cat", "m\x1b[2J"
+	data, err = EncodePNG(image.NewNRGBA(image.Rect(0, 0, 2, 2)), [][2]string{{"parameters", evil.Format()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	escaped := filepath.Join(dir, "escaped.png")
+	os.WriteFile(escaped, data, 0o644)
+	if code, out, _ := run(t, "info", escaped); code != 0 || strings.ContainsAny(out, "\x1b\a") ||
+		!strings.Contains(out, `prompt     a \x1b[31mred\x1b]0;pwned\x07 cat`) || !strings.Contains(out, `model      m\x1b[2J`) {
+		t.Errorf("escapes: exit %d, stdout %q", code, out)
+	}
 	plain, _ := EncodePNG(image.NewNRGBA(image.Rect(0, 0, 2, 2)), nil)
 	bare := filepath.Join(dir, "bare.png")
 	os.WriteFile(bare, plain, 0o644)
