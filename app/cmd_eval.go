@@ -54,6 +54,9 @@ func runEval(env *Env, args []string) error {
 		if _, err := os.Stat(*sheet); err == nil {
 			return fmt.Errorf("%s already exists; not overwriting it", *sheet)
 		}
+		if err := CheckWritable(*sheet); err != nil {
+			return err
+		}
 	}
 	if *model == "" {
 		if *model, err = assets.StarterDir(); err != nil {

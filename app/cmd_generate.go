@@ -121,6 +121,9 @@ func runGenerate(env *Env, args []string) error {
 	} else if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("%s already exists; not overwriting it (choose another --out)", out)
 	}
+	if err := CheckWritable(out); err != nil {
+		return err
+	}
 	b, err := openBackend(env, g.backend)
 	if err != nil {
 		return err

@@ -220,3 +220,20 @@ func TestGenerateRefusesOutOfRange(t *testing.T) {
 		}
 	}
 }
+
+// An --out in a folder that does not exist fails before the model loads
+// (it used to fail after the whole image was made) and eval's --sheet
+// likewise before its pictures.
+func TestOutputFolderCheckedFirst(t *testing.T) {
+	model := fixtures.Path(t, "fixtures", "sd1-tiny", "diffusers")
+	out := filepath.Join(t.TempDir(), "nope", "a.png")
+	code, _, stderr := run(t, "generate", "--model", model, "--prompt", "a", "--backend", "cpu", "--steps", "1", "--out", out)
+	want := out + ": the folder " + filepath.Dir(out) + " does not exist"
+	if code != 1 || !strings.Contains(stderr, want) || strings.Contains(stderr, "loading model") {
+		t.Errorf("generate: exit %d, %q; want 1 and %q before any loading", code, stderr, want)
+	}
+	code, stdout, stderr := run(t, "eval", "--backend", "cpu", "--seeds", "1", "--steps", "1", "--sheet", out)
+	if code != 1 || !strings.Contains(stderr, want) || stdout != "" {
+		t.Errorf("eval: exit %d, stdout %q, stderr %q; want 1, no scores and %q", code, stdout, stderr, want)
+	}
+}

@@ -16,6 +16,22 @@ import (
 // it into place only if path does not exist (a hard link fails on an
 // existing name, unlike rename). A full disk or any other failure leaves
 // no partial file behind.
+// CheckWritable fails, naming path, when path's folder is missing or
+// cannot take a new file: checked before long work whose result goes
+// there, so that it is not lost at the end. It leaves nothing behind.
+func CheckWritable(path string) error {
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("%s: the folder %s does not exist", path, dir)
+	}
+	f, err := tmpfile.Create(dir, "."+filepath.Base(path)+".probe*")
+	if err != nil {
+		return fmt.Errorf("%s: cannot write in %s: %w", path, dir, unwrapPath(err))
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
 func WriteNew(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	tmp, err := tmpfile.Create(dir, "."+filepath.Base(path)+".tmp*")
