@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"os"
 
 	"glimmer/engine/dataset"
 )
@@ -30,8 +31,14 @@ func runDataset(env *Env, args []string) error {
 		return usagef("dataset: --out is required")
 	case !ok:
 		return usagef("dataset: --split %q: want train, heldout or all", *split)
-	case *count < 1 || *size < 16 || *size > 4096 || *seed < 0:
-		return usagef("dataset: --count ≥ 1, --size in 16..4096 and --seed ≥ 0, please")
+	case *count < 1 || *count > 100000 || *size < dataset.MinSize || *size > 4096 || *seed < 0:
+		return usagef("dataset: --count in 1..100000, --size in %d..4096 and --seed ≥ 0, please", dataset.MinSize)
+	}
+	// A new folder, or an empty one: pairs mixed into a folder of the
+	// user's would be hard to tell apart, and a name taken halfway would
+	// leave it half-written.
+	if entries, err := os.ReadDir(*out); err == nil && len(entries) > 0 {
+		return fmt.Errorf("dataset: %s already exists and is not empty; give a new folder", *out)
 	}
 	if err := dataset.WriteFolder(*out, *count, *size, uint64(*seed), sp); err != nil {
 		return err
