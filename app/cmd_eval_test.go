@@ -44,6 +44,7 @@ func TestEvalCommand(t *testing.T) {
 		t.Errorf("second run onto the same sheet: exit %d, %q", code, errs)
 	}
 	for _, args := range [][]string{{"eval", "--seeds", "0"}, {"eval", "--size", "30"}, {"eval", "extra"},
+		{"eval", "--cfg", "NaN"}, {"eval", "--sampler", "bogus"}, {"eval", "--backend", "bogus"},
 		{"train", "--mode", "full", "--data", "d", "--out", "o", "--noise-offset", "2"}} {
 		if code, _, errs := run(t, args...); code != ExitUsage {
 			t.Errorf("%v: exit %d (%s), want %d", args, code, errs, ExitUsage)

@@ -94,6 +94,9 @@ func runGenerate(env *Env, args []string) error {
 	if err := g.validate("generate"); err != nil {
 		return err
 	}
+	if g.out != "" && !strings.EqualFold(filepath.Ext(g.out), ".png") {
+		return usagef("generate: --out %s: Glimmer writes PNG images; give a name ending in .png", g.out)
+	}
 	var pred model.Prediction
 	if g.prediction != "" {
 		if pred, err = model.ParsePrediction(g.prediction); err != nil {

@@ -202,6 +202,7 @@ func TestGenerateRefusesOutOfRange(t *testing.T) {
 		{[]string{"--prompt", "a", "--width", "2305843009213693952", "--height", "8"}, 2, "is larger than 4096x4096"},
 		{[]string{"--prompt", "a", "--width", "4294967296", "--height", "4294967296"}, 2, "is larger than 4096x4096"},
 		{[]string{"--prompt", "a", "--cfg", "NaN"}, 2, "--cfg NaN must be between 1 and 100"},
+		{[]string{"--prompt", "a", "--out", filepath.Join(dir, "x.jpg")}, 2, "x.jpg: Glimmer writes PNG images; give a name ending in .png"},
 		{[]string{"--prompt", "a", "--bogus"}, 2, "generate: flag provided but not defined: -bogus (glimmer generate -h lists its flags)"},
 		{[]string{"--prompt", "(a:" + "1" + strings.Repeat("0", 45) + ")", "--width", "64", "--height", "64"}, 1, `the prompt gives "a" the weight 1e+45; weights must lie within ±1000`},
 		{[]string{"--prompt", strings.Repeat("(", 5000) + "a", "--width", "64", "--height", "64"}, 1, "weights must lie within ±1000"},

@@ -66,6 +66,14 @@ func runTrain(env *Env, args []string) error {
 		return usagef("train: --seed must be ≥ 0")
 	case !(c.NoiseOffset >= 0 && c.NoiseOffset <= 1):
 		return usagef("train: --noise-offset must be in 0..1")
+	case !(c.LR >= 0 && c.LR <= 1):
+		return usagef("train: --lr %g must be in (0, 1]", c.LR)
+	case !(c.Alpha >= 0):
+		return usagef("train: --alpha %g must be positive", c.Alpha)
+	case c.Size > train.MaxSize:
+		return usagef("train: --size %d is above %d pixels", c.Size, train.MaxSize)
+	case c.Rank > train.MaxRank:
+		return usagef("train: --rank %d is above %d", c.Rank, train.MaxRank)
 	case c.Steps < 0 || c.BatchSize < 0 || c.Size < 0 || c.Rank < 0 || c.VAESteps < 0 || c.VAEBatchSize < 0 || c.SaveEvery < 0 || c.SampleEvery < 0:
 		return usagef("train: step counts and sizes must not be negative")
 	}

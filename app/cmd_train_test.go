@@ -72,8 +72,10 @@ func TestTrainRefuses(t *testing.T) {
 	}{
 		{[]string{"--steps", "0"}, 2, "train: --steps 0 is not a value; leave the flag out for the mode's default"},
 		{[]string{"--lr", "0"}, 2, "train: --lr 0 is not a value"},
-		{[]string{"--size", "80000"}, 1, "train: size 80000 above 2048 pixels"},
-		{[]string{"--rank", "1000000"}, 1, "train: LoRA rank 1000000 (1..1024)"},
+		{[]string{"--size", "80000"}, 2, "train: --size 80000 is above 2048 pixels"},
+		{[]string{"--rank", "1000000"}, 2, "train: --rank 1000000 is above 1024"},
+		{[]string{"--lr", "NaN"}, 2, "train: --lr NaN must be in (0, 1]"},
+		{[]string{"--alpha", "-5"}, 2, "train: --alpha -5 must be positive"},
 		{[]string{"--noise-offset", "NaN"}, 2, "train: --noise-offset must be in 0..1"},
 	} {
 		code, _, errs := run(t, append([]string{"train", "--mode", "lora", "--model", model, "--data", data, "--out", out, "--backend", "cpu"}, c.args...)...)
