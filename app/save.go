@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"glimmer/internal/tmpfile"
+	"glimmer/engine/tmpfile"
 )
 
 // WriteNew writes data to path atomically and never over an existing

@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"glimmer/engine/safetensors"
-	"glimmer/internal/tmpfile"
+	"glimmer/engine/tmpfile"
 )
 
 // WriteOptions shape the archive Write produces.

@@ -81,7 +81,7 @@ import (
 	"strings"
 
 	"glimmer/engine/internal/splitmix"
-	"glimmer/internal/tmpfile"
+	"glimmer/engine/tmpfile"
 )
 
 // MinSize is the smallest image side Sample renders.

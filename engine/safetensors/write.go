@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"glimmer/internal/tmpfile"
+	"glimmer/engine/tmpfile"
 )
 
 // NamedTensor is one tensor to write: its bytes are little-endian elements

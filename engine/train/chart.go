@@ -11,10 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"glimmer/internal/tmpfile"
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
+
+	"glimmer/engine/tmpfile"
 )
 
 // Chart colours. The moving average's colour is used by nothing else, so
