@@ -520,11 +520,8 @@ func diffusersConfig(dir string, sh shapes, opts Options) (Config, error) {
 		if !isNull(sj.TrainedBetas) {
 			return cfg, fmt.Errorf("%s: trained_betas (an explicit beta list) is not supported", name)
 		}
-		if n := cfg.Schedule.NumTrainTimesteps; n < 2 || n > 100000 {
-			return cfg, fmt.Errorf("%s: num_train_timesteps %d is out of range (2..100000; SD's is 1000)", name, n)
-		}
-		if b0, b1 := cfg.Schedule.BetaStart, cfg.Schedule.BetaEnd; !(b0 > 0 && b0 <= b1 && b1 < 1) {
-			return cfg, fmt.Errorf("%s: beta_start %v and beta_end %v must satisfy 0 < start <= end < 1 (SD's are 0.00085 and 0.012)", name, b0, b1)
+		if err := cfg.Schedule.Train().Check(); err != nil {
+			return cfg, fmt.Errorf("%s: %w", name, err)
 		}
 		switch cfg.Schedule.BetaSchedule {
 		case "scaled_linear", "linear":

@@ -24,12 +24,23 @@ type train struct {
 	sigmas        []float32 // σ_t = sqrt((1-ᾱ_t)/ᾱ_t), ascending in t
 }
 
-func newTrain(c TrainConfig) (*train, error) {
+// Check refuses a schedule no sampler can run: its steps outside
+// 2..100000, its betas outside 0 < start <= end < 1. The messages name
+// the fields as diffusers' scheduler configs do, which model checks
+// with it.
+func (c TrainConfig) Check() error {
 	if c.Steps < 2 || c.Steps > 100000 {
-		return nil, fmt.Errorf("sample: %d training timesteps is out of range (2..100000)", c.Steps)
+		return fmt.Errorf("num_train_timesteps %d is out of range (2..100000; SD's is 1000)", c.Steps)
 	}
 	if !(c.BetaStart > 0 && c.BetaEnd >= c.BetaStart && c.BetaEnd < 1) {
-		return nil, fmt.Errorf("sample: betas %g..%g are out of range (0 < start <= end < 1)", c.BetaStart, c.BetaEnd)
+		return fmt.Errorf("beta_start %v and beta_end %v must satisfy 0 < start <= end < 1, so are out of range (SD's are 0.00085 and 0.012)", c.BetaStart, c.BetaEnd)
+	}
+	return nil
+}
+
+func newTrain(c TrainConfig) (*train, error) {
+	if err := c.Check(); err != nil {
+		return nil, fmt.Errorf("sample: %w", err)
 	}
 	if c.StepsOffset < 0 || c.StepsOffset >= c.Steps {
 		return nil, fmt.Errorf("sample: steps offset %d is out of range", c.StepsOffset)
