@@ -172,7 +172,8 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 				fs.Usage()
 				return nil, err
 			}
-			return nil, usagef("%s: %v (glimmer %s -h lists its flags)", strings.TrimPrefix(fs.Name(), "glimmer "), err, strings.TrimPrefix(fs.Name(), "glimmer "))
+			cmd := strings.TrimPrefix(fs.Name(), "glimmer ")
+			return nil, usagef("%s: %v (glimmer %s -h lists its flags)", cmd, err, cmd)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {

@@ -9,14 +9,11 @@ import (
 	"image/png"
 	"os"
 	"os/signal"
-	"strings"
 	"time"
 
 	"glimmer/assets"
 	"glimmer/engine/dataset"
-	"glimmer/engine/device"
 	"glimmer/engine/pipeline"
-	"glimmer/engine/sample"
 )
 
 func init() {
@@ -52,12 +49,13 @@ func runEval(env *Env, args []string) error {
 		return usagef("eval: --steps must be in 1..1000")
 	case *size < 8 || *size > 2048 || *size%8 != 0:
 		return usagef("eval: --size must be a multiple of 8 in 8..2048")
-	case !(*cfg >= 1 && *cfg <= 100):
-		return usagef("eval: --cfg %g must be between 1 and 100", *cfg)
-	case !contains(sample.Names(), *sampler):
-		return usagef("eval: unknown --sampler %q (want %s)", *sampler, strings.Join(sample.Names(), ", "))
-	case !contains(device.Names, *backend):
-		return usagef("eval: unknown --backend %q (want auto, gl or cpu)", *backend)
+	}
+	// --cfg, --sampler and --backend as generate checks them; the prompts
+	// are the dataset's.
+	g := genFlags{backend: *backend, p: Params{Prompt: "-", Steps: *steps, CFG: *cfg, Sampler: *sampler, Schedule: "default",
+		Width: *size, Height: *size, ClipSkip: 1}}
+	if err := g.validate("eval"); err != nil {
+		return err
 	}
 	if *sheet != "" {
 		if _, err := os.Stat(*sheet); err == nil {
