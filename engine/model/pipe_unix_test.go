@@ -13,7 +13,7 @@ import (
 )
 
 // A named pipe given as the model, or lying in a diffusers folder as a
-// weights file, fails at once with one line naming it; opening it would
+// weights file (.safetensors, or .bin, which is sniffed), fails at once with one line naming it; opening it would
 // block until some writer came.
 func TestNamedPipe(t *testing.T) {
 	pipe := filepath.Join(t.TempDir(), "model.safetensors")
@@ -26,9 +26,20 @@ func TestNamedPipe(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	// A .bin weights file is sniffed (safetensors or torch) by opening
+	// it, which a pipe would block too.
+	sniffed := folder(t, func(d string) {
+		if err := syscall.Unlink(filepath.Join(d, "vae", "diffusion_pytorch_model.safetensors")); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mkfifo(filepath.Join(d, "vae", "diffusion_pytorch_model.bin"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
 	for path, want := range map[string]string{
-		pipe: pipe + ": a named pipe, not a file",
-		dir:  "vae/diffusion_pytorch_model.safetensors: a named pipe, not a file",
+		pipe:    pipe + ": a named pipe, not a file",
+		dir:     "vae/diffusion_pytorch_model.safetensors: a named pipe, not a file",
+		sniffed: "diffusion_pytorch_model.bin: a named pipe, not a file",
 	} {
 		done := make(chan error, 1)
 		go func() {

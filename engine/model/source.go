@@ -3,11 +3,13 @@ package model
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"glimmer/engine/ckpt"
+	"glimmer/engine/internal/regular"
 	"glimmer/engine/safetensors"
 )
 
@@ -51,6 +53,10 @@ func openFile(path string) (source, error) {
 			return nil, err
 		}
 		return ckptSource{f}, nil
+	}
+	// The sniff opens the file itself: a pipe would block it.
+	if err := regular.Check(path); err != nil {
+		return nil, fmt.Errorf("%s: %v", base(path), err)
 	}
 	head := make([]byte, 4)
 	if f, err := os.Open(path); err == nil {
